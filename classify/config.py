@@ -1,0 +1,267 @@
+"""The run's configuration, resolved once at the boundary from argv + recipe (+ demo profile).
+
+Order of precedence: a flag given on the command line > the demo profile (only when no
+data path is given) > the recipe > built-in defaults. Engine code receives the resolved
+``Config`` fields as plain arguments, never the argparse namespace.
+"""
+
+import argparse
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple
+
+import models
+from models.recipe import Recipe
+
+from .errors import UserError
+from .schedules import SCHEDULES
+
+__all__ = ["Config", "build_config", "OneLineParser", "parse_int_list", "MIN_IMAGE_SIZE"]
+
+# Smallest input each net accepts (its strides/pools); the demo profile is clamped up to it.
+MIN_IMAGE_SIZE = {"alexnet": 63, "vgg16": 32, "googlenet": 32, "inception_resnet_v2": 75}
+OPT_LEVELS = ("O0", "O1", "O2", "O3")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
+def parse_int_list(text: str) -> Tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in str(text).replace(" ", "").split(",") if x != "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
+
+
+@dataclass
+class Config:
+    arch: str
+    recipe: str
+    data: Optional[str]  # None: --dummy
+    data_kind: str  # folder | demo | dummy (cifar10 is detected from the folder)
+    output_dir: Path
+    epochs: int
+    start_epoch: int
+    batch_size: int  # global over all processes
+    per_device_batch: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    label_smoothing: float
+    lr_scheduler: str
+    lr_epochs: Tuple[int, ...]
+    lr_step: int
+    lr_gamma: float
+    warmup_epochs: float
+    amp: bool
+    opt_level: Optional[str]
+    recipe_opt_level: str
+    loss_scale: Optional[float]
+    amp_dtype: str
+    image_size: int
+    val_resize: int
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    color_jitter: float
+    seed: int
+    device: str
+    device_id: Optional[int]
+    workers: int
+    print_freq: int
+    ckpt_interval: int
+    resume: Optional[str]
+    evaluate: bool
+    pretrained: Optional[str]
+    stop_step_num: Optional[int]
+    prof: bool
+    num_classes: Optional[int]
+    no_val: bool
+    aux_logits: bool
+    dummy_sizes: Tuple[int, int]
+    world_size: int
+    benchmark: bool
+    model_kwargs: dict = field(default_factory=dict)
+    argv: Tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["output_dir"] = str(self.output_dir)
+        return d
+
+
+def _pick(cli, *fallbacks):
+    """The first value that is not None: the flag, then the fallbacks in order."""
+    for value in (cli, *fallbacks):
+        if value is not None:
+            return value
+    return None
+
+
+def _resolve_recipe(args) -> Tuple[str, Recipe]:
+    arch = args.arch
+    if arch is not None and arch not in models.list_models():
+        raise UserError(f"unknown arch '{arch}'; choose one of {', '.join(models.list_models())}")
+    name = args.recipe or models.default_recipe(arch or "googlenet")
+    if name not in models.list_recipes():
+        raise UserError(f"unknown recipe '{name}'; choose one of {', '.join(models.list_recipes())}")
+    recipe = models.get_recipe(name)
+    if arch is not None and recipe.arch != arch:
+        raise UserError(f"recipe '{name}' is for {recipe.arch}, not {arch}; drop --recipe or pick "
+                        f"{models.default_recipe(arch)}")
+    return recipe.arch, recipe
+
+
+def _label_smoothing(args, recipe: Recipe) -> float:
+    if args.label_smooth is not None and args.label_smooth not in (0, 1):
+        raise UserError(f"--label_smooth must be 0 or 1, got {args.label_smooth}")
+    if args.label_smooth == 0:
+        return 0.0
+    value = _pick(args.label_smoothing, recipe.label_smoothing or (0.1 if args.label_smooth == 1 else 0.0))
+    if not 0.0 <= value < 1.0:
+        raise UserError(f"--label-smoothing must be in [0, 1), got {value}")
+    return value
+
+
+def _batch(args, recipe: Recipe, world_size: int, local_world: int, demo: dict) -> Tuple[int, int]:
+    """(global batch over all processes, per-device batch)."""
+    if args.per_batch_size is not None:
+        per_device = args.per_batch_size
+    elif args.batch_size is not None:  # pytorch/examples: -b is the node's batch, split over its devices
+        if args.batch_size % local_world:
+            raise UserError(f"--batch-size {args.batch_size} does not divide over {local_world} devices; "
+                            f"use a multiple of {local_world} or --per_batch_size")
+        per_device = args.batch_size // local_world
+    elif "batch_size" in demo:
+        per_device = max(1, demo["batch_size"] // world_size)
+    else:
+        per_device = recipe.global_batch(world_size) // world_size
+    if per_device < 1:
+        raise UserError(f"batch size {args.batch_size or args.per_batch_size} is smaller than the "
+                        f"{local_world} devices; use at least 1 image per device")
+    return per_device * world_size, per_device
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _data_source(args) -> Tuple[Optional[str], str]:
+    if args.data and args.data_opt and os.path.abspath(args.data) != os.path.abspath(args.data_opt):
+        raise UserError(f"two data paths given ('{args.data}' and '{args.data_opt}'); pass one")
+    data = args.data or args.data_opt
+    if args.dummy:
+        return None, "dummy"
+    if data is None:
+        return None, "demo"
+    return data, "folder"
+
+
+def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int = 1) -> Config:
+    """Resolve flags + recipe into a ``Config``. Raises ``UserError`` for bad values."""
+    arch, recipe = _resolve_recipe(args)
+    data, kind = _data_source(args)
+    demo = {}
+    if kind == "demo":
+        from .data.demo import DEMO_PROFILE
+
+        demo = dict(DEMO_PROFILE)
+        demo_lr = demo.pop("lr", None)
+        if isinstance(demo_lr, dict) and arch in demo_lr:
+            demo["lr"] = demo_lr[arch]
+        demo["image_size"] = max(demo["image_size"], MIN_IMAGE_SIZE[arch])
+        demo["val_resize"] = max(demo["val_resize"], round(demo["image_size"] * 8 / 7))
+    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize"):
+        _check_positive(f"--{name.replace('_', '-')}", getattr(args, name),
+                        allow_zero=name in ("momentum", "workers"))
+    for name in ("weight_decay", "warmup_epochs", "ckpt_interval", "start_epoch"):
+        _check_positive(f"--{name.replace('_', '-')}", getattr(args, name), allow_zero=True)
+    _check_positive("--stop-step-num", args.stop_step_num)
+    _check_positive("--num-classes", args.num_classes)
+    global_batch, per_device = _batch(args, recipe, world_size, local_world, demo)
+    image_size = _pick(args.image_size, demo.get("image_size"), recipe.image_size)
+    if image_size < MIN_IMAGE_SIZE[arch]:
+        raise UserError(f"--image-size {image_size} is too small for {arch}; use at least {MIN_IMAGE_SIZE[arch]}")
+    val_resize = _pick(args.val_resize, demo.get("val_resize") if args.image_size is None else None,
+                       round(image_size * recipe.val_resize / recipe.image_size))
+    if val_resize < image_size:
+        raise UserError(f"--val-resize {val_resize} is smaller than --image-size {image_size}; "
+                        "the center crop needs val-resize >= image-size")
+    scheduler = _pick(args.lr_scheduler, recipe.lr_scheduler)
+    if scheduler not in SCHEDULES:
+        raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
+    opt_level = args.opt_level.upper() if args.opt_level else None
+    if opt_level is not None and opt_level not in OPT_LEVELS:
+        raise UserError(f"unknown --opt-level '{args.opt_level}'; use O0, O1, O2 or O3")
+    output_dir = Path(args.output_dir or ".").expanduser()
+    model_kwargs = dict(recipe.model_kwargs)
+    if args.aux_logits:
+        if arch != "googlenet":
+            raise UserError(f"--aux-logits is a GoogLeNet option; {arch} has no auxiliary heads")
+        model_kwargs["aux_logits"] = True
+    return Config(
+        arch=arch, recipe=recipe.name, data=data, data_kind=kind, output_dir=output_dir,
+        epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs),
+        start_epoch=args.start_epoch or 0,
+        batch_size=global_batch, per_device_batch=per_device,
+        lr=_pick(args.lr, demo.get("lr"), recipe.lr(world_size)),
+        momentum=_pick(args.momentum, recipe.momentum),
+        weight_decay=_pick(args.weight_decay, recipe.weight_decay),
+        label_smoothing=_label_smoothing(args, recipe),
+        lr_scheduler=scheduler,
+        lr_epochs=_pick(args.lr_epochs, recipe.lr_epochs),
+        lr_step=recipe.lr_step,
+        lr_gamma=_pick(args.lr_gamma, recipe.lr_gamma),
+        warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs),
+        amp=bool(args.amp), opt_level=opt_level, recipe_opt_level=recipe.opt_level,
+        loss_scale=_loss_scale(args.loss_scale, recipe), amp_dtype=args.amp_dtype,
+        image_size=image_size, val_resize=val_resize, mean=recipe.mean, std=recipe.std,
+        color_jitter=recipe.color_jitter,
+        seed=_pick(args.seed, recipe.seed),
+        device=args.device, device_id=args.device_id,
+        workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
+        print_freq=_pick(args.print_freq, 10),
+        ckpt_interval=args.ckpt_interval or 0,
+        resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
+        stop_step_num=args.stop_step_num, prof=bool(args.prof), num_classes=args.num_classes,
+        no_val=bool(args.no_val), aux_logits=bool(args.aux_logits),
+        dummy_sizes=_dummy_sizes(args.dummy_size),
+        world_size=world_size, benchmark=bool(args.benchmark),
+        model_kwargs=model_kwargs, argv=tuple(sys.argv),
+    )
+
+
+def _loss_scale(value: Optional[str], recipe: Recipe) -> Optional[float]:
+    if value is None:
+        return recipe.loss_scale
+    if str(value).lower() == "dynamic":
+        return None
+    try:
+        scale = float(value)
+    except ValueError:
+        raise UserError(f"--loss-scale must be a number or 'dynamic', got '{value}'") from None
+    if scale <= 0:
+        raise UserError(f"--loss-scale must be > 0, got {value}")
+    return scale
+
+
+def _dummy_sizes(value: Optional[Tuple[int, ...]]) -> Tuple[int, int]:
+    if not value:
+        return (1281167, 50000)
+    if len(value) != 2 or min(value) < 1:
+        raise UserError(f"--dummy-size takes TRAIN,VAL image counts, e.g. 1024,256; got {value}")
+    return value
+
+
+def _default_workers(local_world: int) -> int:
+    """This machine's CPUs shared by its processes, at most 8 each (pytorch/examples uses 4)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus // max(local_world, 1)))

@@ -1,0 +1,84 @@
+"""Datasets and loaders: ImageFolder, CIFAR-10 batches, --dummy and the built-in demo set."""
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from ..errors import DataError
+from ..transforms import train_transform, val_transform
+from .cifar import Cifar10, find_cifar_root
+from .dummy import DummyImages
+from .folder import SafeImageFolder, check_same_classes, resolve_splits
+from .samplers import EvalSampler, SeededDataset, TrainSampler
+
+__all__ = ["DataSpec", "Datasets", "build_datasets", "build_loader", "collate_skip_bad",
+           "TrainSampler", "EvalSampler"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    root: Optional[str]  # None with dummy=False: the caller resolved the demo set already
+    image_size: int
+    val_resize: int
+    color_jitter: float = 0.0
+    dummy: bool = False
+    dummy_sizes: Tuple[int, int] = (1281167, 50000)  # pytorch/examples' FakeData sizes
+    num_classes: int = 1000  # dummy only; real data counts its classes
+
+
+@dataclass
+class Datasets:
+    train: Optional[Dataset]
+    val: Optional[Dataset]
+    classes: List[str]
+    kind: str  # folder | cifar10 | dummy
+
+
+def build_datasets(spec: DataSpec) -> Datasets:
+    if spec.dummy:
+        train_n, val_n = spec.dummy_sizes
+        return Datasets(DummyImages(train_n, spec.num_classes, spec.image_size),
+                        DummyImages(val_n, spec.num_classes, spec.image_size),
+                        [f"class_{i}" for i in range(spec.num_classes)], "dummy")
+    train_tf = train_transform(spec.image_size, spec.color_jitter)
+    val_tf = val_transform(spec.image_size, spec.val_resize)
+    cifar = find_cifar_root(spec.root)
+    if cifar is not None:
+        train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
+        return Datasets(train, val, train.classes, "cifar10")
+    train_dir, val_dir = resolve_splits(spec.root)
+    train = SafeImageFolder(train_dir, train_tf) if train_dir else None
+    val = SafeImageFolder(val_dir, val_tf) if val_dir else None
+    if train is not None and val is not None:
+        check_same_classes(train.classes, val.classes)
+    return Datasets(train, val, (train or val).classes, "folder")
+
+
+def collate_skip_bad(batch):
+    """Drop samples whose image could not be decoded; return (images, targets, n_bad)."""
+    good = [s for s in batch if s[0] is not None]
+    n_bad = len(batch) - len(good)
+    if not good:
+        return None, None, n_bad
+    images, targets = default_collate(good)
+    return images, targets, n_bad
+
+
+def build_loader(dataset: Dataset, batch_size: int, workers: int, train: bool, rank: int = 0,
+                 world_size: int = 1, seed: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last."""
+    if len(dataset) < world_size:
+        raise DataError(f"the {'train' if train else 'val'} set has {len(dataset)} images, fewer than "
+                        f"{world_size} processes; use fewer devices or more data")
+    if train:
+        sampler, dataset = TrainSampler(len(dataset), rank, world_size, seed), SeededDataset(dataset)
+    else:
+        sampler = EvalSampler(len(dataset), rank, world_size)
+    # Drop a ragged last training batch (fixed shapes), unless the shard is smaller than one batch.
+    drop_last = train and len(sampler) >= batch_size
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate_skip_bad, pin_memory=pin_memory, drop_last=drop_last,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)

@@ -1,0 +1,81 @@
+"""torch.distributed setup from the environment torchrun / main_8p.py provide.
+
+Rank and world size come from RANK / WORLD_SIZE / LOCAL_RANK (torchrun, multi-node
+included). One process with none of them set runs without a process group.
+"""
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .devices import dist_backend
+
+__all__ = ["DistInfo", "dist_info_from_env", "init_distributed", "all_reduce_sum", "barrier",
+           "broadcast_object", "cleanup"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info_from_env() -> DistInfo:
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", "1"))
+    return DistInfo(rank=int(env.get("RANK", "0")), world_size=world,
+                    local_rank=int(env.get("LOCAL_RANK", "0")),
+                    local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))))
+
+
+def init_distributed(info: DistInfo, device: torch.device, backend: str = None,
+                     timeout_s: float = 600.0) -> None:
+    """Join the process group (env:// rendezvous set up by torchrun)."""
+    if not info.enabled or dist.is_initialized():
+        return
+    # Fail fast instead of hanging when a peer dies (nccl/hccl honour these).
+    os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+    os.environ.setdefault("HCCL_ASYNC_ERROR_HANDLING", "1")
+    kwargs = {}
+    if device.type == "cuda":
+        kwargs["device_id"] = device
+    dist.init_process_group(backend=backend or dist_backend(device), init_method="env://",
+                            rank=info.rank, world_size=info.world_size,
+                            timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_object(obj, src: int = 0):
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

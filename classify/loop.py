@@ -1,0 +1,152 @@
+"""The training and evaluation loops. Both return dicts of averaged (global) metrics.
+
+No host sync per step: losses and accuracy counts are summed on the device and read at
+print intervals; the FPS window syncs the device only at its edges (metrics.Throughput).
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from .amp import AmpSettings, autocast
+from .metrics import Meter, Throughput, accuracy_counts, warmup_steps
+from .report import Reporter
+from .transforms import Normalize
+
+__all__ = ["TrainParts", "EpochPlan", "train_one_epoch", "evaluate", "compute_loss"]
+
+
+@dataclass
+class TrainParts:
+    """What one optimisation step needs."""
+
+    model: nn.Module  # possibly DDP-wrapped
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: Optional[torch.amp.GradScaler]
+    device: torch.device
+    amp: AmpSettings
+    normalize: Normalize
+    aux_weight: float = 0.3  # GoogLeNet: loss = ce(main) + 0.3 * (ce(aux1) + ce(aux2))
+
+
+@dataclass
+class EpochPlan:
+    """Where this pass starts and when it may stop."""
+
+    epoch: int
+    steps_per_epoch: int  # full epoch, for the [step/steps] counter
+    start_step: int = 0  # > 0 when resuming mid-epoch
+    max_steps: Optional[int] = None  # --stop-step-num: stop after this many steps of this pass
+    epochs_left: int = 0  # after this one, for the run ETA
+    print_freq: int = 10
+    world_size: int = 1
+
+
+def compute_loss(criterion: nn.Module, output, target: torch.Tensor, aux_weight: float):
+    """(main logits, loss). torchvision's GoogLeNet returns (logits, aux2, aux1) in training."""
+    if isinstance(output, tuple):
+        main, *aux = output
+        aux_loss = sum(criterion(a, target) for a in aux if a is not None)
+        return main, criterion(main, target) + aux_weight * aux_loss
+    return output, criterion(output, target)
+
+
+def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Reporter,
+                    after_step: Optional[Callable[[int], bool]] = None) -> Dict[str, float]:
+    """One pass over ``loader``. ``after_step(step)`` may return True to stop early (signals,
+    mid-epoch checkpoints). Returns train loss/acc1/acc5 over all ranks, fps, images, bad_images."""
+    parts.model.train()
+    meter = Meter(["loss", "acc1", "acc5"], parts.device)
+    steps = len(loader) if plan.max_steps is None else min(len(loader), plan.max_steps)
+    speed = Throughput(parts.device, warmup_steps(steps))
+    bad = done = 0
+    stopped = False
+    window_time = window_data = 0.0
+    window_steps = 0
+    start = last = time.perf_counter()
+    speed.begin()
+    for i, (images, target, n_bad) in enumerate(loader):
+        bad += n_bad
+        if images is None:  # every image of the batch was unreadable
+            continue
+        data_time = time.perf_counter() - last
+        n = images.shape[0]
+        _train_step(parts, images, target, meter, n)
+        done += 1
+        speed.step(n)
+        now = time.perf_counter()
+        window_time, window_data, window_steps = window_time + now - last, window_data + data_time, window_steps + 1
+        last = now
+        step = plan.start_step + i
+        if i % plan.print_freq == 0 or done == steps:
+            m = meter.read_window()
+            avg = meter.averages()
+            step_time = window_time / window_steps
+            m.update(time=step_time, data=window_data / window_steps)
+            avg["time"] = (now - start) / done
+            left = steps - done
+            reporter.step(plan.epoch, step, plan.steps_per_epoch, m, avg,
+                          parts.optimizer.param_groups[0]["lr"], n * plan.world_size / step_time,
+                          avg["time"] * left, avg["time"] * (left + plan.epochs_left * plan.steps_per_epoch))
+            window_time = window_data = 0.0
+            window_steps = 0
+        if after_step is not None and after_step(step + 1):
+            stopped = True
+            break
+        if done >= steps:
+            stopped = plan.max_steps is not None and done == plan.max_steps
+            break
+    fps = speed.fps()
+    out = meter.averages(reduce=True)
+    out.update(fps=fps, images=out.pop("count"), bad_images=bad, steps=done, stopped=stopped,
+               time_s=time.perf_counter() - start)
+    return out
+
+
+def _train_step(parts: TrainParts, images, target, meter: Meter, n: int) -> None:
+    images = images.to(parts.device, non_blocking=True)
+    target = target.to(parts.device, non_blocking=True)
+    with autocast(parts.device, parts.amp):
+        output = parts.model(parts.normalize(images))
+        main, loss = compute_loss(parts.criterion, output, target, parts.aux_weight)
+    parts.optimizer.zero_grad(set_to_none=True)
+    if parts.scaler is not None:
+        parts.scaler.scale(loss).backward()
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        loss.backward()
+        parts.optimizer.step()
+    parts.scheduler.step()
+    correct = accuracy_counts(main.detach(), target)
+    meter.update(torch.cat([(loss.detach().float() * n).view(1), correct * (100.0)]), n)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, amp: AmpSettings, normalize: Normalize,
+             criterion: nn.Module) -> Dict[str, float]:
+    """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
+    ``model`` must be the bare module (DDP's forward would be a collective per batch)."""
+    model.eval()
+    meter = Meter(["loss", "acc1", "acc5"], device)
+    bad = 0
+    for images, target, n_bad in loader:
+        bad += n_bad
+        if images is None:
+            continue
+        images = images.to(device, non_blocking=True)
+        target = target.to(device, non_blocking=True)
+        with autocast(device, amp):
+            output = model(normalize(images))
+            loss = criterion(output, target)
+        n = images.shape[0]
+        meter.update(torch.cat([(loss.float() * n).view(1), accuracy_counts(output, target) * 100.0]), n)
+    out = meter.averages(reduce=True)
+    out["images"] = out.pop("count")
+    out["bad_images"] = bad
+    return out

@@ -1,0 +1,41 @@
+"""``--pretrained [PATH]``: weights from a file, or torchvision's if already in the local cache.
+
+No download is attempted (offline machines are the norm on training clusters): when the
+file is not in ``$TORCH_HOME/hub/checkpoints`` the error says where to put it.
+"""
+
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+from torchvision.models import get_model_weights
+
+from .checkpoint import load_checkpoint
+from .errors import CheckpointError
+
+__all__ = ["TORCHVISION", "torchvision_weights_path", "load_pretrained"]
+
+TORCHVISION = "torchvision"  # the value of a bare --pretrained
+
+
+def torchvision_weights_path(arch: str) -> Path:
+    try:
+        weights = get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError):
+        raise CheckpointError(f"torchvision ships no pretrained {arch}; pass the weights file: "
+                              f"--pretrained PATH (e.g. timm's {arch} weights)") from None
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def load_pretrained(value: str, arch: str) -> Dict[str, Any]:
+    """A checkpoint dict for ``--pretrained`` (a path, or the torchvision cache)."""
+    if value != TORCHVISION:
+        return load_checkpoint(value)
+    path = torchvision_weights_path(arch)
+    if not path.is_file():
+        raise CheckpointError(f"torchvision {arch} weights are not in the local cache and cannot be "
+                              f"downloaded here; copy {path.name} to {path} or pass --pretrained PATH")
+    state = load_checkpoint(path)
+    state["arch"] = arch
+    state["torchvision"] = True
+    return state

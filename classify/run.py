@@ -1,0 +1,253 @@
+"""One run: device/dist setup -> data -> model -> epochs (train, evaluate, checkpoint) -> report.
+
+``run(cfg)`` is what ``main.py`` calls, in one process or in each torchrun worker.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+import models
+
+from .amp import AmpSettings, make_scaler, resolve_amp
+from .checkpoint import load_checkpoint, load_model_weights, model_state, save_atomic
+from .config import Config
+from .data import DataSpec, build_datasets, build_loader
+from .devices import manual_seed_all, pin_memory, resolve_device, rng_state, set_rng_state
+from .distributed import DistInfo, cleanup, dist_info_from_env, init_distributed
+from .errors import UserError
+from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
+from .pretrained import TORCHVISION, load_pretrained
+from .report import Reporter
+from .schedules import build_scheduler
+from .transforms import Normalize
+
+__all__ = ["run"]
+
+
+def run(cfg: Config) -> Dict:
+    """Train (or evaluate with ``cfg.evaluate``); returns the summary dict (rank 0's view)."""
+    info = dist_info_from_env()
+    device = resolve_device(cfg.device, info.local_rank, None if info.enabled else cfg.device_id)
+    init_distributed(info, device)
+    try:
+        return _run(cfg, info, device)
+    finally:
+        cleanup()
+
+
+@dataclass
+class _Setup:
+    """What every phase of a run shares."""
+
+    cfg: Config
+    info: DistInfo
+    device: torch.device
+    reporter: Reporter
+    amp: AmpSettings
+    normalize: Normalize
+    criterion: nn.Module
+    classes: list
+
+
+def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
+    reporter = Reporter(cfg.output_dir, info.is_main)
+    if info.is_main:
+        _prepare_output_dir(cfg.output_dir)
+    manual_seed_all(cfg.seed + info.rank)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.benchmark  # fixed shapes: let cuDNN pick kernels
+    root = _data_root(cfg)
+    spec = DataSpec(root, cfg.image_size, cfg.val_resize, cfg.color_jitter, cfg.data_kind == "dummy",
+                    cfg.dummy_sizes, cfg.num_classes or 1000)
+    data = build_datasets(spec)
+    num_classes = _num_classes(cfg.num_classes, data.classes)
+    model = models.create_model(cfg.arch, num_classes=num_classes, **cfg.model_kwargs).to(device)
+    amp = resolve_amp(device, cfg.amp, cfg.opt_level, cfg.recipe_opt_level, cfg.loss_scale, cfg.amp_dtype)
+    setup = _Setup(cfg, info, device, reporter, amp, Normalize(cfg.mean, cfg.std).to(device),
+                   nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing).to(device), data.classes)
+    reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
+                  f"'{root or 'synthetic'}': {len(data.train) if data.train else 0} train / "
+                  f"{len(data.val) if data.val else 0} val images, {num_classes} classes, "
+                  f"batch {cfg.batch_size} ({cfg.per_device_batch}/device), lr {cfg.lr:g}, amp {amp.name}")
+    val_loader = None
+    if data.val is not None and not cfg.no_val:
+        val_loader = build_loader(data.val, cfg.per_device_batch, cfg.workers, False, info.rank,
+                                  info.world_size, pin_memory=pin_memory(device))
+    if cfg.evaluate:
+        return _evaluate_only(setup, model, val_loader)
+    if data.train is None:
+        raise UserError(f"'{cfg.data}' is a validation folder; training needs train/ (or pass -e to evaluate)")
+    train_loader = build_loader(data.train, cfg.per_device_batch, cfg.workers, True, info.rank,
+                                info.world_size, cfg.seed, pin_memory(device))
+    return _train(setup, model, train_loader, val_loader)
+
+
+def _data_root(cfg: Config) -> Optional[str]:
+    if cfg.data_kind == "demo":
+        from .data.demo import ensure_demo_data
+
+        return str(ensure_demo_data())
+    return cfg.data
+
+
+def _num_classes(flag: Optional[int], classes: list) -> int:
+    if flag is None:
+        return len(classes)
+    if flag < len(classes):
+        raise UserError(f"--num-classes {flag} is less than the {len(classes)} classes in the data; "
+                        f"drop the flag or pass --num-classes {len(classes)}")
+    return flag
+
+
+def _prepare_output_dir(path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test.{time.time_ns()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"output dir '{path}' is not writable ({e.strerror}); "
+                        "pass --output-dir to a writable folder") from None
+
+
+def _load_weights(setup: _Setup, model: nn.Module, source: str, pretrained: bool) -> dict:
+    arch = setup.cfg.arch
+    state = load_pretrained(source, arch) if pretrained else load_checkpoint(source)
+    load_model_weights(model, state, source, arch)
+    if state.get("torchvision") and arch == "googlenet":
+        model.transform_input = True  # torchvision's ImageNet GoogLeNet weights expect it
+    return state
+
+
+def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
+    cfg = setup.cfg
+    if val_loader is None:
+        raise UserError("-e/--evaluate needs a val/ split; pass the data root holding val/ (without --no-val)")
+    if cfg.resume:
+        _load_weights(setup, model, cfg.resume, pretrained=False)
+    elif cfg.pretrained:
+        _load_weights(setup, model, cfg.pretrained, pretrained=True)
+    start = time.perf_counter()
+    stats = evaluate(model, val_loader, setup.device, setup.amp, setup.normalize, setup.criterion)
+    setup.reporter.eval_result(stats["acc1"], stats["acc5"])
+    summary = _summary(setup, epochs=0, best=stats["acc1"], last=stats, fps=0.0,
+                       train_time=0.0)
+    summary["eval_time_s"] = round(time.perf_counter() - start, 3)
+    setup.reporter.summary(summary)
+    return summary
+
+
+def _build_parts(setup: _Setup, model: nn.Module, steps_per_epoch: int) -> TrainParts:
+    cfg, device = setup.cfg, setup.device
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, foreach=True)
+    scheduler = build_scheduler(optimizer, cfg.lr_scheduler, cfg.epochs, steps_per_epoch, cfg.warmup_epochs,
+                                cfg.lr_epochs, cfg.lr_step, cfg.lr_gamma)
+    if setup.info.enabled:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
+    return TrainParts(model, setup.criterion, optimizer, scheduler, make_scaler(device, setup.amp), device,
+                      setup.amp, setup.normalize)
+
+
+def _train(setup: _Setup, model: nn.Module, train_loader, val_loader) -> Dict:
+    cfg, reporter = setup.cfg, setup.reporter
+    if cfg.pretrained:
+        _load_weights(setup, model, cfg.pretrained, pretrained=True)
+    steps_per_epoch = len(train_loader)
+    parts = _build_parts(setup, model, steps_per_epoch)
+    start_epoch, start_step, best = cfg.start_epoch, 0, 0.0
+    if cfg.resume:
+        start_epoch, start_step, best = _resume(setup, model, parts, cfg.resume)
+    sampler = train_loader.sampler
+    last_eval: Dict = {}
+    fps, steps_left = 0.0, cfg.stop_step_num
+    train_start = time.perf_counter()
+    epochs_done = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        sampler.skip(start_step * cfg.per_device_batch)
+        plan = EpochPlan(epoch, steps_per_epoch, start_step, steps_left, cfg.epochs - epoch - 1,
+                         cfg.print_freq, setup.info.world_size)
+        stats = train_one_epoch(parts, train_loader, plan, reporter)
+        start_step = 0
+        fps = stats["fps"]
+        reporter.fps(epoch, fps)
+        if val_loader is not None:
+            last_eval = evaluate(model, val_loader, setup.device, setup.amp, setup.normalize, setup.criterion)
+            reporter.eval_result(last_eval["acc1"], last_eval["acc5"])
+        is_best = bool(last_eval) and last_eval["acc1"] > best
+        best = max(best, last_eval.get("acc1", 0.0))
+        _save(setup, model, parts, epoch + 1, 0, best, is_best)
+        epochs_done = epoch + 1
+        reporter.epoch_record(_epoch_record(epoch, parts, stats, last_eval))
+        if steps_left is not None:
+            steps_left -= stats["steps"]
+            if steps_left <= 0:
+                break
+    summary = _summary(setup, epochs=epochs_done, best=best, last=last_eval, fps=fps,
+                       train_time=time.perf_counter() - train_start)
+    reporter.summary(summary)
+    return summary
+
+
+def _epoch_record(epoch: int, parts: TrainParts, train: Dict, val: Dict) -> Dict:
+    return {"epoch": epoch, "lr": parts.optimizer.param_groups[0]["lr"],
+            "train_loss": _round(train["loss"]), "train_acc1": _round(train["acc1"]),
+            "val_loss": _round(val.get("loss")), "acc1": _round(val.get("acc1")), "acc5": _round(val.get("acc5")),
+            "img_per_s": round(train["fps"], 1), "epoch_time_s": round(train["time_s"], 3),
+            "train_images": int(train["images"]), "bad_images": int(train["bad_images"])}
+
+
+def _round(value, digits: int = 4):
+    return None if value is None else round(float(value), digits)
+
+
+def _save(setup: _Setup, model: nn.Module, parts: TrainParts, epoch: int, step: int, best: float,
+          is_best: bool) -> None:
+    if not setup.info.is_main:
+        return
+    cfg = setup.cfg
+    state = {
+        "state_dict": model_state(model), "optimizer": parts.optimizer.state_dict(),
+        "lr_scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+        "epoch": epoch, "step": step, "best_acc1": best, "arch": cfg.arch, "recipe": cfg.recipe,
+        "args": cfg.to_dict(), "rng": rng_state(), "classes": list(setup.classes),
+    }
+    path = cfg.output_dir / "checkpoint.pth.tar"
+    save_atomic(state, path)
+    if is_best:
+        save_atomic(state, cfg.output_dir / "model_best.pth.tar")
+
+
+def _resume(setup: _Setup, model: nn.Module, parts: TrainParts, path: str):
+    """Restore everything a checkpoint holds; returns (start_epoch, start_step, best_acc1)."""
+    state = load_checkpoint(path)
+    load_model_weights(model, state, path, setup.cfg.arch)
+    for key in ("optimizer", "lr_scheduler"):
+        if key not in state:
+            raise UserError(f"'{path}' holds weights only (no {key}); use --pretrained {path} to start from it")
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["lr_scheduler"])
+    if parts.scaler is not None and state.get("scaler"):
+        parts.scaler.load_state_dict(state["scaler"])
+    if state.get("rng") and setup.info.is_main:
+        set_rng_state(state["rng"])
+    setup.reporter.line(f"=> resumed from '{path}' (epoch {state['epoch']}, step {state.get('step', 0)})")
+    return int(state["epoch"]), int(state.get("step", 0)), float(state.get("best_acc1", 0.0))
+
+
+def _summary(setup: _Setup, epochs: int, best: float, last: Dict, fps: float, train_time: float) -> Dict:
+    cfg = setup.cfg
+    return {
+        "arch": cfg.arch, "recipe": cfg.recipe, "epochs": epochs, "world_size": setup.info.world_size,
+        "global_batch_size": cfg.batch_size, "best_acc1": _round(best),
+        "final_acc1": _round(last.get("acc1")), "final_acc5": _round(last.get("acc5")),
+        "fps": round(fps, 1), "train_time_s": round(train_time, 3), "device": str(setup.device),
+        "amp": setup.amp.name, "val_images": int(last.get("images", 0)),
+    }

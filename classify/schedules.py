@@ -1,0 +1,45 @@
+"""Learning-rate schedules, stepped every iteration (a LambdaLR over the whole run).
+
+- ``cosine``: half-cosine from the base lr to 0 over the run (ModelZoo AlexNet/VGG16/IRv2).
+- ``step``: x gamma every ``step`` epochs, or at ``milestones`` when given (pytorch/examples:
+  x0.1 every 30 epochs; ModelZoo GoogLeNet).
+- ``exponential``: x gamma at each milestone epoch (the MindSpore GoogLeNet seed's
+  "exponential" decay: x0.3 at 70, 140, 210, 280).
+- ``constant``.
+All with an optional linear warm-up over ``warmup_epochs``.
+"""
+
+import math
+from typing import Sequence
+
+import torch
+
+__all__ = ["SCHEDULES", "lr_factor", "build_scheduler"]
+
+SCHEDULES = ("cosine", "step", "exponential", "constant")
+
+
+def lr_factor(name: str, epoch_float: float, epochs: int, warmup_epochs: float = 0.0,
+              milestones: Sequence[int] = (), step: int = 30, gamma: float = 0.1) -> float:
+    """The multiplier of the base lr at a (fractional) epoch."""
+    if warmup_epochs > 0 and epoch_float < warmup_epochs:
+        return (epoch_float + 1e-3) / warmup_epochs  # never exactly 0
+    if name == "cosine":
+        span = max(epochs - warmup_epochs, 1e-8)
+        progress = min(max(epoch_float - warmup_epochs, 0.0) / span, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    epoch = int(epoch_float)
+    if name == "step":
+        passed = sum(epoch >= m for m in milestones) if milestones else epoch // max(step, 1)
+        return gamma ** passed
+    if name == "exponential":
+        return gamma ** sum(epoch >= m for m in milestones)
+    return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, steps_per_epoch: int,
+                    warmup_epochs: float = 0.0, milestones: Sequence[int] = (), step: int = 30,
+                    gamma: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    steps = max(steps_per_epoch, 1)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: lr_factor(name, it / steps, epochs, warmup_epochs, milestones, step, gamma))

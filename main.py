@@ -1,0 +1,108 @@
+"""Train or evaluate AlexNet, VGG16, GoogLeNet or Inception-ResNet-v2 on ImageNet-style data.
+
+    python main.py /data/imagenet -a vgg16 --epochs 120 --amp      # pytorch/examples style
+    python main.py --data_path=/data/imagenet --arch alexnet      # ModelZoo style
+    python main.py                                                # the built-in demo set
+    torchrun --nproc_per_node 8 main.py /data/imagenet            # one process per device
+
+Flags are the union of pytorch/examples' and the seed READMEs', with their aliases. A
+recipe supplies defaults; every flag given on the command line wins.
+"""
+
+import sys
+
+from classify.config import OneLineParser, build_config, parse_int_list
+from classify.errors import UserError
+from classify.schedules import SCHEDULES
+
+
+def get_args_parser() -> OneLineParser:
+    p = OneLineParser(description="Train/evaluate classic ImageNet CNNs (see README.md).")
+    add = p.add_argument
+    # data
+    add("data", nargs="?", default=None, help="root with train/ and val/ (or a split folder; "
+        "or CIFAR-10 python batches); omit for the built-in demo set")
+    add("--data", "--data_path", "--data-path", "--data_dir", "--data-dir", dest="data_opt", metavar="DIR",
+        help="same as the positional DATA")
+    add("--dummy", action="store_true", help="synthetic images, no files")
+    add("--dummy-size", "--dummy_size", type=parse_int_list, default=None, metavar="TRAIN,VAL",
+        help="--dummy image counts (default 1281167,50000 as pytorch/examples)")
+    add("-j", "--workers", type=int, default=None, help="data loader workers per process")
+    add("--image-size", "--image_size", type=int, default=None, help="train crop / val crop size")
+    add("--val-resize", "--val_resize", type=int, default=None, help="val resize before the centre crop")
+    add("--num-classes", "--num_classes", type=int, default=None, help="default: classes in the data")
+    add("--no-val", "--no_val", action="store_true", help="skip validation (train only)")
+    # model and recipe
+    add("-a", "--arch", "--model", "--backbone", dest="arch", default=None,
+        help="alexnet | vgg16 | googlenet (default) | inception_resnet_v2")
+    add("--recipe", default=None, help="hyperparameter set (default: the net's ModelZoo recipe)")
+    add("--aux-logits", "--aux_logits", action="store_true", help="GoogLeNet: train with the aux heads")
+    add("--pretrained", nargs="?", const="torchvision", default=None, metavar="PATH",
+        help="start from weights: a file, or torchvision's from the local cache when no PATH")
+    # optimisation
+    add("--epochs", "--epoch", "--max_epoch", type=int, default=None)
+    add("--start-epoch", "--start_epoch", type=int, default=None)
+    add("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
+        help="global batch of this node (split over its devices)")
+    add("--per_batch_size", "--per-batch-size", type=int, default=None, help="batch per device")
+    add("--lr", "--learning-rate", "--learning_rate", dest="lr", type=float, default=None)
+    add("--momentum", "--mom", type=float, default=None)
+    add("--wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=float, default=None)
+    add("--label-smoothing", "--label_smooth_factor", "--label-smooth-factor", dest="label_smoothing",
+        type=float, default=None)
+    add("--label_smooth", "--label-smooth", type=int, default=None, help="0 | 1 (MindSpore style)")
+    add("--lr-scheduler", "--lr_scheduler", default=None, help=" | ".join(SCHEDULES))
+    add("--lr-epochs", "--lr_epochs", type=parse_int_list, default=None, help="milestones, e.g. 30,60,90")
+    add("--lr-gamma", "--lr_gamma", type=float, default=None)
+    add("--warmup-epochs", "--warmup_epochs", type=float, default=None)
+    add("--seed", type=int, default=None)
+    # precision
+    add("--amp", "--apex", action="store_true", help="mixed precision (on accelerators the recipe's)")
+    add("--opt-level", "--apex-opt-level", "--opt_level", dest="opt_level", default=None, help="O0..O3")
+    add("--loss-scale", "--loss_scale_value", "--loss_scale", dest="loss_scale", default=None,
+        help="static loss scale N, or 'dynamic'")
+    add("--amp-dtype", "--amp_dtype", choices=("auto", "bf16", "fp16"), default="auto")
+    # devices and distribution (torchrun/main_8p.py set RANK/WORLD_SIZE/LOCAL_RANK)
+    add("--device", default="auto", help="auto | cpu | cuda | gpu | npu")
+    add("--device-id", "--device_id", "--gpu", dest="device_id", type=int, default=None)
+    add("--device-list", "--device_list", default=None, help="used by main_8p.py")
+    add("--dist-url", "--dist_url", default=None, help="accepted for compatibility (torchrun sets it)")
+    add("--dist-backend", "--dist_backend", default=None)
+    add("--world-size", "--world_size", type=int, default=None)
+    add("--rank", type=int, default=None)
+    add("--multiprocessing-distributed", "--multiprocessing_distributed", action="store_true")
+    add("--addr", default=None)
+    add("--is_distributed", "--is-distributed", type=int, default=None)
+    add("--benchmark", type=int, default=1, help="cudnn.benchmark 0|1")
+    # logging, checkpoints, control
+    add("-p", "--print-freq", "--print_freq", "--log_interval", dest="print_freq", type=int, default=None)
+    add("--output-dir", "--output_dir", "--ckpt_path", "--ckpt-path", "--log_path", dest="output_dir",
+        default=None, help="checkpoints, metrics.jsonl, summary.json (default: current dir)")
+    add("--ckpt-interval", "--ckpt_interval", type=int, default=None, help="also save every N steps")
+    add("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
+    add("-e", "--evaluate", action="store_true", help="evaluate only (with --resume/--pretrained)")
+    add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
+    add("--prof", action="store_true", help="profile a few steps with torch.profiler")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        from classify.distributed import dist_info_from_env
+        from classify.run import run
+
+        info = dist_info_from_env()
+        cfg = build_config(args, world_size=info.world_size, local_world=info.local_world_size)
+        run(cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

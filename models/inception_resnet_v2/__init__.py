@@ -1,0 +1,23 @@
+"""Inception-ResNet-v2 (defined here with timm's key names); recipe from the Ascend ModelZoo seed."""
+
+import torch.nn as nn
+
+from ..recipe import Recipe
+from .model import InceptionResNetV2, inception_resnet_v2
+
+__all__ = ["build", "RECIPES", "InceptionResNetV2"]
+
+
+def build(num_classes: int = 1000, **kwargs) -> nn.Module:
+    return inception_resnet_v2(num_classes=num_classes, **kwargs)
+
+
+RECIPES = {
+    "inception_resnet_v2_modelzoo": Recipe(
+        name="inception_resnet_v2_modelzoo", arch="inception_resnet_v2",
+        seed_name="Ascend ModelZoo Inception-ResNet-v2 (PyTorch)",
+        epochs=240, lr_1p=0.075, lr_8p=0.6, batch_size_1p=192, batch_size_8p=1536,
+        lr_scheduler="cosine", label_smoothing=0.1, opt_level="O2", loss_scale=128.0,
+        image_size=299, val_resize=342, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), seed=49,
+    ),
+}

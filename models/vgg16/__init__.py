@@ -1,0 +1,21 @@
+"""VGG16, built with torchvision's builder; recipe from the Ascend ModelZoo VGG16 seed."""
+
+import torch.nn as nn
+from torchvision.models import vgg16
+
+from ..recipe import Recipe
+
+__all__ = ["build", "RECIPES"]
+
+
+def build(num_classes: int = 1000, **kwargs) -> nn.Module:
+    return vgg16(weights=None, num_classes=num_classes, **kwargs)
+
+
+RECIPES = {
+    "vgg16_modelzoo": Recipe(
+        name="vgg16_modelzoo", arch="vgg16", seed_name="Ascend ModelZoo VGG16 (PyTorch)",
+        epochs=120, lr_1p=0.01, lr_8p=0.08, batch_size_1p=256, batch_size_8p=2048,
+        lr_scheduler="cosine", opt_level="O2", loss_scale=8.0, seed=49,
+    ),
+}
