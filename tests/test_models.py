@@ -1,0 +1,77 @@
+"""Registry-driven model and recipe tests: every net builds, trains a step, and its
+state_dict loads into the reference constructor (torchvision / timm) with strict=True."""
+
+import pytest
+import torch
+import torchvision
+
+import models
+from classify.checkpoint import clean_state_dict
+
+NETS = [n for n in models.list_models() if n != "tinynet"]
+RECIPES = [r for r in models.list_recipes() if not r.startswith("tinynet")]
+TORCHVISION_NETS = ["alexnet", "vgg16", "googlenet"]
+
+
+def test_registry_names():
+    assert NETS == ["alexnet", "vgg16", "googlenet", "inception_resnet_v2"]
+    assert set(RECIPES) == {"alexnet_modelzoo", "vgg16_modelzoo", "googlenet_modelzoo", "googlenet_mindspore",
+                            "inception_resnet_v2_modelzoo"}
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_train_step_at_min_size(name):
+    torch.manual_seed(0)
+    model = models.create_model(name, num_classes=7)
+    size = models.min_image_size(name)
+    out = model(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 7)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", TORCHVISION_NETS)
+def test_torchvision_strict_load(name):
+    ours = models.create_model(name, num_classes=10)
+    kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+    reference = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs)
+    reference.load_state_dict(clean_state_dict(ours.state_dict()), strict=True)
+
+
+def test_googlenet_aux_heads_train_only():
+    model = models.create_model("googlenet", num_classes=5, aux_logits=True)
+    out = model.train()(torch.randn(2, 3, 64, 64))
+    assert isinstance(out, tuple) and len(out) == 3
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 5)
+
+
+def test_unknown_model():
+    with pytest.raises(KeyError, match="unknown arch"):
+        models.create_model("resnet50")
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_sane(name):
+    r = models.get_recipe(name)
+    assert r.name == name and r.arch in NETS
+    assert r.momentum == 0.9 and r.weight_decay == 1e-4
+    assert r.epochs > 0 and r.lr(1) > 0 and r.lr(8) > 0
+    assert r.global_batch(1) > 0 and r.global_batch(8) % 8 == 0
+    assert r.image_size >= models.min_image_size(r.arch) and r.val_resize > r.image_size
+    assert r.lr_scheduler in ("cosine", "step", "exponential", "constant")
+
+
+@pytest.mark.parametrize("name,batch1,batch8,lr1,lr8", [
+    ("alexnet_modelzoo", 128, 1024, 0.01, 0.04),
+    ("vgg16_modelzoo", 256, 2048, 0.01, 0.08),
+    ("googlenet_modelzoo", 512, 4096, 0.1, 0.9),
+    ("googlenet_mindspore", 256, 2048, 0.1, 0.1),
+    ("inception_resnet_v2_modelzoo", 192, 1536, 0.075, 0.6),
+])
+def test_recipe_seed_values(name, batch1, batch8, lr1, lr8):
+    r = models.get_recipe(name)
+    assert (r.global_batch(1), r.global_batch(8), r.lr(1), r.lr(8)) == (batch1, batch8, lr1, lr8)
+    # other world sizes: the 8p per-device batch and the 8p lr scaled linearly
+    if r.per_device_batch is None:
+        assert r.global_batch(2) == batch8 // 4 and r.lr(2) == pytest.approx(lr8 / 4)
