@@ -18,10 +18,8 @@ from models.recipe import Recipe
 from .errors import UserError
 from .schedules import SCHEDULES
 
-__all__ = ["Config", "build_config", "OneLineParser", "parse_int_list", "MIN_IMAGE_SIZE"]
+__all__ = ["Config", "build_config", "OneLineParser", "parse_int_list"]
 
-# Smallest input each net accepts (its strides/pools); the demo profile is clamped up to it.
-MIN_IMAGE_SIZE = {"alexnet": 63, "vgg16": 32, "googlenet": 32, "inception_resnet_v2": 75}
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
 
 
@@ -177,7 +175,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         demo_lr = demo.pop("lr", None)
         if isinstance(demo_lr, dict) and arch in demo_lr:
             demo["lr"] = demo_lr[arch]
-        demo["image_size"] = max(demo["image_size"], MIN_IMAGE_SIZE[arch])
+        demo["image_size"] = max(demo["image_size"], models.min_image_size(arch))
         demo["val_resize"] = max(demo["val_resize"], round(demo["image_size"] * 8 / 7))
     for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name),
@@ -188,8 +186,9 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
     _check_positive("--num-classes", args.num_classes)
     global_batch, per_device = _batch(args, recipe, world_size, local_world, demo)
     image_size = _pick(args.image_size, demo.get("image_size"), recipe.image_size)
-    if image_size < MIN_IMAGE_SIZE[arch]:
-        raise UserError(f"--image-size {image_size} is too small for {arch}; use at least {MIN_IMAGE_SIZE[arch]}")
+    if image_size < models.min_image_size(arch):
+        raise UserError(f"--image-size {image_size} is too small for {arch}; "
+                        f"use at least {models.min_image_size(arch)}")
     val_resize = _pick(args.val_resize, demo.get("val_resize") if args.image_size is None else None,
                        round(image_size * recipe.val_resize / recipe.image_size))
     if val_resize < image_size:

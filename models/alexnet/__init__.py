@@ -5,7 +5,10 @@ from torchvision.models import alexnet
 
 from ..recipe import Recipe
 
-__all__ = ["build", "RECIPES"]
+__all__ = ["build", "RECIPES", "MIN_IMAGE_SIZE"]
+
+
+MIN_IMAGE_SIZE = 63  # conv1 stride 4 + three 3x3/2 max-pools
 
 
 def build(num_classes: int = 1000, **kwargs) -> nn.Module:

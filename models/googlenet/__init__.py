@@ -11,7 +11,10 @@ from torchvision.models import googlenet
 
 from ..recipe import Recipe
 
-__all__ = ["build", "RECIPES"]
+__all__ = ["build", "RECIPES", "MIN_IMAGE_SIZE"]
+
+
+MIN_IMAGE_SIZE = 32  # stride 2 stem + four 3x3/2 max-pools (ceil mode)
 
 
 def build(num_classes: int = 1000, aux_logits: bool = False, **kwargs) -> nn.Module:

@@ -5,7 +5,10 @@ import torch.nn as nn
 from ..recipe import Recipe
 from .model import InceptionResNetV2, inception_resnet_v2
 
-__all__ = ["build", "RECIPES", "InceptionResNetV2"]
+__all__ = ["build", "RECIPES", "MIN_IMAGE_SIZE", "InceptionResNetV2"]
+
+
+MIN_IMAGE_SIZE = 75  # valid-padded stem and reductions
 
 
 def build(num_classes: int = 1000, **kwargs) -> nn.Module:

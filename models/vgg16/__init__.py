@@ -5,7 +5,10 @@ from torchvision.models import vgg16
 
 from ..recipe import Recipe
 
-__all__ = ["build", "RECIPES"]
+__all__ = ["build", "RECIPES", "MIN_IMAGE_SIZE"]
+
+
+MIN_IMAGE_SIZE = 32  # five 2x2 max-pools
 
 
 def build(num_classes: int = 1000, **kwargs) -> nn.Module:
