@@ -9,6 +9,7 @@ Flags are the union of pytorch/examples' and the seed READMEs', with their alias
 recipe supplies defaults; every flag given on the command line wins.
 """
 
+import os
 import sys
 
 from classify.config import OneLineParser, build_config, parse_int_list
@@ -86,17 +87,38 @@ def get_args_parser() -> OneLineParser:
     return p
 
 
+def check(argv, world_size: int, local_world: int):
+    """Resolve the config and check the data path without starting anything (launchers use it)."""
+    cfg = build_config(get_args_parser().parse_args(argv), world_size, local_world)
+    if cfg.data_kind == "folder":
+        from classify.data import check_data_root
+
+        check_data_root(cfg.data)
+    return cfg
+
+
+def _wants_launcher(args) -> bool:
+    """pytorch/examples: ``main.py --multiprocessing-distributed`` spawns one worker per device."""
+    many = args.multiprocessing_distributed or len((args.device_list or "").split(",")) > 1
+    return many and "LOCAL_RANK" not in os.environ
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args_parser().parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
     try:
+        if _wants_launcher(args):
+            from classify.launch import launch
+
+            return launch(argv, validate=check)
         from classify.distributed import dist_info_from_env
         from classify.run import run
 
         info = dist_info_from_env()
-        cfg = build_config(args, world_size=info.world_size, local_world=info.local_world_size)
-        run(cfg)
+        run(build_config(args, world_size=info.world_size, local_world=info.local_world_size))
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        print(f"error: {'' if rank == 0 else f'[rank {rank}] '}{e}", file=sys.stderr, flush=True)
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)

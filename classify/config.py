@@ -145,6 +145,15 @@ def _batch(args, recipe: Recipe, world_size: int, local_world: int, demo: dict) 
     return per_device * world_size, per_device
 
 
+def _recipe_lr(args, recipe: Recipe, world_size: int, global_batch: int) -> float:
+    """The recipe's lr; when the batch was changed by a flag, scaled linearly to that batch
+    (Goyal et al., 2017) so that a small CPU batch does not diverge with an 8p lr."""
+    base = recipe.lr(world_size)
+    if args.batch_size is None and args.per_batch_size is None:
+        return base
+    return base * global_batch / recipe.global_batch(world_size)
+
+
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
     if value is None:
         return
@@ -211,7 +220,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs),
         start_epoch=args.start_epoch or 0,
         batch_size=global_batch, per_device_batch=per_device,
-        lr=_pick(args.lr, demo.get("lr"), recipe.lr(world_size)),
+        lr=_pick(args.lr, demo.get("lr"), _recipe_lr(args, recipe, world_size, global_batch)),
         momentum=_pick(args.momentum, recipe.momentum),
         weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe),

@@ -122,3 +122,9 @@ def test_parse_error_is_one_line(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "invalid int value: 'ten'" in err and len(err.splitlines()) == 1
+
+
+def test_lr_follows_a_changed_batch_linearly():
+    assert cfg("/d", "-a", "alexnet", "-b", "64").lr == pytest.approx(0.01 * 64 / 128)
+    assert cfg("/d", "-a", "alexnet", "-b", "64", "--lr", "0.3").lr == 0.3  # an explicit lr wins
+    assert cfg("/d", "-a", "alexnet", "-b", "64", world_size=2, local_world=2).lr == pytest.approx(0.04 * 64 / 1024 * 8 / 8)

@@ -14,7 +14,7 @@ from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
 from .samplers import EvalSampler, SeededDataset, TrainSampler
 
-__all__ = ["DataSpec", "Datasets", "build_datasets", "build_loader", "collate_skip_bad",
+__all__ = ["DataSpec", "Datasets", "build_datasets", "check_data_root", "build_loader", "collate_skip_bad",
            "TrainSampler", "EvalSampler"]
 
 
@@ -55,6 +55,12 @@ def build_datasets(spec: DataSpec) -> Datasets:
     if train is not None and val is not None:
         check_same_classes(train.classes, val.classes)
     return Datasets(train, val, (train or val).classes, "folder")
+
+
+def check_data_root(root: str) -> None:
+    """Raise ``DataError`` when ``root`` is not a usable data folder (launchers call this first)."""
+    if find_cifar_root(root) is None:
+        resolve_splits(root)
 
 
 def collate_skip_bad(batch):

@@ -1,0 +1,36 @@
+"""Single-node (or multi-node) multi-device launcher with the ModelZoo ``main-8p.py`` flags.
+
+    python main_8p.py -a googlenet --amp --data /data/imagenet --addr=127.0.0.1 --seed=49 \\
+        --workers=8 --learning-rate=0.5 --mom=0.9 --weight-decay=1e-4 --print-freq=30 \\
+        --dist-url='tcp://127.0.0.1:50000' --dist-backend=hccl --multiprocessing-distributed \\
+        --world-size=1 --rank=0 --benchmark=0 --device=npu --epochs=150 --batch-size=4096
+    python main_8p.py --nproc_per_node=8 --visible_devices=0,1,2,3,4,5,6,7 main.py --per_batch_size=256 ...
+    python main_8p.py --device cpu --device-list 0,1 --dummy ...      # two gloo processes on a laptop
+
+It starts one ``main.py`` worker per device through torch.distributed.run (see
+classify/launch.py); it holds no training logic.
+"""
+
+import sys
+
+import main
+from classify.errors import UserError
+from classify.launch import launch
+
+
+def run(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        main.get_args_parser().print_help()
+        print("\nmain_8p.py also takes: --nproc_per_node N, --device-list/--visible_devices 0,1,..., "
+              "--max-restarts N; --world-size/--rank are nodes/node rank as in pytorch/examples.")
+        return 0
+    try:
+        return launch(argv, validate=main.check)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(run())
