@@ -9,6 +9,7 @@ Flags are the union of pytorch/examples' and the seed READMEs', with their alias
 recipe supplies defaults; every flag given on the command line wins.
 """
 
+import argparse
 import os
 import sys
 
@@ -63,6 +64,10 @@ def get_args_parser() -> OneLineParser:
     add("--loss-scale", "--loss_scale_value", "--loss_scale", dest="loss_scale", default=None,
         help="static loss scale N, or 'dynamic'")
     add("--amp-dtype", "--amp_dtype", choices=("auto", "bf16", "fp16"), default="auto")
+    # speed (see tools/bench.py)
+    add("--channels-last", "--channels_last", action=argparse.BooleanOptionalAction, default=None,
+        help="NHWC memory format (default: on for cuda)")
+    add("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
     # devices and distribution (torchrun/main_8p.py set RANK/WORLD_SIZE/LOCAL_RANK)
     add("--device", default="auto", help="auto | cpu | cuda | gpu | npu")
     add("--device-id", "--device_id", "--gpu", dest="device_id", type=int, default=None)

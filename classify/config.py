@@ -84,6 +84,9 @@ class Config:
     dummy_sizes: Tuple[int, int]
     world_size: int
     benchmark: bool
+    channels_last: Optional[bool] = None  # None: on for cuda
+    compile: bool = False
+    dist_backend: Optional[str] = None
     model_kwargs: dict = field(default_factory=dict)
     argv: Tuple[str, ...] = ()
 
@@ -242,7 +245,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         stop_step_num=args.stop_step_num, prof=bool(args.prof), num_classes=args.num_classes,
         no_val=bool(args.no_val), aux_logits=bool(args.aux_logits),
         dummy_sizes=_dummy_sizes(args.dummy_size),
-        world_size=world_size, benchmark=bool(args.benchmark),
+        world_size=world_size, benchmark=bool(args.benchmark), channels_last=args.channels_last,
+        compile=bool(args.compile), dist_backend=args.dist_backend,
         model_kwargs=model_kwargs, argv=tuple(sys.argv),
     )
 

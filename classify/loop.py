@@ -16,7 +16,7 @@ from .metrics import Meter, Throughput, accuracy_counts, warmup_steps
 from .report import Reporter
 from .transforms import Normalize
 
-__all__ = ["TrainParts", "EpochPlan", "train_one_epoch", "evaluate", "compute_loss"]
+__all__ = ["TrainParts", "EpochPlan", "train_one_epoch", "train_step", "evaluate", "compute_loss"]
 
 
 @dataclass
@@ -76,7 +76,7 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
             continue
         data_time = time.perf_counter() - last
         n = images.shape[0]
-        _train_step(parts, images, target, meter, n)
+        train_step(parts, images, target, meter, n)
         done += 1
         speed.step(n)
         now = time.perf_counter()
@@ -108,7 +108,8 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
     return out
 
 
-def _train_step(parts: TrainParts, images, target, meter: Meter, n: int) -> None:
+def train_step(parts: TrainParts, images, target, meter: Optional[Meter] = None, n: int = 0) -> None:
+    """One optimisation step on a uint8 (or float) batch; adds loss/accuracy sums to ``meter``."""
     images = images.to(parts.device, non_blocking=True)
     target = target.to(parts.device, non_blocking=True)
     with autocast(parts.device, parts.amp):
@@ -123,6 +124,8 @@ def _train_step(parts: TrainParts, images, target, meter: Meter, n: int) -> None
         loss.backward()
         parts.optimizer.step()
     parts.scheduler.step()
+    if meter is None:
+        return
     correct = accuracy_counts(main.detach(), target)
     meter.update(torch.cat([(loss.detach().float() * n).view(1), correct * (100.0)]), n)
 

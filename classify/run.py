@@ -20,6 +20,7 @@ from .data import DataSpec, build_datasets, build_loader
 from .devices import manual_seed_all, pin_memory, resolve_device, rng_state, set_rng_state
 from .distributed import DistInfo, cleanup, dist_info_from_env, init_distributed
 from .errors import UserError
+from .fast import make_optimizer, prepare_model, use_channels_last
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .pretrained import TORCHVISION, load_pretrained
 from .report import Reporter
@@ -33,7 +34,7 @@ def run(cfg: Config) -> Dict:
     """Train (or evaluate with ``cfg.evaluate``); returns the summary dict (rank 0's view)."""
     info = dist_info_from_env()
     device = resolve_device(cfg.device, info.local_rank, None if info.enabled else cfg.device_id)
-    init_distributed(info, device)
+    init_distributed(info, device, cfg.dist_backend)
     try:
         return _run(cfg, info, device)
     finally:
@@ -66,9 +67,11 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
                     cfg.dummy_sizes, cfg.num_classes or 1000)
     data = build_datasets(spec)
     num_classes = _num_classes(cfg.num_classes, data.classes)
-    model = models.create_model(cfg.arch, num_classes=num_classes, **cfg.model_kwargs).to(device)
+    channels_last = use_channels_last(device, cfg.channels_last)
+    model = prepare_model(models.create_model(cfg.arch, num_classes=num_classes, **cfg.model_kwargs), device,
+                          channels_last, compile_model=False)
     amp = resolve_amp(device, cfg.amp, cfg.opt_level, cfg.recipe_opt_level, cfg.loss_scale, cfg.amp_dtype)
-    setup = _Setup(cfg, info, device, reporter, amp, Normalize(cfg.mean, cfg.std).to(device),
+    setup = _Setup(cfg, info, device, reporter, amp, Normalize(cfg.mean, cfg.std, channels_last).to(device),
                    nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing).to(device), data.classes)
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
                   f"'{root or 'synthetic'}': {len(data.train) if data.train else 0} train / "
@@ -144,12 +147,13 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
 
 def _build_parts(setup: _Setup, model: nn.Module, steps_per_epoch: int) -> TrainParts:
     cfg, device = setup.cfg, setup.device
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, foreach=True)
+    optimizer = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, device)
     scheduler = build_scheduler(optimizer, cfg.lr_scheduler, cfg.epochs, steps_per_epoch, cfg.warmup_epochs,
                                 cfg.lr_epochs, cfg.lr_step, cfg.lr_gamma)
     if setup.info.enabled:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
+    if cfg.compile:
+        model = torch.compile(model)
     return TrainParts(model, setup.criterion, optimizer, scheduler, make_scaler(device, setup.amp), device,
                       setup.amp, setup.normalize)
 
