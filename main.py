@@ -13,8 +13,11 @@ import argparse
 import os
 import sys
 
+import torch
+
 from classify.config import OneLineParser, build_config, parse_int_list
 from classify.errors import UserError
+from classify.guard import Interrupted, NonFiniteLoss
 from classify.schedules import SCHEDULES
 
 
@@ -89,6 +92,9 @@ def get_args_parser() -> OneLineParser:
     add("-e", "--evaluate", action="store_true", help="evaluate only (with --resume/--pretrained)")
     add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
     add("--prof", action="store_true", help="profile a few steps with torch.profiler")
+    add("--max-bad-images", "--max_bad_images", type=float, default=0.01, metavar="FRACTION",
+        help="abort when more than this fraction of images is unreadable (default 0.01)")
+    add("--nan-policy", "--nan_policy", default="stop", help="stop | skip | skip:N (non-finite loss)")
     return p
 
 
@@ -122,9 +128,17 @@ def main(argv=None) -> int:
 
         info = dist_info_from_env()
         run(build_config(args, world_size=info.world_size, local_world=info.local_world_size))
-    except UserError as e:
+    except (UserError, NonFiniteLoss) as e:
         print(f"error: {'' if rank == 0 else f'[rank {rank}] '}{e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except Interrupted as e:
+        if rank == 0:
+            print(f"=> {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except torch.OutOfMemoryError:
+        print(f"error: {'' if rank == 0 else f'[rank {rank}] '}out of memory on the device; use a smaller "
+              "-b/--batch-size, --amp, or a smaller --image-size", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130

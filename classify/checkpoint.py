@@ -11,14 +11,15 @@ import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from .errors import CheckpointError
 
-__all__ = ["save_atomic", "load_checkpoint", "clean_state_dict", "model_state", "load_model_weights"]
+__all__ = ["save_atomic", "load_checkpoint", "clean_state_dict", "model_state", "load_model_weights",
+           "find_latest"]
 
 _PREFIXES = ("module.", "_orig_mod.")
 
@@ -117,3 +118,21 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], path: os.PathLik
             raise CheckpointError(f"checkpoint '{path}' does not fit: {key} has shape {tuple(value.shape)}, "
                                   f"model has {tuple(own[key].shape)}; check --num-classes/--arch")
     model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+
+
+def find_latest(output_dir: os.PathLike, warn) -> Optional[Tuple[Path, Dict[str, Any]]]:
+    """``--resume auto``: the most advanced readable checkpoint in ``output_dir`` (by epoch, then
+    step, then mtime), or None. A corrupt file is skipped with ``warn(message)``."""
+    best = None
+    for path in sorted(Path(output_dir).glob("*.pth.tar")):
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as e:
+            warn(f"warning: skipping {e}")
+            continue
+        if "optimizer" not in state:
+            continue
+        key = (int(state.get("epoch", 0)), int(state.get("step", 0)), path.stat().st_mtime)
+        if best is None or key > best[0]:
+            best = (key, path, state)
+    return None if best is None else (best[1], best[2])

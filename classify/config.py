@@ -87,6 +87,8 @@ class Config:
     channels_last: Optional[bool] = None  # None: on for cuda
     compile: bool = False
     dist_backend: Optional[str] = None
+    max_bad_images: float = 0.01  # fraction of unreadable images tolerated
+    nan_skips: int = 0  # --nan-policy skip:N
     model_kwargs: dict = field(default_factory=dict)
     argv: Tuple[str, ...] = ()
 
@@ -247,6 +249,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         dummy_sizes=_dummy_sizes(args.dummy_size),
         world_size=world_size, benchmark=bool(args.benchmark), channels_last=args.channels_last,
         compile=bool(args.compile), dist_backend=args.dist_backend,
+        max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
         model_kwargs=model_kwargs, argv=tuple(sys.argv),
     )
 
@@ -263,6 +266,27 @@ def _loss_scale(value: Optional[str], recipe: Recipe) -> Optional[float]:
     if scale <= 0:
         raise UserError(f"--loss-scale must be > 0, got {value}")
     return scale
+
+
+def _fraction(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"--max-bad-images is a fraction of the dataset in [0, 1], got {value}")
+    return value
+
+
+def _nan_skips(policy: str) -> int:
+    """``stop`` -> 0 skipped steps; ``skip`` -> 10; ``skip:N`` -> N."""
+    name, _, count = policy.partition(":")
+    if name == "stop" and not count:
+        return 0
+    if name == "skip":
+        try:
+            n = int(count) if count else 10
+        except ValueError:
+            n = -1
+        if n >= 0:
+            return n
+    raise UserError(f"--nan-policy must be 'stop', 'skip' or 'skip:N', got '{policy}'")
 
 
 def _dummy_sizes(value: Optional[Tuple[int, ...]]) -> Tuple[int, int]:

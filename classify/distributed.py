@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from .devices import dist_backend
 
-__all__ = ["DistInfo", "dist_info_from_env", "init_distributed", "all_reduce_sum", "barrier",
+__all__ = ["DistInfo", "dist_info_from_env", "init_distributed", "all_reduce_sum", "barrier", "gather_objects",
            "broadcast_object", "cleanup"]
 
 
@@ -79,3 +79,12 @@ def broadcast_object(obj, src: int = 0):
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_objects(obj) -> list:
+    """Every rank's ``obj`` as a list indexed by rank (``[obj]`` without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

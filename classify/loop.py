@@ -12,7 +12,9 @@ import torch
 import torch.nn as nn
 
 from .amp import AmpSettings, autocast
-from .metrics import Meter, Throughput, accuracy_counts, warmup_steps
+from .errors import DataError
+from .guard import NonFiniteLoss
+from .metrics import Meter, Throughput, accuracy_counts, sum_over_ranks, warmup_steps
 from .report import Reporter
 from .transforms import Normalize
 
@@ -32,6 +34,10 @@ class TrainParts:
     amp: AmpSettings
     normalize: Normalize
     aux_weight: float = 0.3  # GoogLeNet: loss = ce(main) + 0.3 * (ce(aux1) + ce(aux2))
+    # Check every loss on the host before the update (free on CPU; one sync per step elsewhere,
+    # so accelerators check the averaged loss at print intervals instead).
+    check_finite: bool = False
+    nan_skips: int = 0  # non-finite steps to skip before stopping (--nan-policy skip:N)
 
 
 @dataclass
@@ -45,6 +51,7 @@ class EpochPlan:
     epochs_left: int = 0  # after this one, for the run ETA
     print_freq: int = 10
     world_size: int = 1
+    max_bad_fraction: float = 0.01  # --max-bad-images
 
 
 def compute_loss(criterion: nn.Module, output, target: torch.Tensor, aux_weight: float):
@@ -64,7 +71,7 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
     meter = Meter(["loss", "acc1", "acc5"], parts.device)
     steps = len(loader) if plan.max_steps is None else min(len(loader), plan.max_steps)
     speed = Throughput(parts.device, warmup_steps(steps))
-    bad = done = 0
+    bad = done = skipped = seen = 0
     stopped = False
     window_time = window_data = 0.0
     window_steps = 0
@@ -76,15 +83,25 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
             continue
         data_time = time.perf_counter() - last
         n = images.shape[0]
-        train_step(parts, images, target, meter, n)
+        seen += n
+        step = plan.start_step + i
+        if not train_step(parts, images, target, meter, n):
+            skipped += 1
+            if skipped > parts.nan_skips:
+                raise NonFiniteLoss(f"non-finite loss at epoch {plan.epoch} step {step} "
+                                    f"({skipped} such step{'s' * (skipped > 1)})", step)
+            reporter.line(f"warning: non-finite loss at epoch {plan.epoch} step {step}; step skipped "
+                          f"({skipped}/{parts.nan_skips})")
         done += 1
         speed.step(n)
         now = time.perf_counter()
         window_time, window_data, window_steps = window_time + now - last, window_data + data_time, window_steps + 1
         last = now
-        step = plan.start_step + i
         if i % plan.print_freq == 0 or done == steps:
+            _check_bad(bad, seen, plan.max_bad_fraction)
             m = meter.read_window()
+            if not parts.check_finite and parts.scaler is None and m["loss"] != m["loss"]:
+                raise NonFiniteLoss(f"non-finite loss in epoch {plan.epoch} before step {step + 1}", None)
             avg = meter.averages()
             step_time = window_time / window_steps
             m.update(time=step_time, data=window_data / window_steps)
@@ -102,19 +119,32 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
             stopped = plan.max_steps is not None and done == plan.max_steps
             break
     fps = speed.fps()
+    _check_bad(bad, seen, plan.max_bad_fraction, final=True)
     out = meter.averages(reduce=True)
-    out.update(fps=fps, images=out.pop("count"), bad_images=bad, steps=done, stopped=stopped,
+    out.update(fps=fps, images=out.pop("count"), bad_images=sum_over_ranks(bad, parts.device), steps=done,
+               stopped=stopped,
                time_s=time.perf_counter() - start)
     return out
 
 
-def train_step(parts: TrainParts, images, target, meter: Optional[Meter] = None, n: int = 0) -> None:
-    """One optimisation step on a uint8 (or float) batch; adds loss/accuracy sums to ``meter``."""
+def _check_bad(bad: int, seen: int, max_fraction: float, final: bool = False) -> None:
+    """Abort when more than ``max_fraction`` of the images read so far were unreadable."""
+    total = bad + seen
+    if bad and (final or total >= 64) and bad > max_fraction * total:
+        raise DataError(f"{bad} of {total} images read were unreadable (more than --max-bad-images "
+                        f"{max_fraction:g}); fix or remove the bad files, or raise --max-bad-images")
+
+
+def train_step(parts: TrainParts, images, target, meter: Optional[Meter] = None, n: int = 0) -> bool:
+    """One optimisation step on a uint8 (or float) batch; adds loss/accuracy sums to ``meter``.
+    Returns False (and changes nothing) when ``parts.check_finite`` and the loss is not finite."""
     images = images.to(parts.device, non_blocking=True)
     target = target.to(parts.device, non_blocking=True)
     with autocast(parts.device, parts.amp):
         output = parts.model(parts.normalize(images))
         main, loss = compute_loss(parts.criterion, output, target, parts.aux_weight)
+    if parts.check_finite and not torch.isfinite(loss).item():
+        return False
     parts.optimizer.zero_grad(set_to_none=True)
     if parts.scaler is not None:
         parts.scaler.scale(loss).backward()
@@ -125,9 +155,10 @@ def train_step(parts: TrainParts, images, target, meter: Optional[Meter] = None,
         parts.optimizer.step()
     parts.scheduler.step()
     if meter is None:
-        return
+        return True
     correct = accuracy_counts(main.detach(), target)
     meter.update(torch.cat([(loss.detach().float() * n).view(1), correct * (100.0)]), n)
+    return True
 
 
 @torch.no_grad()
@@ -151,5 +182,5 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: AmpSettings, n
         meter.update(torch.cat([(loss.float() * n).view(1), accuracy_counts(output, target) * 100.0]), n)
     out = meter.averages(reduce=True)
     out["images"] = out.pop("count")
-    out["bad_images"] = bad
+    out["bad_images"] = sum_over_ranks(bad, device)
     return out

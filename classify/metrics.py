@@ -14,7 +14,8 @@ import torch.distributed as dist
 from .devices import synchronize
 from .distributed import all_reduce_sum
 
-__all__ = ["accuracy_counts", "Meter", "format_eta", "Throughput", "warmup_steps"]
+__all__ = ["accuracy_counts", "Meter", "format_eta", "Throughput", "warmup_steps",
+           "sum_over_ranks"]
 
 
 @torch.no_grad()
@@ -60,6 +61,14 @@ class Meter:
         out = {n: (s / count if count else float("nan")) for n, s in zip(self.names, sums)}
         out["count"] = count
         return out
+
+
+def sum_over_ranks(value: float, device: torch.device) -> float:
+    """A host number summed over ranks (a collective when distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    on = device if dist.get_backend() != "gloo" else torch.device("cpu")
+    return all_reduce_sum(torch.tensor([float(value)], dtype=torch.float64, device=on)).item()
 
 
 def format_eta(seconds: Optional[float]) -> str:

@@ -3,6 +3,9 @@
 ``run(cfg)`` is what ``main.py`` calls, in one process or in each torchrun worker.
 """
 
+import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Dict, Optional
@@ -14,12 +17,13 @@ from torch.nn.parallel import DistributedDataParallel
 import models
 
 from .amp import AmpSettings, make_scaler, resolve_amp
-from .checkpoint import load_checkpoint, load_model_weights, model_state, save_atomic
+from .checkpoint import find_latest, load_checkpoint, load_model_weights, model_state, save_atomic
 from .config import Config
 from .data import DataSpec, build_datasets, build_loader
 from .devices import manual_seed_all, pin_memory, resolve_device, rng_state, set_rng_state
-from .distributed import DistInfo, cleanup, dist_info_from_env, init_distributed
+from .distributed import DistInfo, cleanup, dist_info_from_env, gather_objects, init_distributed
 from .errors import UserError
+from .guard import Interrupted, NonFiniteLoss, StopRequest
 from .fast import make_optimizer, prepare_model, use_channels_last
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .pretrained import TORCHVISION, load_pretrained
@@ -62,6 +66,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     manual_seed_all(cfg.seed + info.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.benchmark  # fixed shapes: let cuDNN pick kernels
+    _warn_workers(cfg.workers, info.local_world_size, reporter)
     root = _data_root(cfg)
     spec = DataSpec(root, cfg.image_size, cfg.val_resize, cfg.color_jitter, cfg.data_kind == "dummy",
                     cfg.dummy_sizes, cfg.num_classes or 1000)
@@ -88,6 +93,13 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     train_loader = build_loader(data.train, cfg.per_device_batch, cfg.workers, True, info.rank,
                                 info.world_size, cfg.seed, pin_memory(device))
     return _train(setup, model, train_loader, val_loader)
+
+
+def _warn_workers(workers: int, local_world: int, reporter: Reporter) -> None:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers * local_world > cpus:
+        reporter.line(f"warning: {workers} loader workers x {local_world} processes > {cpus} CPUs; "
+                      f"this oversubscribes the CPUs (try -j {max(1, cpus // local_world)})")
 
 
 def _data_root(cfg: Config) -> Optional[str]:
@@ -155,7 +167,7 @@ def _build_parts(setup: _Setup, model: nn.Module, steps_per_epoch: int) -> Train
     if cfg.compile:
         model = torch.compile(model)
     return TrainParts(model, setup.criterion, optimizer, scheduler, make_scaler(device, setup.amp), device,
-                      setup.amp, setup.normalize)
+                      setup.amp, setup.normalize, check_finite=device.type == "cpu", nan_skips=cfg.nan_skips)
 
 
 def _train(setup: _Setup, model: nn.Module, train_loader, val_loader) -> Dict:
@@ -164,39 +176,93 @@ def _train(setup: _Setup, model: nn.Module, train_loader, val_loader) -> Dict:
         _load_weights(setup, model, cfg.pretrained, pretrained=True)
     steps_per_epoch = len(train_loader)
     parts = _build_parts(setup, model, steps_per_epoch)
-    start_epoch, start_step, best = cfg.start_epoch, 0, 0.0
-    if cfg.resume:
-        start_epoch, start_step, best = _resume(setup, model, parts, cfg.resume)
+    state = _TrainState(epoch=cfg.start_epoch)
+    resume = _resume_path(setup)
+    if resume:
+        _resume(setup, model, parts, resume, state)
+    with StopRequest(setup.device, every=cfg.print_freq) as stop:
+        train_start = time.perf_counter()
+        try:
+            _epochs(setup, model, parts, train_loader, val_loader, state, stop)
+        except NonFiniteLoss as e:
+            _nonfinite(setup, model, parts, state, e)
+    summary = _summary(setup, epochs=state.epoch, best=state.best, last=state.last_eval, fps=state.fps,
+                       train_time=time.perf_counter() - train_start)
+    summary["bad_images"] = state.bad_images
+    reporter.summary(summary)
+    return summary
+
+
+@dataclass
+class _TrainState:
+    """Where training is: ``epoch`` (current, or next when step == 0) and ``step`` within it."""
+
+    epoch: int = 0
+    step: int = 0
+    best: float = 0.0
+    fps: float = 0.0
+    bad_images: int = 0
+    last_eval: Dict = None
+
+    def __post_init__(self):
+        self.last_eval = self.last_eval or {}
+
+
+def _epochs(setup: _Setup, model, parts: TrainParts, train_loader, val_loader, state: _TrainState,
+            stop: StopRequest) -> None:
+    cfg, reporter = setup.cfg, setup.reporter
+    steps_per_epoch, steps_left = len(train_loader), cfg.stop_step_num
     sampler = train_loader.sampler
-    last_eval: Dict = {}
-    fps, steps_left = 0.0, cfg.stop_step_num
-    train_start = time.perf_counter()
-    epochs_done = start_epoch
-    for epoch in range(start_epoch, cfg.epochs):
+
+    def after_step(step: int) -> bool:
+        state.step = step
+        if cfg.ckpt_interval and step % cfg.ckpt_interval == 0 and step < steps_per_epoch:
+            _save(setup, model, parts, state, is_best=False)
+            reporter.line(f"=> saved checkpoint at epoch {state.epoch} step {step}")
+        if stop.requested(step):
+            _save(setup, model, parts, state, is_best=False)
+            name = signal.Signals(stop.signum).name
+            raise Interrupted(f"stopped by {name} at epoch {state.epoch} step {step}; checkpoint saved to "
+                              f"{cfg.output_dir / 'checkpoint.pth.tar'}; continue with --resume auto", stop.signum)
+        return False
+
+    for epoch in range(state.epoch, cfg.epochs):
+        state.epoch = epoch
         sampler.set_epoch(epoch)
-        sampler.skip(start_step * cfg.per_device_batch)
-        plan = EpochPlan(epoch, steps_per_epoch, start_step, steps_left, cfg.epochs - epoch - 1,
-                         cfg.print_freq, setup.info.world_size)
-        stats = train_one_epoch(parts, train_loader, plan, reporter)
-        start_step = 0
-        fps = stats["fps"]
-        reporter.fps(epoch, fps)
+        sampler.skip(state.step * cfg.per_device_batch)
+        plan = EpochPlan(epoch, steps_per_epoch, state.step, steps_left, cfg.epochs - epoch - 1,
+                         cfg.print_freq, setup.info.world_size, cfg.max_bad_images)
+        stats = train_one_epoch(parts, train_loader, plan, reporter, after_step)
+        state.fps = stats["fps"]
+        reporter.fps(epoch, state.fps)
+        state.bad_images += int(stats["bad_images"])
+        if stats["bad_images"]:
+            reporter.line(f"[epoch {epoch}] skipped {int(stats['bad_images'])} unreadable images")
         if val_loader is not None:
-            last_eval = evaluate(model, val_loader, setup.device, setup.amp, setup.normalize, setup.criterion)
-            reporter.eval_result(last_eval["acc1"], last_eval["acc5"])
-        is_best = bool(last_eval) and last_eval["acc1"] > best
-        best = max(best, last_eval.get("acc1", 0.0))
-        _save(setup, model, parts, epoch + 1, 0, best, is_best)
-        epochs_done = epoch + 1
-        reporter.epoch_record(_epoch_record(epoch, parts, stats, last_eval))
+            state.last_eval = evaluate(model, val_loader, setup.device, setup.amp, setup.normalize, setup.criterion)
+            reporter.eval_result(state.last_eval["acc1"], state.last_eval["acc5"])
+        is_best = bool(state.last_eval) and state.last_eval["acc1"] > state.best
+        state.best = max(state.best, state.last_eval.get("acc1", 0.0))
+        state.epoch, state.step = epoch + 1, 0
+        _save(setup, model, parts, state, is_best)
+        reporter.epoch_record(_epoch_record(epoch, parts, stats, state.last_eval))
         if steps_left is not None:
             steps_left -= stats["steps"]
             if steps_left <= 0:
                 break
-    summary = _summary(setup, epochs=epochs_done, best=best, last=last_eval, fps=fps,
-                       train_time=time.perf_counter() - train_start)
-    reporter.summary(summary)
-    return summary
+
+
+def _nonfinite(setup: _Setup, model, parts: TrainParts, state: _TrainState, error: NonFiniteLoss) -> None:
+    """--nan-policy: save the last good state when the bad step was not applied, then stop."""
+    path = setup.cfg.output_dir / "checkpoint.pth.tar"
+    if error.step is not None:
+        state.step = error.step
+        _save(setup, model, parts, state, is_best=False)
+        where = f"the last good state is saved in {path}"
+    else:
+        where = f"{path} holds the last checkpoint written before it"
+    raise NonFiniteLoss(f"{error}; {where}. Lower --lr, add warm-up (--warmup-epochs) or use --amp with a "
+                        "loss scale, then --resume", error.step)
 
 
 def _epoch_record(epoch: int, parts: TrainParts, train: Dict, val: Dict) -> Dict:
@@ -211,39 +277,52 @@ def _round(value, digits: int = 4):
     return None if value is None else round(float(value), digits)
 
 
-def _save(setup: _Setup, model: nn.Module, parts: TrainParts, epoch: int, step: int, best: float,
-          is_best: bool) -> None:
+def _save(setup: _Setup, model: nn.Module, parts: TrainParts, state: _TrainState, is_best: bool) -> None:
+    """Rank 0 writes; every rank contributes its RNG state (a collective when distributed)."""
+    rng = gather_objects(rng_state())
     if not setup.info.is_main:
         return
     cfg = setup.cfg
-    state = {
+    ckpt = {
         "state_dict": model_state(model), "optimizer": parts.optimizer.state_dict(),
         "lr_scheduler": parts.scheduler.state_dict(),
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "epoch": epoch, "step": step, "best_acc1": best, "arch": cfg.arch, "recipe": cfg.recipe,
-        "args": cfg.to_dict(), "rng": rng_state(), "classes": list(setup.classes),
+        "epoch": state.epoch, "step": state.step, "best_acc1": state.best, "arch": cfg.arch, "recipe": cfg.recipe,
+        "args": cfg.to_dict(), "rng": rng[0], "rng_per_rank": rng, "classes": list(setup.classes),
     }
-    path = cfg.output_dir / "checkpoint.pth.tar"
-    save_atomic(state, path)
+    save_atomic(ckpt, cfg.output_dir / "checkpoint.pth.tar")
     if is_best:
-        save_atomic(state, cfg.output_dir / "model_best.pth.tar")
+        save_atomic(ckpt, cfg.output_dir / "model_best.pth.tar")
 
 
-def _resume(setup: _Setup, model: nn.Module, parts: TrainParts, path: str):
-    """Restore everything a checkpoint holds; returns (start_epoch, start_step, best_acc1)."""
-    state = load_checkpoint(path)
-    load_model_weights(model, state, path, setup.cfg.arch)
+def _resume_path(setup: _Setup) -> Optional[str]:
+    cfg = setup.cfg
+    if cfg.resume != "auto":
+        return cfg.resume
+    found = find_latest(cfg.output_dir, lambda msg: print(msg, file=sys.stderr, flush=True))
+    if found is None:
+        setup.reporter.line(f"=> --resume auto: no checkpoint in '{cfg.output_dir}', starting from scratch")
+        return None
+    return str(found[0])
+
+
+def _resume(setup: _Setup, model: nn.Module, parts: TrainParts, path: str, state: _TrainState) -> None:
+    """Restore everything a checkpoint holds into ``parts`` and ``state``."""
+    ckpt = load_checkpoint(path)
+    load_model_weights(model, ckpt, path, setup.cfg.arch)
     for key in ("optimizer", "lr_scheduler"):
-        if key not in state:
+        if key not in ckpt:
             raise UserError(f"'{path}' holds weights only (no {key}); use --pretrained {path} to start from it")
-    parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["lr_scheduler"])
-    if parts.scaler is not None and state.get("scaler"):
-        parts.scaler.load_state_dict(state["scaler"])
-    if state.get("rng") and setup.info.is_main:
-        set_rng_state(state["rng"])
-    setup.reporter.line(f"=> resumed from '{path}' (epoch {state['epoch']}, step {state.get('step', 0)})")
-    return int(state["epoch"]), int(state.get("step", 0)), float(state.get("best_acc1", 0.0))
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    parts.scheduler.load_state_dict(ckpt["lr_scheduler"])
+    if parts.scaler is not None and ckpt.get("scaler"):
+        parts.scaler.load_state_dict(ckpt["scaler"])
+    per_rank = ckpt.get("rng_per_rank") or [ckpt.get("rng")]
+    if len(per_rank) == setup.info.world_size and per_rank[setup.info.rank]:
+        set_rng_state(per_rank[setup.info.rank])
+    state.epoch, state.step = int(ckpt["epoch"]), int(ckpt.get("step", 0))
+    state.best = float(ckpt.get("best_acc1", 0.0))
+    setup.reporter.line(f"=> resumed from '{path}' (epoch {state.epoch}, step {state.step})")
 
 
 def _summary(setup: _Setup, epochs: int, best: float, last: Dict, fps: float, train_time: float) -> Dict:

@@ -46,7 +46,8 @@ def run_main():
     """Run ``tests/run_main.py ARGS`` in a subprocess; returns CompletedProcess (text)."""
 
     def _run(*args, timeout=300, env=None, cwd=None):
-        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        # one thread per test process: tiny nets, and no oversubscription of a small CI machine
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
         return subprocess.run([sys.executable, str(ROOT / "tests" / "run_main.py"), *map(str, args)],
                               capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT)
 

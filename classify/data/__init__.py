@@ -85,6 +85,10 @@ def build_loader(dataset: Dataset, batch_size: int, workers: int, train: bool, r
         sampler = EvalSampler(len(dataset), rank, world_size)
     # Drop a ragged last training batch (fixed shapes), unless the shard is smaller than one batch.
     drop_last = train and len(sampler) >= batch_size
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+    # Its own generator: creating an iterator then draws no number from the global RNG, so the
+    # training RNG stream (dropout) is the same whether an epoch starts fresh or mid-way on resume.
+    # Augmentation randomness comes from the per-sample seeds (SeededDataset), not from workers.
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
                       collate_fn=collate_skip_bad, pin_memory=pin_memory, drop_last=drop_last,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
