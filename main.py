@@ -91,7 +91,8 @@ def get_args_parser() -> OneLineParser:
     add("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
     add("-e", "--evaluate", action="store_true", help="evaluate only (with --resume/--pretrained)")
     add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
-    add("--prof", action="store_true", help="profile a few steps with torch.profiler")
+    add("--prof", action="store_true", help="profile a few steps with torch.profiler, then stop")
+    add("--tensorboard", action="store_true", help="write TensorBoard scalars to OUTPUT_DIR/tensorboard")
     add("--max-bad-images", "--max_bad_images", type=float, default=0.01, metavar="FRACTION",
         help="abort when more than this fraction of images is unreadable (default 0.01)")
     add("--nan-policy", "--nan_policy", default="stop", help="stop | skip | skip:N (non-finite loss)")

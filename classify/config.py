@@ -89,6 +89,7 @@ class Config:
     dist_backend: Optional[str] = None
     max_bad_images: float = 0.01  # fraction of unreadable images tolerated
     nan_skips: int = 0  # --nan-policy skip:N
+    tensorboard: bool = False
     model_kwargs: dict = field(default_factory=dict)
     argv: Tuple[str, ...] = ()
 
@@ -250,6 +251,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         world_size=world_size, benchmark=bool(args.benchmark), channels_last=args.channels_last,
         compile=bool(args.compile), dist_backend=args.dist_backend,
         max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
+        tensorboard=_tensorboard(args.tensorboard),
         model_kwargs=model_kwargs, argv=tuple(sys.argv),
     )
 
@@ -266,6 +268,15 @@ def _loss_scale(value: Optional[str], recipe: Recipe) -> Optional[float]:
     if scale <= 0:
         raise UserError(f"--loss-scale must be > 0, got {value}")
     return scale
+
+
+def _tensorboard(asked: bool) -> bool:
+    if asked:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package; pip install tensorboard") from None
+    return asked
 
 
 def _fraction(value: float) -> float:

@@ -14,14 +14,22 @@ from .metrics import format_eta
 
 __all__ = ["Reporter"]
 
+_TB_NAMES = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc1": "acc1/train", "acc1": "acc1/val",
+             "acc5": "acc5/val", "lr": "lr", "img_per_s": "img_per_s"}
+
 
 class Reporter:
     """Rank 0 prints and writes; every other rank is silent and writes nothing."""
 
-    def __init__(self, output_dir: Path, is_main: bool, stream=None):
+    def __init__(self, output_dir: Path, is_main: bool, stream=None, tensorboard: bool = False):
         self.output_dir = Path(output_dir)
         self.is_main = is_main
         self.stream = stream or sys.stdout
+        self.tb = None
+        if tensorboard and is_main:
+            from torch.utils.tensorboard import SummaryWriter  # checked at parse time (config)
+
+            self.tb = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
 
     def line(self, text: str) -> None:
         if self.is_main:
@@ -44,9 +52,24 @@ class Reporter:
         self.line(f"[epoch {epoch}] FPS@all {fps:.1f}")
 
     def epoch_record(self, record: Dict) -> None:
-        if self.is_main:
-            with open(self.output_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        """One line of metrics.jsonl; also TensorBoard scalars and curves.png when available."""
+        if not self.is_main:
+            return
+        metrics = self.output_dir / "metrics.jsonl"
+        with open(metrics, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key in ("train_loss", "train_acc1", "val_loss", "acc1", "acc5", "lr", "img_per_s"):
+                if record.get(key) is not None:
+                    self.tb.add_scalar(_TB_NAMES[key], record[key], record["epoch"])
+            self.tb.flush()
+        from .plots import write_curves
+
+        write_curves(metrics, self.output_dir / "curves.png")
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
     def summary(self, summary: Dict) -> None:
         if not self.is_main:

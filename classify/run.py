@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Optional
 
 import torch
@@ -60,9 +61,9 @@ class _Setup:
 
 
 def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
-    reporter = Reporter(cfg.output_dir, info.is_main)
     if info.is_main:
         _prepare_output_dir(cfg.output_dir)
+    reporter = Reporter(cfg.output_dir, info.is_main, tensorboard=cfg.tensorboard)
     manual_seed_all(cfg.seed + info.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.benchmark  # fixed shapes: let cuDNN pick kernels
@@ -176,6 +177,8 @@ def _train(setup: _Setup, model: nn.Module, train_loader, val_loader) -> Dict:
         _load_weights(setup, model, cfg.pretrained, pretrained=True)
     steps_per_epoch = len(train_loader)
     parts = _build_parts(setup, model, steps_per_epoch)
+    if cfg.prof:
+        return _profile(setup, parts, train_loader)
     state = _TrainState(epoch=cfg.start_epoch)
     resume = _resume_path(setup)
     if resume:
@@ -190,7 +193,19 @@ def _train(setup: _Setup, model: nn.Module, train_loader, val_loader) -> Dict:
                        train_time=time.perf_counter() - train_start)
     summary["bad_images"] = state.bad_images
     reporter.summary(summary)
+    reporter.close()
     return summary
+
+
+def _profile(setup: _Setup, parts: TrainParts, train_loader) -> Dict:
+    from .profiling import profile_training
+
+    train_loader.sampler.set_epoch(0)
+    paths = profile_training(parts, train_loader, setup.cfg.output_dir)
+    if setup.info.is_main:
+        print(Path(paths["table"]).read_text(), flush=True)
+    setup.reporter.line(f"=> profile written: {paths['trace']} (chrome://tracing) and {paths['table']}")
+    return paths
 
 
 @dataclass
