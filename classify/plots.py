@@ -115,11 +115,12 @@ def _draw(runs: List[Run], out_png: Path, title: Optional[str]) -> None:
     # Fixed margins, not constrained layout: half the drawing time (the trainer calls this every epoch).
     axes = fig.subplots(2, 2, gridspec_kw=dict(left=0.07, right=0.98, bottom=0.07, top=0.92, hspace=0.3,
                                                wspace=0.2)).flatten()
-    colours = [f"C{i % 10}" for i in range(len(runs))]
     for ax, (name, ylabel, series) in zip(axes, _PANELS):
-        for colour, (run, records) in zip(colours, runs):
-            for key, label, style in series:
-                points = [(r["epoch"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+        for run_index, (run, records) in enumerate(runs):
+            for series_index, (key, label, style) in enumerate(series):
+                # One colour per run; with a single run, one per series.
+                colour = f"C{(run_index if len(runs) > 1 else series_index) % 10}"
+                points = [(rec["epoch"], rec[key]) for rec in records if isinstance(rec.get(key), (int, float))]
                 if not points:
                     continue
                 xs, ys = zip(*points)

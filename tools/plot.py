@@ -1,0 +1,41 @@
+"""Draw training curves of one or several runs side by side from their metrics.jsonl.
+
+    python tools/plot.py OUT_DIR [OUT_DIR...] [--output curves.png]
+
+Four panels against epoch: train/val loss, Acc@1/Acc@5, lr, img/s; one colour per run,
+labelled by its folder name. Needs matplotlib (optional: ``pip install matplotlib``).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+from classify.errors import UserError  # noqa: E402
+from classify.plots import plot_runs  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Plot training curves from metrics.jsonl", add_help=True)
+    parser.add_argument("runs", nargs="+", metavar="OUT_DIR",
+                        help="output dir of a training run (holds metrics.jsonl), or a metrics .jsonl file")
+    parser.add_argument("-o", "--output", default="curves.png", help="PNG to write (default: curves.png)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        out = plot_runs(args.runs, args.output)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    print(f"wrote {out} ({len(args.runs)} run{'s' if len(args.runs) > 1 else ''})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Classify images with a trained checkpoint: top-k class names and probabilities.
+
+    python tools/predict.py --checkpoint model_best.pth.tar img1.jpg dir/ ... [--topk 5]
+                            [--device auto] [--batch-size 32]
+
+The network, its number of classes and the validation preprocessing (resize, centre crop,
+mean/std) come from the checkpoint, so predictions match the trainer's evaluation.
+Directories expand to the image files below them (recursively, sorted, hidden files
+skipped). One line per image:
+
+    val/red/000.jpg: red (91.20%), blue (5.01%), green (3.79%)
+
+Class names are the ones the trainer stored in the checkpoint (ImageFolder order);
+a checkpoint without them (torchvision/timm weights) prints class indices.
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+import models  # noqa: E402
+from models.recipe import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from classify.checkpoint import load_checkpoint, load_model_weights  # noqa: E402
+from classify.devices import resolve_device  # noqa: E402
+from classify.errors import CheckpointError, UserError  # noqa: E402
+from classify.transforms import Normalize, val_transform  # noqa: E402
+
+__all__ = ["TrainedModel", "load_trained_model", "find_images", "predict", "main"]
+
+# torchvision.datasets.folder.IMG_EXTENSIONS
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Preprocessing for a checkpoint that names neither its run's settings nor a known recipe.
+_FALLBACK = SimpleNamespace(image_size=224, val_resize=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+@dataclass
+class TrainedModel:
+    """A network in eval mode on the CPU plus what is needed to feed it like the trainer did."""
+
+    model: nn.Module
+    arch: str
+    num_classes: int
+    classes: List[str]  # may be empty: print indices then
+    image_size: int
+    val_resize: int
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+
+
+def load_trained_model(path, arch: Optional[str] = None) -> TrainedModel:
+    """Build the checkpoint's network (main head only: GoogLeNet without aux heads) with its
+    weights, in eval mode. ``arch`` is needed only for a bare state_dict without one."""
+    state = load_checkpoint(path)
+    arch = state.get("arch") or arch
+    if not arch:
+        raise CheckpointError(f"checkpoint '{path}' does not name its network; pass --arch "
+                              f"({', '.join(models.list_models())})")
+    if arch not in models.list_models():
+        raise CheckpointError(f"checkpoint '{path}' is for '{arch}', which this code does not know; "
+                              f"known: {', '.join(models.list_models())}")
+    args = state.get("args") or {}
+    recipe_name = state.get("recipe") or models.default_recipe(arch)
+    recipe = models.get_recipe(recipe_name) if recipe_name in models.list_recipes() else _FALLBACK
+    classes = [str(c) for c in state.get("classes") or []]
+    num_classes = args.get("num_classes") or len(classes) or _classifier_width(state["state_dict"])
+    kwargs = dict(args.get("model_kwargs") or {})
+    kwargs.pop("aux_logits", None)  # the aux heads only help training; predict/export use the main head
+    model = models.create_model(arch, num_classes=num_classes, **kwargs)
+    load_model_weights(model, state, path, arch)
+    model.eval()
+
+    def pick(key):  # the run's value (flags included), else its recipe's
+        value = args.get(key)
+        return getattr(recipe, key) if value is None else value
+
+    return TrainedModel(model=model, arch=arch, num_classes=num_classes, classes=classes,
+                        image_size=int(pick("image_size")), val_resize=int(pick("val_resize")),
+                        mean=tuple(pick("mean")), std=tuple(pick("std")))
+
+
+def _classifier_width(state_dict) -> int:
+    """Number of classes of a bare state_dict: rows of its last 2-D weight (the classifier)."""
+    weights = [v for k, v in state_dict.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2
+               and not k.startswith(("aux1.", "aux2."))]
+    if not weights:
+        raise CheckpointError("cannot tell the number of classes from the checkpoint (no classifier weight)")
+    return int(weights[-1].shape[0])
+
+
+def find_images(inputs: Sequence[str]) -> List[Path]:
+    """Files as given (any extension); directories expand recursively to image files,
+    sorted, skipping hidden files and folders."""
+    found: List[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*"))
+                         if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+                         and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UserError(f"'{item}' not found; pass image files or folders of images")
+    return found
+
+
+def _batches(paths: Sequence[Path], transform, batch_size: int) -> Iterator[Tuple[List[Path], torch.Tensor]]:
+    """Decoded uint8 batches; an unreadable image is skipped with a warning line on stderr."""
+    names: List[Path] = []
+    images: List[torch.Tensor] = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                images.append(transform(img.convert("RGB")))
+            names.append(path)
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"warning: skipping '{path}': cannot read it as an image ({reason})", file=sys.stderr, flush=True)
+        if len(images) == batch_size:
+            yield names, torch.stack(images)
+            names, images = [], []
+    if images:
+        yield names, torch.stack(images)
+
+
+@torch.inference_mode()
+def predict(net: TrainedModel, paths: Sequence[Path], device: torch.device, topk: int = 5,
+            batch_size: int = 32) -> Iterator[Tuple[Path, List[Tuple[str, float]]]]:
+    """Yield (path, [(class name, probability in %), ...]) per readable image, best first."""
+    model = net.model.to(device)
+    normalize = Normalize(net.mean, net.std).to(device)
+    transform = val_transform(net.image_size, net.val_resize)
+    k = min(topk, net.num_classes)
+    for names, batch in _batches(paths, transform, batch_size):
+        logits = model(normalize(batch.to(device, non_blocking=True)))
+        probs, indices = logits.float().softmax(dim=1).topk(k, dim=1)
+        for name, p_row, i_row in zip(names, probs.cpu().tolist(), indices.cpu().tolist()):
+            yield name, [(_class_name(net.classes, i), 100.0 * p) for p, i in zip(p_row, i_row)]
+
+
+def _class_name(classes: List[str], index: int) -> str:
+    return classes[index] if index < len(classes) else str(index)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Top-k predictions of a trained checkpoint", add_help=True)
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
+    parser.add_argument("--checkpoint", "--pth_path", "--pth-path", required=True,
+                        help="model_best.pth.tar / checkpoint.pth.tar written by main.py")
+    parser.add_argument("--arch", "-a", default=None,
+                        help="network for a bare state_dict without 'arch' (ignored otherwise)")
+    parser.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|gpu|npu (default auto)")
+    parser.add_argument("-b", "--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        if args.topk < 1 or args.batch_size < 1:
+            raise UserError("--topk and --batch-size must be at least 1")
+        paths = find_images(args.inputs)
+        if not paths:
+            raise UserError(f"no images found in {', '.join(args.inputs)} (looked for "
+                            f"{', '.join(IMG_EXTENSIONS)}); pass image files or folders of images")
+        net = load_trained_model(args.checkpoint, args.arch)
+        device = resolve_device(args.device)
+        done = 0
+        for path, top in predict(net, paths, device, args.topk, args.batch_size):
+            print(f"{path}: " + ", ".join(f"{name} ({p:.2f}%)" for name, p in top), flush=True)
+            done += 1
+        if done == 0:
+            raise UserError(f"none of the {len(paths)} files could be read as an image")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
