@@ -214,7 +214,7 @@ class _TrainState:
 
     epoch: int = 0
     step: int = 0
-    best: float = 0.0
+    best: Optional[float] = None  # best Acc@1 so far; None before the first evaluation
     fps: float = 0.0
     bad_images: int = 0
     last_eval: Dict = None
@@ -256,8 +256,10 @@ def _epochs(setup: _Setup, model, parts: TrainParts, train_loader, val_loader, s
         if val_loader is not None:
             state.last_eval = evaluate(model, val_loader, setup.device, setup.amp, setup.normalize, setup.criterion)
             reporter.eval_result(state.last_eval["acc1"], state.last_eval["acc5"])
-        is_best = bool(state.last_eval) and state.last_eval["acc1"] > state.best
-        state.best = max(state.best, state.last_eval.get("acc1", 0.0))
+        # The first evaluated epoch is always "best" (even at 0%), so model_best.pth.tar exists.
+        is_best = bool(state.last_eval) and (state.best is None or state.last_eval["acc1"] > state.best)
+        if is_best:
+            state.best = state.last_eval["acc1"]
         state.epoch, state.step = epoch + 1, 0
         _save(setup, model, parts, state, is_best)
         reporter.epoch_record(_epoch_record(epoch, parts, stats, state.last_eval))
@@ -336,7 +338,7 @@ def _resume(setup: _Setup, model: nn.Module, parts: TrainParts, path: str, state
     if len(per_rank) == setup.info.world_size and per_rank[setup.info.rank]:
         set_rng_state(per_rank[setup.info.rank])
     state.epoch, state.step = int(ckpt["epoch"]), int(ckpt.get("step", 0))
-    state.best = float(ckpt.get("best_acc1", 0.0))
+    state.best = ckpt.get("best_acc1")
     setup.reporter.line(f"=> resumed from '{path}' (epoch {state.epoch}, step {state.step})")
 
 

@@ -1,0 +1,316 @@
+# shellcheck shell=bash
+# The one helper behind the ModelZoo launcher scripts in test/ (DESIGN.md "Launcher scripts").
+#
+# Each script is two lines:
+#     source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+#     launcher_main <full|performance|eval> <1p|8p> "$@"
+#
+# launcher_main maps the ModelZoo flags onto main.py / main_8p.py, runs the trainer with its
+# output copied into test/output/<device id>/train_<device id>.log, and reads the numbers back
+# from that log (the line formats of DESIGN.md "Logs"). No training logic lives here: the
+# recipe, the demo profile, batch splitting and lr scaling are main.py's.
+
+# Steps of a performance run (--stop_step_num= overrides): on an accelerator a steady-state
+# window far longer than the 10 warm-up steps main.py leaves out of FPS (about a minute for
+# GoogLeNet on 8 devices); on a CPU few enough to finish in a minute or two.
+PERF_STEPS_ACCELERATOR=300
+PERF_STEPS_CPU=20
+
+LAUNCHER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(dirname "$LAUNCHER_DIR")
+
+_die() {  # one line on stderr, exit 1
+    echo "error: $SCRIPT: $*" >&2
+    exit 1
+}
+
+_abspath() {  # relative to the directory the user ran the script from
+    local p=$1
+    [[ $p == "~" || $p == "~/"* ]] && p=$HOME${p#\~}
+    [[ $p == /* ]] && printf '%s\n' "$p" || printf '%s\n' "$USER_CWD/$p"
+}
+
+_usage() {
+    cat <<EOF
+usage: bash test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batch_size=N]
+          [--epochs=N] [--lr=X] [--workers=N] [--image_size=N] [--device=auto|cpu|cuda|npu]
+          [--device_id=N] [--rank_size=N] [--stop_step_num=N] [--pth_path=FILE] [main.py flags...]
+
+  --data_path   ImageFolder root holding train/ and val/ (default: the built-in demo set)
+  --batch_size  global batch of the node (main.py -b); --rank_size: processes (8p scripts)
+  --device      auto (default): npu if torch_npu imports, else cuda if available, else cpu
+  --device_id   first device; outputs go to test/output/<device_id>/ (default 0)
+  --pth_path    checkpoint to evaluate (eval scripts; default test/output/<id>/model_best.pth.tar)
+Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). See README.md.
+EOF
+}
+
+# Sets DATA_PATH ARCH RECIPE BATCH_SIZE EPOCHS LR WORKERS IMAGE_SIZE DEVICE DEVICE_ID
+# RANK_SIZE STOP_STEP_NUM PTH_PATH and EXTRA (the flags passed through to main.py).
+_parse_args() {
+    DATA_PATH="" DATA_GIVEN=0 ARCH="" RECIPE="" BATCH_SIZE="" EPOCHS="" LR="" WORKERS=""
+    IMAGE_SIZE="" DEVICE=auto DEVICE_ID="" RANK_SIZE="" STOP_STEP_NUM="" PTH_PATH=""
+    EXTRA=()
+    local arg key value
+    while (($#)); do
+        arg=$1
+        shift
+        case $arg in
+            -h | --help) _usage; exit 0 ;;
+            --*=*) key=${arg%%=*} value=${arg#*=} ;;
+            --*) key=$arg value="" ;;
+            *) EXTRA+=("$arg"); continue ;;
+        esac
+        key=${key#--}
+        key=${key//-/_}
+        case $key in
+            data_path | data | data_dir | arch | recipe | batch_size | epochs | lr | workers | image_size | \
+                device | device_id | rank_size | stop_step_num | pth_path) ;;
+            *) EXTRA+=("$arg"); continue ;;
+        esac
+        if [[ $arg != *=* ]]; then  # the --key value form
+            [[ $# -gt 0 && $1 != --* ]] || _die "--$key needs a value"
+            value=$1
+            shift
+        fi
+        [[ -n $value ]] || _die "--$key is empty; give it a value or drop it"
+        case $key in
+            data_path | data | data_dir) DATA_PATH=$value DATA_GIVEN=1 ;;
+            arch) ARCH=$value ;;
+            recipe) RECIPE=$value ;;
+            batch_size) BATCH_SIZE=$value ;;
+            epochs) EPOCHS=$value ;;
+            lr) LR=$value ;;
+            workers) WORKERS=$value ;;
+            image_size) IMAGE_SIZE=$value ;;
+            device) DEVICE=$value ;;
+            device_id) DEVICE_ID=$value ;;
+            rank_size) RANK_SIZE=$value ;;
+            stop_step_num) STOP_STEP_NUM=$value ;;
+            pth_path) PTH_PATH=$value ;;
+        esac
+    done
+    local name
+    for name in DEVICE_ID RANK_SIZE STOP_STEP_NUM; do
+        [[ -z ${!name} || ${!name} =~ ^[0-9]+$ ]] || _die "--${name,,}=${!name} is not a whole number"
+    done
+    [[ $RANK_SIZE != 0 ]] || _die "--rank_size must be at least 1"
+    [[ $STOP_STEP_NUM != 0 ]] || _die "--stop_step_num must be at least 1"
+    [[ $SCALE == 8p || -z $RANK_SIZE || $RANK_SIZE == 1 ]] ||
+        _die "--rank_size=$RANK_SIZE: this script runs one device; use ${SCRIPT/_1p/_8p} for several"
+    [[ $DEVICE == gpu ]] && DEVICE=cuda
+    case $DEVICE in
+        auto | cpu | cuda | npu) ;;
+        *) _die "unknown --device '$DEVICE'; use auto, cpu, cuda (gpu) or npu" ;;
+    esac
+}
+
+_check_paths() {  # the user's mistakes, caught in bash before any process starts
+    if ((DATA_GIVEN)); then
+        local shown=$DATA_PATH missing=""
+        DATA_PATH=$(_abspath "$DATA_PATH")
+        [[ -e $DATA_PATH ]] || _die "--data_path '$shown' does not exist; pass the folder that holds train/ and val/"
+        [[ -d $DATA_PATH ]] || _die "--data_path '$shown' is not a folder; pass the folder that holds train/ and val/"
+        # CIFAR-10 python batches are the one other layout main.py reads.
+        if [[ ! -f $DATA_PATH/data_batch_1 && ! -f $DATA_PATH/cifar-10-batches-py/data_batch_1 ]]; then
+            [[ -d $DATA_PATH/train ]] || missing="train/"
+            [[ -d $DATA_PATH/val ]] || missing="${missing:+$missing and }val/"
+            [[ -z $missing ]] || _die "--data_path '$shown' has no $missing;" \
+                "expected an ImageFolder root with train/<class>/*.jpg and val/<class>/*.jpg"
+        fi
+    fi
+    if [[ $MODE == eval ]]; then
+        local shown=${PTH_PATH:-test/output/$DEVICE_ID/model_best.pth.tar}
+        PTH_PATH=$([[ -n $PTH_PATH ]] && _abspath "$PTH_PATH" || echo "$REPO_ROOT/$shown")
+        [[ -f $PTH_PATH ]] && return
+        if [[ $PTH_PATH == */model_best.pth.tar && -f ${PTH_PATH%/*}/checkpoint.pth.tar ]]; then
+            _die "no checkpoint '$shown' (written when an epoch beats 0% Acc@1); pass" \
+                "--pth_path=${shown%/*}/checkpoint.pth.tar for the last epoch's weights"
+        fi
+        _die "no checkpoint '$shown'; train first (bash test/train_full_${SCALE}.sh) or pass --pth_path=FILE"
+    elif [[ -n $PTH_PATH ]]; then
+        _die "--pth_path is for train_eval_*.sh; to continue a run pass --resume=FILE (main.py's flag)"
+    fi
+}
+
+_find_python() {
+    local py=${PYTHON:-}
+    if [[ -z $py ]]; then
+        if command -v python >/dev/null 2>&1; then py=python; else py=python3; fi
+    fi
+    read -r -a PY <<<"$py"
+    command -v "${PY[0]}" >/dev/null 2>&1 || _die "no '${PY[0]}' found; activate your environment or set PYTHON"
+}
+
+_device_count() {  # $1 = cuda | npu
+    local import="import torch"
+    [[ $1 == npu ]] && import="import torch, torch_npu"
+    "${PY[@]}" -c "$import; print(torch.$1.device_count() if torch.$1.is_available() else 0)" 2>/dev/null || echo 0
+}
+
+_npu_importable() {  # with the Ascend environment sourced, as a run on npu would have it
+    (
+        [[ -f $LAUNCHER_DIR/env_npu.sh ]] && source "$LAUNCHER_DIR/env_npu.sh"
+        "${PY[@]}" -c "import torch_npu"
+    ) >/dev/null 2>&1
+}
+
+# Sets DEVICE (cpu | cuda | npu) and, on accelerators, DEVICE_COUNT; sources env_npu.sh on npu.
+_resolve_device() {
+    DEVICE_COUNT=""
+    if [[ $DEVICE == auto ]]; then
+        if _npu_importable; then
+            DEVICE=npu
+        else
+            DEVICE_COUNT=$(_device_count cuda)
+            ((DEVICE_COUNT > 0)) && DEVICE=cuda || DEVICE=cpu
+        fi
+    fi
+    if [[ $DEVICE == npu && -f $LAUNCHER_DIR/env_npu.sh ]]; then
+        # shellcheck source=env_npu.sh
+        source "$LAUNCHER_DIR/env_npu.sh"
+    fi
+    if [[ $DEVICE != cpu && $SCALE == 8p && -z $DEVICE_COUNT ]]; then
+        DEVICE_COUNT=$(_device_count "$DEVICE")
+    fi
+}
+
+_resolve_ranks() {
+    if [[ $SCALE == 1p ]]; then
+        RANK_SIZE=1
+        return
+    fi
+    if [[ $DEVICE == cpu ]]; then
+        RANK_SIZE=${RANK_SIZE:-2}  # two gloo processes on a laptop
+        return
+    fi
+    RANK_SIZE=${RANK_SIZE:-8}
+    local last=$((DEVICE_ID + RANK_SIZE))
+    ((last <= DEVICE_COUNT)) || _die "--rank_size=$RANK_SIZE needs $RANK_SIZE $DEVICE devices" \
+        "(from device $DEVICE_ID) but $DEVICE_COUNT are visible; pass --rank_size=N or --device=cpu"
+}
+
+# Sets CMD: the trainer's command line.
+_build_command() {
+    if [[ $SCALE == 1p ]]; then
+        CMD=("${PY[@]}" main.py "--device=$DEVICE")
+        [[ $DEVICE == cpu ]] || CMD+=("--device-id=$DEVICE_ID")
+    else
+        CMD=("${PY[@]}" main_8p.py "--device=$DEVICE")
+        if [[ $DEVICE != cpu && $DEVICE_ID != 0 ]]; then
+            CMD+=("--device-list=$(seq -s, "$DEVICE_ID" $((DEVICE_ID + RANK_SIZE - 1)))")
+        else
+            CMD+=("--nproc_per_node=$RANK_SIZE")
+        fi
+    fi
+    ((DATA_GIVEN)) && CMD+=("--data_path=$DATA_PATH")
+    [[ -n $ARCH ]] && CMD+=("--arch=$ARCH")
+    [[ -n $RECIPE ]] && CMD+=("--recipe=$RECIPE")
+    [[ -n $BATCH_SIZE ]] && CMD+=("--batch-size=$BATCH_SIZE")
+    [[ -n $EPOCHS ]] && CMD+=("--epochs=$EPOCHS")
+    [[ -n $LR ]] && CMD+=("--lr=$LR")
+    [[ -n $WORKERS ]] && CMD+=("--workers=$WORKERS")
+    [[ -n $IMAGE_SIZE ]] && CMD+=("--image-size=$IMAGE_SIZE")
+    case $MODE in
+        performance)
+            local steps=$PERF_STEPS_ACCELERATOR
+            [[ $DEVICE == cpu ]] && steps=$PERF_STEPS_CPU
+            CMD+=("--stop-step-num=${STOP_STEP_NUM:-$steps}" --no-val) ;;
+        full) [[ -n $STOP_STEP_NUM ]] && CMD+=("--stop-step-num=$STOP_STEP_NUM") ;;
+        eval) CMD+=(-e "--resume=$PTH_PATH") ;;
+    esac
+    CMD+=("--output-dir=$RUN_DIR" "${EXTRA[@]}")
+}
+
+# Runs CMD: stdout and stderr go to the terminal as they are and both into TRAIN_LOG.
+# Sets RC (the trainer's exit code) and E2E_TIME (seconds).
+_run_trainer() {
+    local start
+    start=$(date +%s)
+    : >"$TRAIN_LOG"
+    ((DATA_GIVEN)) || echo "=> no --data_path: using the built-in demo set and its short schedule" \
+        "(generated on first use; pass --data_path=DIR for real data)" | tee -a "$TRAIN_LOG"
+    echo "=> ${CMD[*]}" | tee -a "$TRAIN_LOG"
+    export PYTHONUNBUFFERED=1
+    # stdout to stdout and stderr to stderr, each also appended to the log
+    { { "${CMD[@]}" | tee -a "$TRAIN_LOG"; exit "${PIPESTATUS[0]}"; } 2>&1 1>&3 3>&- |
+        tee -a "$TRAIN_LOG" >&2 3>&-; RC=${PIPESTATUS[0]}; } 3>&1
+    E2E_TIME=$(($(date +%s) - start))
+}
+
+_summary_fields() {  # prints "arch global_batch_size" from summary.json (rank 0 writes it last)
+    "${PY[@]}" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["arch"], d["global_batch_size"])' \
+        "$RUN_DIR/summary.json" 2>/dev/null
+}
+
+_token_after() {  # $1 = line regex, $2 = token; prints the token after $2 on the last such line
+    awk -v re="$1" -v tok="$2" '$0 ~ re { for (i = 1; i < NF; i++) if ($i == tok) { v = $(i + 1); break } }
+        END { print (v == "" ? "N/A" : v) }' "$TRAIN_LOG"
+}
+
+_report() {
+    local network batch fps acc loss step_ms case_name
+    read -r network batch < <(_summary_fields)
+    network=${network:-${ARCH:-googlenet}}
+    batch=${batch:-${BATCH_SIZE:-N/A}}
+    case_name="${network}_bs${batch}_${RANK_SIZE}p_${CASE_KIND}"
+    awk '/^Epoch: \[/ { for (i = 1; i < NF; i++) if ($i == "Loss") { print $(i + 1); break } }' \
+        "$TRAIN_LOG" >"$OUTPUT_DIR/train_${case_name}_loss.txt"
+    loss=$(tail -n 1 "$OUTPUT_DIR/train_${case_name}_loss.txt")
+    fps=$(awk '/FPS@all/ { v = $NF } END { print (v == "" ? "N/A" : v) }' "$TRAIN_LOG")
+    acc=N/A
+    [[ $MODE != performance ]] && acc=$(_token_after '^ \\* Acc@1 ' Acc@1)
+    step_ms=N/A
+    if [[ $fps != N/A && $batch != N/A ]]; then
+        step_ms=$(awk -v b="$batch" -v f="$fps" 'BEGIN { if (f > 0) printf "%.2f", b * 1000 / f; else print "N/A" }')
+    fi
+    {
+        echo "Network = $network"
+        echo "RankSize = $RANK_SIZE"
+        echo "BatchSize = $batch"
+        echo "DeviceType = $DEVICE"
+        echo "CaseName = $case_name"
+        echo "ActualFPS = $fps"
+        echo "TrainingTime = $step_ms"
+        echo "TrainAccuracy = $acc"
+        echo "ActualLoss = ${loss:-N/A}"
+        echo "E2ETrainingTime = $E2E_TIME"
+    } >"$OUTPUT_DIR/$case_name.log"
+    echo "Final Performance images/sec : $fps"
+    echo "Final Train Accuracy : $acc"
+    echo "E2E Training Duration sec : $E2E_TIME"
+}
+
+# launcher_main MODE SCALE ARGS...: MODE full | performance | eval, SCALE 1p | 8p.
+launcher_main() {
+    MODE=$1 SCALE=$2
+    shift 2
+    SCRIPT=$(basename "${BASH_SOURCE[1]}")
+    USER_CWD=$PWD
+    _parse_args "$@"
+    DEVICE_ID=${DEVICE_ID:-0}
+    _check_paths
+    cd "$REPO_ROOT" || _die "cannot cd to $REPO_ROOT"
+    _find_python
+    _resolve_device
+    _resolve_ranks
+    CASE_KIND=${MODE/full/acc}
+    CASE_KIND=${CASE_KIND/performance/perf}
+    OUTPUT_DIR=$REPO_ROOT/test/output/$DEVICE_ID
+    TRAIN_LOG=$OUTPUT_DIR/train_$DEVICE_ID.log
+    # main.py's --output-dir. Evaluation writes only summary.json: into eval/, so that the
+    # training run's summary.json beside the checkpoints survives.
+    RUN_DIR=$OUTPUT_DIR
+    [[ $MODE == eval ]] && RUN_DIR=$OUTPUT_DIR/eval
+    _build_command
+    mkdir -p "$RUN_DIR" || _die "cannot create $RUN_DIR"
+    # Stale reports of the same kind go (checkpoints stay: the eval scripts read them).
+    rm -f "$RUN_DIR/summary.json" "$RUN_DIR/metrics.jsonl" "$OUTPUT_DIR"/*_[0-9]*p_"$CASE_KIND".log \
+        "$OUTPUT_DIR"/train_*_"$CASE_KIND"_loss.txt
+    _run_trainer
+    if ((RC != 0)); then
+        echo "error: $SCRIPT: the trainer exited with code $RC; see ${TRAIN_LOG#"$REPO_ROOT"/}" >&2
+        return "$RC"
+    fi
+    _report
+}

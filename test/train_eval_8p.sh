@@ -1,0 +1,6 @@
+#!/bin/bash
+# Evaluation of --pth_path (default test/output/<device_id>/model_best.pth.tar) on val/; reports Acc@1.
+# One process per device (--rank_size=, default 8 on npu/cuda, 2 gloo processes on cpu): python main_8p.py.
+# Usage: bash test/train_eval_8p.sh [--data_path=DIR] [--arch=NAME] [--batch_size=N] ... (--help); see README.md.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+launcher_main eval 8p "$@"

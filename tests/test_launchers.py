@@ -1,0 +1,235 @@
+"""The ModelZoo launcher scripts in test/ (DESIGN.md "Launcher scripts (test/)").
+
+Four real runs, shared by the tests through module-scoped fixtures: GoogLeNet (the default
+arch) at 32 px on the tiny ``image_folder`` tree, one epoch, no loader workers --
+full 1p (from the repo root, default device), eval 1p of its checkpoint (from test/),
+performance 1p on a stand-in demo set, full 8p with two gloo processes. Everything else
+(bad data paths, missing checkpoint, usage errors) is caught in bash and takes milliseconds.
+Outputs go to test/output/<device id>/ with ids unique to this process, removed afterwards.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from classify.data import demo
+from tests.conftest import ROOT
+
+TEST_DIR = ROOT / "test"
+OUTPUT = TEST_DIR / "output"
+SCRIPTS = [f"train_{mode}_{scale}.sh" for mode in ("full", "performance", "eval") for scale in ("1p", "8p")]
+TINY = ["--image_size=32", "--batch_size=12", "--epochs=1", "--workers=0"]
+KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS", "TrainingTime",
+        "TrainAccuracy", "ActualLoss", "E2ETrainingTime"]
+CLOSING = re.compile(r"Final Performance images/sec : (\S+)\nFinal Train Accuracy : (\S+)\n"
+                     r"E2E Training Duration sec : (\d+)\n\Z")
+_ids = count(os.getpid() * 10)
+
+
+def launch(script, *args, cwd=ROOT, env=None, timeout=300):
+    """``bash <script> ARGS`` from ``cwd`` (the repo root or test/), the way users run them."""
+    path = os.path.relpath(TEST_DIR / script, cwd)
+    return subprocess.run(["bash", path, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, PYTHON=sys.executable, **(env or {})))
+
+
+@pytest.fixture(scope="module")
+def new_id():
+    """A fresh device id (= output folder test/output/<id>/) per call; all removed at the end."""
+    used = []
+
+    def _new():
+        used.append(next(_ids))
+        return used[-1]
+
+    yield _new
+    for i in used:
+        shutil.rmtree(OUTPUT / str(i), ignore_errors=True)
+
+
+class Run:
+    """One finished launcher run: its process, output folder and parsed reports."""
+
+    def __init__(self, proc, device_id, kind):
+        self.proc, self.dir, self.kind = proc, OUTPUT / str(device_id), kind
+        self.train_log = (self.dir / f"train_{device_id}.log").read_text() if proc.returncode == 0 else ""
+        m = CLOSING.search(proc.stdout)
+        self.fps, self.acc, self.e2e = m.groups() if m else (None, None, None)
+        logs = list(self.dir.glob(f"*p_{kind}.log"))
+        self.case = _key_values(logs[0]) if len(logs) == 1 else {}
+
+    def check(self):
+        assert self.proc.returncode == 0, self.proc.stdout[-3000:] + self.proc.stderr[-3000:]
+        assert self.fps is not None, f"no closing lines at the end of stdout:\n{self.proc.stdout[-2000:]}"
+        assert list(self.case) == KEYS
+        name = self.case["CaseName"]
+        assert (self.dir / f"{name}.log").is_file()
+        assert name == "{Network}_bs{BatchSize}_{RankSize}p_".format(**self.case) + self.kind
+        assert self.case["E2ETrainingTime"] == self.e2e and int(self.e2e) > 0
+        assert self.case["TrainAccuracy"] == self.acc and self.case["ActualFPS"] == self.fps
+        steps = [line for line in self.train_log.splitlines() if line.startswith("Epoch: [")]
+        losses = (self.dir / f"train_{name}_loss.txt").read_text().split()
+        assert losses == [line.split("Loss ")[1].split()[0] for line in steps]
+        if losses:
+            assert self.case["ActualLoss"] == losses[-1]
+        return self
+
+
+def _key_values(path):
+    pairs = [line.split(" = ", 1) for line in path.read_text().splitlines()]
+    return {k: v for k, v in pairs}
+
+
+def _command(run):
+    """The trainer command the script ran (its first ``=> `` line naming main.py/main_8p.py)."""
+    return next(line for line in run.train_log.splitlines() if line.startswith("=> ") and "main" in line)
+
+
+@pytest.fixture(scope="module")
+def full_1p(image_folder, new_id):
+    device_id = new_id()
+    return Run(launch("train_full_1p.sh", f"--data_path={image_folder}", *TINY, f"--device_id={device_id}"),
+               device_id, "acc")
+
+
+@pytest.fixture(scope="module")
+def full_8p(image_folder, new_id):
+    device_id = new_id()
+    proc = launch("train_full_8p.sh", "--data_path", image_folder, *TINY, "--device=cpu", "--rank_size=2",
+                  f"--device_id={device_id}")
+    return Run(proc, device_id, "acc")
+
+
+@pytest.fixture(scope="module")
+def demo_dir(image_folder, tmp_path_factory):
+    """A stand-in for the built-in demo set: the tiny tree with the demo's completion marker."""
+    root = tmp_path_factory.mktemp("demo") / "demo-v1"
+    shutil.copytree(image_folder, root)
+    (root / demo._MARKER).write_text("{}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def perf_1p(demo_dir, new_id):
+    device_id = new_id()
+    proc = launch("train_performance_1p.sh", "--image_size=32", "--batch_size=12", "--workers=0",
+                  "--stop_step_num=2", "--device=cpu", f"--device_id={device_id}",
+                  cwd=TEST_DIR, env={"CLASSIFY_DEMO_DIR": str(demo_dir)})
+    return Run(proc, device_id, "perf")
+
+
+def test_full_1p(full_1p):
+    run = full_1p.check()
+    assert run.case["CaseName"] == "googlenet_bs12_1p_acc"
+    assert run.case["RankSize"] == "1" and run.case["DeviceType"] in ("cpu", "cuda", "npu")
+    assert 0 <= float(run.acc) <= 100 and float(run.fps) > 0
+    assert float(run.case["TrainingTime"]) == pytest.approx(12 * 1000 / float(run.fps), rel=1e-3)
+    assert re.search(r"^ \* Acc@1 ", run.train_log, re.M) and "FPS@all" in run.train_log
+    for name in ("checkpoint.pth.tar", "model_best.pth.tar", "summary.json", "metrics.jsonl"):
+        assert (run.dir / name).is_file(), name
+    command = _command(run)
+    assert " main.py " in command and "--batch-size=12 --epochs=1 --workers=0 --image-size=32" in command
+    assert "--output-dir=" + str(run.dir) in command and "--no-val" not in command
+    assert "demo set" not in run.proc.stdout
+
+
+def test_eval_1p_reads_the_full_run_checkpoint_from_test_dir(full_1p, image_folder):
+    device_id = full_1p.dir.name  # default --pth_path: test/output/<id>/model_best.pth.tar
+    data = os.path.relpath(image_folder, TEST_DIR)  # relative to where the user stands
+    proc = launch("train_eval_1p.sh", f"--data_path={data}", "--image_size=32", "--batch_size=12",
+                  "--workers=0", "--device=cpu", f"--device_id={device_id}", cwd=TEST_DIR)
+    run = Run(proc, device_id, "eval").check()
+    assert run.case["CaseName"] == "googlenet_bs12_1p_eval"
+    assert run.acc == full_1p.acc  # same weights, same val set
+    assert run.fps == "N/A" and run.case["TrainingTime"] == "N/A"
+    assert f"-e --resume={full_1p.dir / 'model_best.pth.tar'}" in _command(run)
+    assert (full_1p.dir / "googlenet_bs12_1p_acc.log").is_file()  # the training reports stay
+    assert json.loads((full_1p.dir / "summary.json").read_text())["epochs"] == 1
+
+
+def test_performance_1p_on_the_demo_set(perf_1p):
+    run = perf_1p.check()
+    assert run.case["CaseName"] == "googlenet_bs12_1p_perf"
+    assert float(run.fps) > 0 and run.acc == "N/A"
+    assert len((run.dir / f"train_{run.case['CaseName']}_loss.txt").read_text().split()) == 2
+    assert " * Acc@1" not in run.train_log
+    assert run.proc.stdout.startswith("=> no --data_path: using the built-in demo set")
+    command = _command(run)
+    assert "--stop-step-num=2 --no-val" in command and "--data" not in command
+    assert "--epochs" not in command and "--lr" not in command  # the demo profile's schedule
+
+
+def test_full_8p_two_gloo_processes(full_8p):
+    run = full_8p.check()
+    assert run.case["CaseName"] == "googlenet_bs12_2p_acc"
+    assert run.case["RankSize"] == "2" and run.case["DeviceType"] == "cpu"
+    assert 0 <= float(run.acc) <= 100 and float(run.fps) > 0
+    assert " main_8p.py --device=cpu --nproc_per_node=2 " in _command(run)
+    assert "on cpu x2" in run.train_log
+    assert (run.dir / "model_best.pth.tar").is_file()
+
+
+def _assert_one_line_error(proc, device_id, *fragments):
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert not (OUTPUT / str(device_id)).exists()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bad_data_path_is_one_line_before_anything_starts(script, tmp_path, new_id):
+    device_id = new_id()
+    proc = launch(script, f"--data_path={tmp_path / 'nonexistent'}", f"--device_id={device_id}")
+    _assert_one_line_error(proc, device_id, "does not exist", "nonexistent")
+    (tmp_path / "train" / "a").mkdir(parents=True)  # no val/
+    proc = launch(script, "--data_path", tmp_path, f"--device_id={device_id}", cwd=TEST_DIR)
+    _assert_one_line_error(proc, device_id, "has no val/", str(tmp_path))
+
+
+@pytest.mark.parametrize("script", ["train_eval_1p.sh", "train_eval_8p.sh"])
+def test_missing_checkpoint_is_one_line(script, image_folder, new_id):
+    device_id = new_id()
+    proc = launch(script, f"--data_path={image_folder}", f"--device_id={device_id}")
+    _assert_one_line_error(proc, device_id, f"test/output/{device_id}/model_best.pth.tar")
+    proc = launch(script, f"--data_path={image_folder}", "--pth_path=missing.pth.tar",
+                  f"--device_id={device_id}", cwd=TEST_DIR)
+    _assert_one_line_error(proc, device_id, "missing.pth.tar", "--pth_path")
+
+
+def test_usage_errors_and_help(image_folder, new_id):
+    device_id = new_id()
+    for args, fragment in ((["--pth_path=x.pth.tar"], "train_eval"), (["--rank_size=2"], "train_full_8p.sh"),
+                           (["--device=tpu"], "unknown --device"), (["--epochs"], "needs a value")):
+        proc = launch("train_full_1p.sh", f"--data_path={image_folder}", f"--device_id={device_id}", *args)
+        _assert_one_line_error(proc, device_id, fragment)
+    proc = launch("train_performance_8p.sh", "--help")
+    assert proc.returncode == 0 and "--data_path" in proc.stdout and "--rank_size" in proc.stdout
+
+
+def test_too_few_devices_is_one_line(image_folder, new_id):
+    device_id = new_id()
+    proc = launch("train_full_8p.sh", f"--data_path={image_folder}", "--device=cuda", "--rank_size=999",
+                  f"--device_id={device_id}")
+    _assert_one_line_error(proc, device_id, "--rank_size=999 needs 999 cuda devices")
+
+
+def test_trainer_failure_is_its_exit_code_without_closing_lines(image_folder, new_id):
+    device_id = new_id()
+    proc = launch("train_full_1p.sh", f"--data_path={image_folder}", "--arch=nosuchnet", "--device=cpu",
+                  f"--device_id={device_id}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # main.py's usage-error code
+    assert "unknown arch 'nosuchnet'" in proc.stderr and "exited with code 2" in proc.stderr
+    assert "Final " not in proc.stdout
+    out = OUTPUT / str(device_id)
+    assert [p.name for p in out.glob("*.log")] == [f"train_{device_id}.log"]
+    assert "unknown arch 'nosuchnet'" in (out / f"train_{device_id}.log").read_text()
