@@ -22,7 +22,7 @@ from classify.schedules import SCHEDULES
 
 
 def get_args_parser() -> OneLineParser:
-    p = OneLineParser(description="Train/evaluate classic ImageNet CNNs (see README.md).")
+    p = OneLineParser(prog="main.py", description="Train/evaluate classic ImageNet CNNs (see README.md).")
     add = p.add_argument
     # data
     add("data", nargs="?", default=None, help="root with train/ and val/ (or a split folder; "

@@ -1,88 +1,144 @@
-"""Bad input: one stderr line naming the problem and the fix, exit code 2, no traceback,
-nothing written or destroyed. Runs the real entry point in a subprocess."""
+"""The catalogue of bad inputs (README "When things go wrong"), table-driven.
+
+For each entry: exit code 2, exactly one stderr line that names the problem, no traceback,
+no partial files, and the output dir's existing content untouched. Most entries run the
+entry point in-process (fast); a few run it in a subprocess to prove the same holds for a
+real process (exit status, no traceback printed by the interpreter)."""
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+import torch
 
+import main
 from tests.conftest import write_image_folder
 
-
-def assert_one_line_error(result, match):
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    err = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(err) == 1, result.stderr
-    assert "Traceback" not in result.stderr and match in err[0], err[0]
+PRECIOUS = b"an earlier run's checkpoint"
 
 
 @pytest.fixture(scope="module")
-def broken_trees(tmp_path_factory):
-    root = tmp_path_factory.mktemp("broken")
-    no_val = write_image_folder(root / "no_val", 2, 1)
-    shutil.rmtree(no_val / "val")
-    empty = write_image_folder(root / "empty_class", 2, 1)
-    (empty / "train" / "purple").mkdir()
+def trees(tmp_path_factory):
+    root = tmp_path_factory.mktemp("catalogue")
+    good = write_image_folder(root / "good", 3, 2)
+    shutil.rmtree(write_image_folder(root / "no_val", 2, 1) / "val")
+    (write_image_folder(root / "empty_class", 2, 1) / "train" / "purple").mkdir()
     differ = write_image_folder(root / "differ", 2, 1)
     (differ / "val" / "red").rename(differ / "val" / "orange")
-    (root / "file.txt").write_text("x")
-    return root
+    bad = write_image_folder(root / "bad_images", 3, 2)
+    for i in range(3):
+        (bad / "train" / "red" / f"broken{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "a_file.txt").write_text("x")
+    (root / "truncated.pth.tar").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    (root / "not_a_ckpt.pth.tar").write_bytes(b"hello world")
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "arch": "vgg16"}, root / "vgg16.pth.tar")
+    tiny = {k: v for k, v in _tinynet_state(num_classes=5).items()}
+    torch.save({"state_dict": tiny, "arch": "tinynet"}, root / "five_classes.pth.tar")
+    return root, good
 
 
-@pytest.mark.parametrize("args,match", [
-    (["/nonexistent/imagenet"], "data path '/nonexistent/imagenet' does not exist"),
-    (["{root}/file.txt"], "is not a folder"),
-    (["{root}/no_val"], "has no val/"),
-    (["{root}/empty_class"], "class folder '{root}/empty_class/train/purple' holds no images"),
-    (["{root}/differ"], "train/ and val/ have different classes"),
-    (["{root}/differ", "-a", "resnet50"], "unknown arch 'resnet50'"),
-    (["{root}/differ", "--recipe", "foo"], "unknown recipe 'foo'"),
-    (["{root}/differ", "--epochs", "-3"], "--epochs must be > 0"),
-    (["{root}/differ", "--lr", "0"], "--lr must be > 0"),
-    (["--epochs", "abc"], "argument --epochs"),
-    (["--device", "tpu"], "unknown --device 'tpu'"),
-])
-def test_usage_errors(run_main, broken_trees, args, match):
-    args = [a.format(root=broken_trees) for a in args]
-    result = run_main(*args, "-a" if "-a" not in args else "--seed", "tinynet" if "-a" not in args else "1",
-                      "--workers", "0", "--output-dir", broken_trees / "out")
-    assert_one_line_error(result, match.format(root=broken_trees))
+def _tinynet_state(num_classes):
+    from tests import tinynet
+
+    return tinynet.build(num_classes).state_dict()
 
 
-def test_missing_resume_file_leaves_output_alone(run_main, image_folder, tmp_path):
-    keep = tmp_path / "checkpoint.pth.tar"
-    keep.write_bytes(b"precious")
-    result = run_main(image_folder, "-a", "tinynet", "--workers", "0", "--output-dir", tmp_path,
-                      "--resume", tmp_path / "missing.pth.tar")
-    assert_one_line_error(result, "checkpoint")
-    assert "missing.pth.tar' not found" in result.stderr
-    assert keep.read_bytes() == b"precious" and sorted(os.listdir(tmp_path)) == ["checkpoint.pth.tar"]
+# (id, argv with {root}/{good}/{out} placeholders, text the stderr line must contain)
+CATALOGUE = [
+    ("data-missing", ["/nonexistent/imagenet"], "data path '/nonexistent/imagenet' does not exist"),
+    ("data-is-file", ["{root}/a_file.txt"], "is not a folder"),
+    ("no-val", ["{root}/no_val"], "has no val/"),
+    ("empty-class", ["{root}/empty_class"], "class folder '{root}/empty_class/train/purple' holds no images"),
+    ("classes-differ", ["{root}/differ"], "train/ and val/ have different classes"),
+    ("unknown-arch", ["{good}", "-a", "resnet50"], "unknown arch 'resnet50'"),
+    ("unknown-recipe", ["{good}", "--recipe", "foo"], "unknown recipe 'foo'"),
+    ("recipe-arch-mismatch", ["{good}", "-a", "vgg16", "--recipe", "alexnet_modelzoo"], "is for alexnet, not vgg16"),
+    ("negative-epochs", ["{good}", "--epochs", "-3"], "--epochs must be > 0"),
+    ("zero-lr", ["{good}", "--lr", "0"], "--lr must be > 0"),
+    ("negative-lr", ["{good}", "--lr", "-0.1"], "--lr must be > 0"),
+    ("zero-batch", ["{good}", "-b", "0"], "smaller than the 1 devices"),
+    ("unknown-device", ["{good}", "--device", "tpu"], "unknown --device 'tpu'"),
+    ("image-too-small", ["{good}", "-a", "alexnet", "--image-size", "32"], "too small for alexnet"),
+    ("val-resize-small", ["{good}", "--image-size", "64", "--val-resize", "32"], "smaller than --image-size"),
+    ("few-num-classes", ["{good}", "--num-classes", "2"], "--num-classes 2 is less than the 3 classes"),
+    ("bad-scheduler", ["{good}", "--lr-scheduler", "poly"], "unknown --lr-scheduler 'poly'"),
+    ("bad-opt-level", ["{good}", "--opt-level", "O7"], "unknown --opt-level"),
+    ("bad-loss-scale", ["{good}", "--loss-scale", "abc"], "--loss-scale must be a number"),
+    ("bad-label-smooth", ["{good}", "--label_smooth", "2"], "--label_smooth must be 0 or 1"),
+    ("bad-nan-policy", ["{good}", "--nan-policy", "ignore"], "--nan-policy must be"),
+    ("bad-max-bad", ["{good}", "--max-bad-images", "2"], "--max-bad-images is a fraction"),
+    ("bad-dummy-size", ["--dummy", "--dummy-size", "5"], "--dummy-size takes TRAIN,VAL"),
+    ("unwritable-output", ["{good}", "--output-dir", "{root}/a_file.txt/sub"], "is not writable"),
+    ("resume-missing", ["{good}", "--resume", "{out}/missing.pth.tar"], "missing.pth.tar' not found"),
+    ("resume-truncated", ["{good}", "--resume", "{root}/truncated.pth.tar"], "cannot be read (truncated"),
+    ("resume-not-ckpt", ["{good}", "-e", "--resume", "{root}/not_a_ckpt.pth.tar"], "cannot be read"),
+    ("resume-other-arch", ["{good}", "-e", "--resume", "{root}/vgg16.pth.tar"],
+     "is a vgg16 checkpoint but --arch is tinynet"),
+    ("resume-other-classes", ["{good}", "-e", "--resume", "{root}/five_classes.pth.tar"],
+     "has shape (5, 16), model has (3, 16)"),
+    ("pretrained-not-cached", ["{good}", "-a", "alexnet", "-e", "--pretrained"], "not in the local cache"),
+    ("too-many-bad-images", ["{root}/bad_images", "--epochs", "1"], "unreadable (more than --max-bad-images"),
+    ("eval-without-val", ["{good}/train", "-e"], "needs a val/ split"),
+    ("aux-on-vgg", ["{good}", "-a", "vgg16", "--aux-logits"], "GoogLeNet option"),
+]
 
 
-def test_corrupt_and_foreign_checkpoints(run_main, image_folder, tmp_path):
-    bad = tmp_path / "bad.pth.tar"
-    bad.write_bytes(b"not a checkpoint at all")
-    result = run_main(image_folder, "-a", "tinynet", "--workers", "0", "-e", "--resume", bad,
-                      "--output-dir", tmp_path / "o")
-    assert_one_line_error(result, "cannot be read")
-    import torch
-
-    other = tmp_path / "other.pth.tar"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "arch": "vgg16"}, other)
-    result = run_main(image_folder, "-a", "tinynet", "--workers", "0", "-e", "--resume", other,
-                      "--output-dir", tmp_path / "o")
-    assert_one_line_error(result, "is a vgg16 checkpoint but --arch is tinynet")
+def fill(args, root, good, out):
+    return [a.format(root=root, good=good, out=out) for a in args]
 
 
-def test_unwritable_output_dir(run_main, image_folder, tmp_path):
-    blocker = tmp_path / "afile"
-    blocker.write_text("x")
-    result = run_main(image_folder, "-a", "tinynet", "--workers", "0", "--output-dir", blocker / "sub")
-    assert_one_line_error(result, "is not writable")
+def check_output_dir(out: Path):
+    """Only what was there before, unchanged: no partial or temp files."""
+    assert sorted(os.listdir(out)) == ["checkpoint.pth.tar"]
+    assert (out / "checkpoint.pth.tar").read_bytes() == PRECIOUS
 
 
-def test_pretrained_not_cached(run_main, image_folder, tmp_path):
-    result = run_main(image_folder, "-a", "alexnet", "--workers", "0", "-e", "--pretrained",
-                      "--output-dir", tmp_path, env={"TORCH_HOME": str(tmp_path / "torch")})
-    assert_one_line_error(result, "weights are not in the local cache")
-    assert "alexnet-owt-7be5be79.pth" in result.stderr
+@pytest.fixture
+def out(tmp_path):
+    (tmp_path / "checkpoint.pth.tar").write_bytes(PRECIOUS)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name,args,match", CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_catalogue(name, args, match, trees, out, capsys, monkeypatch):
+    root, good = trees
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch_home"))  # an empty torch cache
+    argv = fill(args, root, good, out)
+    if "-a" not in argv:
+        argv += ["-a", "tinynet"]
+    if "--output-dir" not in argv:
+        argv += ["--output-dir", str(out)]
+    code = main.main(argv + ["--workers", "0", "-b" if "-b" not in argv else "--seed", "4" if "-b" not in argv
+                             else "1"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert match.format(root=root) in err[0], err[0]
+    check_output_dir(out)
+
+
+def test_parse_errors_exit_2_with_one_line(capsys):
+    for argv in (["--epochs", "ten"], ["--no-such-flag"], ["--amp-dtype", "fp8"]):
+        with pytest.raises(SystemExit) as e:
+            main.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and err[0].startswith("main.py: error: "), err
+
+
+@pytest.mark.parametrize("name", ["data-missing", "resume-truncated", "unwritable-output"])
+def test_catalogue_in_a_real_process(name, trees, out, run_main):
+    root, good = trees
+    _, args, match = next(c for c in CATALOGUE if c[0] == name)
+    argv = fill(args, root, good, out)
+    argv += ["-a", "tinynet", "--workers", "0"] + ([] if "--output-dir" in argv else ["--output-dir", str(out)])
+    result = run_main(*argv)
+    err = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(err) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert match.format(root=root) in err[0]
+    check_output_dir(out)
+
+
+def test_parse_error_in_a_real_process(run_main):
+    result = run_main("--epochs", "ten")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "invalid int value" in result.stderr
