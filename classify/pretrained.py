@@ -27,10 +27,20 @@ def torchvision_weights_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
+def _is_torchvision_file(path: str, arch: str) -> bool:
+    try:
+        return Path(path).name == torchvision_weights_path(arch).name
+    except CheckpointError:
+        return False
+
+
 def load_pretrained(value: str, arch: str) -> Dict[str, Any]:
     """A checkpoint dict for ``--pretrained`` (a path, or the torchvision cache)."""
     if value != TORCHVISION:
-        return load_checkpoint(value)
+        state = load_checkpoint(value)
+        if _is_torchvision_file(value, arch):  # e.g. googlenet-1378be20.pth copied by hand
+            state["torchvision"] = True
+        return state
     path = torchvision_weights_path(arch)
     if not path.is_file():
         raise CheckpointError(f"torchvision {arch} weights are not in the local cache and cannot be "

@@ -75,3 +75,14 @@ def test_recipe_seed_values(name, batch1, batch8, lr1, lr8):
     # other world sizes: the 8p per-device batch and the 8p lr scaled linearly
     if r.per_device_batch is None:
         assert r.global_batch(2) == batch8 // 4 and r.lr(2) == pytest.approx(lr8 / 4)
+
+
+def test_torchvision_googlenet_weights_file_sets_transform_input(tmp_path):
+    from classify.pretrained import load_pretrained
+
+    path = tmp_path / "googlenet-1378be20.pth"  # torchvision's file name for its ImageNet weights
+    torch.save(models.create_model("googlenet", num_classes=1000).state_dict(), path)
+    assert load_pretrained(str(path), "googlenet").get("torchvision") is True
+    other = tmp_path / "mine.pth"
+    torch.save(models.create_model("googlenet", num_classes=1000).state_dict(), other)
+    assert not load_pretrained(str(other), "googlenet").get("torchvision")
