@@ -14,7 +14,7 @@ import torch.distributed as dist
 from .devices import dist_backend
 
 __all__ = ["DistInfo", "dist_info_from_env", "init_distributed", "all_reduce_sum", "barrier", "gather_objects",
-           "broadcast_object", "cleanup"]
+           "broadcast_object", "broadcast_buffers", "cleanup"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,13 @@ def init_distributed(info: DistInfo, device: torch.device, backend: str = None,
     """Join the process group (env:// rendezvous set up by torchrun)."""
     if not info.enabled or dist.is_initialized():
         return
-    # Fail fast instead of hanging when a peer dies (nccl/hccl honour these).
+    # Fail fast instead of hanging when a peer dies: with async error handling nccl/hccl abort
+    # a collective stuck longer than ``timeout_s`` and end the process, so torchrun's agent
+    # sees the failure and stops the job (gloo raises on a closed connection by itself).
+    # Read when the process group is created; torch < 2.2 spells it without TORCH_.
     os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+    if _torch_version() < (2, 2):
+        os.environ.setdefault("NCCL_ASYNC_ERROR_HANDLING", "1")
     os.environ.setdefault("HCCL_ASYNC_ERROR_HANDLING", "1")
     kwargs = {}
     if device.type == "cuda":
@@ -55,6 +60,20 @@ def init_distributed(info: DistInfo, device: torch.device, backend: str = None,
     dist.init_process_group(backend=backend or dist_backend(device), init_method="env://",
                             rank=info.rank, world_size=info.world_size,
                             timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+
+
+def _torch_version() -> tuple:
+    return tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2] if x.isdigit())
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank ``src``'s buffers (BatchNorm running statistics). Each rank's last
+    forward updated its own copy, so without this a distributed evaluation would normalise
+    each shard with different statistics than the checkpoint (rank 0's) holds."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=src)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

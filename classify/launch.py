@@ -8,27 +8,36 @@ Flags understood here (everything else goes to the workers unchanged):
 ``--nproc_per_node N``, ``--device-list/--device_list 0,1,..`` and ``--visible_devices``
 (which devices, and how many workers), ``--world-size``/``--rank`` (pytorch/examples:
 number of nodes and this node's rank when ``--multiprocessing-distributed``), ``--addr``
-and ``--dist-url tcp://HOST:PORT`` (the rendezvous), ``--max-restarts``.
+and ``--dist-url tcp://HOST:PORT`` (node 0, the rendezvous of several nodes; one node
+always takes a free local port), ``--max-restarts``.
+
+A worker that dies stops the job: torchrun's agent terminates the others and this module
+prints one line naming the rank that failed first.
 """
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from .config import OneLineParser, parse_int_list
 from .errors import UserError
 
-__all__ = ["launch", "launcher_parser"]
+if TYPE_CHECKING:
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+__all__ = ["launch", "launcher_parser", "first_failure"]
 
 MAIN = str(Path(__file__).resolve().parent.parent / "main.py")
 _VISIBLE_ENV = {"cuda": "CUDA_VISIBLE_DEVICES", "npu": "ASCEND_RT_VISIBLE_DEVICES"}
 
 
 def launcher_parser() -> OneLineParser:
-    p = OneLineParser(add_help=False)
+    # No prefix matching: a worker flag must never be taken for a launcher flag (e.g. --dev).
+    p = OneLineParser(add_help=False, allow_abbrev=False)
     add = p.add_argument
     add("--nproc_per_node", "--nproc-per-node", type=int, default=None)
     add("--device-list", "--device_list", "--visible_devices", "--visible-devices", dest="device_list",
@@ -52,6 +61,10 @@ def _nproc(args: argparse.Namespace, kind: str) -> int:
     if args.nproc_per_node is not None:
         if args.nproc_per_node < 1:
             raise UserError(f"--nproc_per_node must be >= 1, got {args.nproc_per_node}")
+        if args.device_list and len(args.device_list) != args.nproc_per_node:
+            raise UserError(f"--nproc_per_node {args.nproc_per_node} but {len(args.device_list)} devices in "
+                            f"--device-list/--visible_devices {','.join(map(str, args.device_list))}; "
+                            "give one worker per listed device")
         return args.nproc_per_node
     if args.device_list:
         return len(args.device_list)
@@ -62,12 +75,34 @@ def _nproc(args: argparse.Namespace, kind: str) -> int:
     return max(1, device_count(kind))
 
 
-def _rendezvous(args: argparse.Namespace) -> Tuple[Optional[str], Optional[int]]:
+def _nodes(args: argparse.Namespace) -> Tuple[int, int]:
+    """(number of nodes, this node's rank): pytorch/examples' --world-size/--rank with
+    --multiprocessing-distributed."""
+    nnodes, node_rank = args.world_size or 1, args.rank or 0
+    if nnodes < 1:
+        raise UserError(f"--world-size (number of nodes) must be >= 1, got {args.world_size}")
+    if not 0 <= node_rank < nnodes:
+        raise UserError(f"--rank {node_rank} is not a node rank for --world-size {nnodes} nodes; "
+                        f"use 0..{nnodes - 1}")
+    return nnodes, node_rank
+
+
+def _rendezvous(args: argparse.Namespace, nnodes: int) -> Tuple[Optional[str], Optional[int]]:
+    """(host, port) of node 0 from --addr / --dist-url tcp://HOST:PORT (env://: MASTER_ADDR/PORT)."""
     host, port = args.addr, None
     if args.dist_url and args.dist_url != "env://":
         url = urlparse(args.dist_url)
+        if url.scheme != "tcp" or not url.hostname:
+            raise UserError(f"--dist-url '{args.dist_url}' is not tcp://HOST:PORT or env://")
         host = host or url.hostname
         port = url.port
+    elif args.dist_url == "env://" or nnodes > 1:  # pytorch/examples' env://: MASTER_ADDR/MASTER_PORT
+        host = host or os.environ.get("MASTER_ADDR")
+        port = int(os.environ["MASTER_PORT"]) if os.environ.get("MASTER_PORT", "").isdigit() else None
+    if nnodes > 1 and host is None:
+        # Every node would wait on its own 127.0.0.1: a hang, not an error.
+        raise UserError(f"{nnodes} nodes need the address of node 0: pass --addr HOST or "
+                        "--dist-url tcp://HOST:PORT (the same on every node)")
     return host, port
 
 
@@ -89,11 +124,13 @@ def launch(argv: List[str], validate: Optional[Callable[[List[str], int, int], N
             raise UserError(f"--device-list {','.join(map(str, args.device_list))} names devices that do not "
                             f"exist ({device_count(kind)} visible); check the list")
         os.environ[_VISIBLE_ENV[kind]] = ",".join(map(str, args.device_list))
-    nnodes, node_rank = args.world_size or 1, args.rank or 0
-    host, port = _rendezvous(args)
+    nnodes, node_rank = _nodes(args)
+    host, port = _rendezvous(args, nnodes)
     torchrun = [f"--nnodes={nnodes}", f"--nproc_per_node={nproc}", f"--max-restarts={args.max_restarts}"]
-    if nnodes == 1 and port is None:
-        torchrun.append("--standalone")  # a free port on localhost
+    if nnodes == 1:
+        # One node needs no known port: a free one on localhost, so that two jobs on one machine
+        # (both with the ModelZoo scripts' --dist-url tcp://127.0.0.1:50000) do not collide.
+        torchrun.append("--standalone")
     else:
         torchrun += [f"--node_rank={node_rank}", f"--master_addr={host or '127.0.0.1'}",
                      f"--master_port={port or 29500}"]
@@ -106,15 +143,41 @@ def launch(argv: List[str], validate: Optional[Callable[[List[str], int, int], N
 
 
 def _run_torchrun(argv: List[str]) -> int:
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     try:
         run(parse_args(argv))
     except ChildFailedError as e:
-        rank, failure = e.get_first_failure()
+        rank, failure = first_failure(e.failures)
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
         print(f"error: worker rank {rank} failed ({how}); the other workers were stopped. "
               f"See rank {rank}'s messages above", file=sys.stderr, flush=True)
         return failure.exitcode if failure.exitcode > 0 else 1
+    except SignalException as e:  # Ctrl-C / SIGTERM to the launcher: torchrun has stopped the workers
+        name = signal.Signals(e.sigval).name
+        print(f"error: interrupted by {name}; the workers were stopped", file=sys.stderr, flush=True)
+        return 128 + int(e.sigval)
     return 0
+
+
+# How the agent stops the surviving workers (SIGTERM; 128+n when a worker's handler exits
+# with it): such failures are consequences, never the cause.
+_STOPPED = {-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT}
+
+
+def first_failure(failures: Dict[int, "ProcessFailure"]) -> Tuple[int, "ProcessFailure"]:
+    """The rank that failed first. torchelastic orders failures by a timestamp in whole
+    seconds (ties: the order it polled them in, lowest local rank first), so when one worker
+    is killed and a peer then fails on the broken connection within the same poll, the
+    peer can come first. Among the earliest, prefer a death by a signal the agent does not
+    send (SIGKILL: the OOM killer, SIGSEGV, ...) over an exit, and anything over a stop."""
+    earliest = min(f.timestamp for f in failures.values())
+    tied = [(rank, f) for rank, f in failures.items() if f.timestamp == earliest]
+
+    def weight(item):
+        code = item[1].exitcode
+        return 2 if code in _STOPPED else (0 if code < 0 else 1)
+
+    return min(tied, key=weight)  # min is stable: torchelastic's order among equals

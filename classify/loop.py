@@ -100,7 +100,8 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
         if i % plan.print_freq == 0 or done == steps:
             _check_bad(bad, seen, plan.max_bad_fraction)
             m = meter.read_window()
-            if not parts.check_finite and parts.scaler is None and m["loss"] != m["loss"]:
+            if not parts.check_finite and parts.scaler is None and sum_over_ranks(
+                    float(m["loss"] != m["loss"]), parts.device):
                 raise NonFiniteLoss(f"non-finite loss in epoch {plan.epoch} before step {step + 1}", None)
             avg = meter.averages()
             step_time = window_time / window_steps
@@ -143,7 +144,8 @@ def train_step(parts: TrainParts, images, target, meter: Optional[Meter] = None,
     with autocast(parts.device, parts.amp):
         output = parts.model(parts.normalize(images))
         main, loss = compute_loss(parts.criterion, output, target, parts.aux_weight)
-    if parts.check_finite and not torch.isfinite(loss).item():
+    # All ranks agree (one tiny all-reduce, CPU only), so they skip or stop at the same step.
+    if parts.check_finite and sum_over_ranks(0.0 if torch.isfinite(loss).item() else 1.0, parts.device):
         return False
     parts.optimizer.zero_grad(set_to_none=True)
     if parts.scaler is not None:

@@ -22,7 +22,8 @@ from .checkpoint import find_latest, load_checkpoint, load_model_weights, model_
 from .config import Config
 from .data import DataSpec, build_datasets, build_loader
 from .devices import manual_seed_all, pin_memory, resolve_device, rng_state, set_rng_state
-from .distributed import DistInfo, cleanup, dist_info_from_env, gather_objects, init_distributed
+from .distributed import (DistInfo, broadcast_buffers, cleanup, dist_info_from_env, gather_objects,
+                          init_distributed)
 from .errors import UserError
 from .guard import Interrupted, NonFiniteLoss, StopRequest
 from .fast import make_optimizer, prepare_model, use_channels_last
@@ -254,6 +255,7 @@ def _epochs(setup: _Setup, model, parts: TrainParts, train_loader, val_loader, s
         if stats["bad_images"]:
             reporter.line(f"[epoch {epoch}] skipped {int(stats['bad_images'])} unreadable images")
         if val_loader is not None:
+            broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
             state.last_eval = evaluate(model, val_loader, setup.device, setup.amp, setup.normalize, setup.criterion)
             reporter.eval_result(state.last_eval["acc1"], state.last_eval["acc5"])
         # The first evaluated epoch is always "best" (even at 0%), so model_best.pth.tar exists.
