@@ -184,6 +184,12 @@ def _train(setup: _Setup, model: nn.Module, train_loader, val_loader) -> Dict:
     resume = _resume_path(setup)
     if resume:
         _resume(setup, model, parts, resume, state)
+    if state.epoch >= cfg.epochs:
+        reporter.line(f"=> all {cfg.epochs} epochs are already trained; nothing to train (pass more --epochs or "
+                      "a new --output-dir); evaluating the checkpoint")
+        if val_loader is not None:
+            state.last_eval = evaluate(model, val_loader, setup.device, setup.amp, setup.normalize, setup.criterion)
+            reporter.eval_result(state.last_eval["acc1"], state.last_eval["acc5"])
     with StopRequest(setup.device, every=cfg.print_freq) as stop:
         train_start = time.perf_counter()
         try:

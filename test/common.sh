@@ -216,7 +216,14 @@ _build_command() {
             local steps=$PERF_STEPS_ACCELERATOR
             [[ $DEVICE == cpu ]] && steps=$PERF_STEPS_CPU
             CMD+=("--stop-step-num=${STOP_STEP_NUM:-$steps}" --no-val) ;;
-        full) [[ -n $STOP_STEP_NUM ]] && CMD+=("--stop-step-num=$STOP_STEP_NUM") ;;
+        full)
+            [[ -n $STOP_STEP_NUM ]] && CMD+=("--stop-step-num=$STOP_STEP_NUM")
+            # Never lose work: a full run whose output dir holds a checkpoint continues from it.
+            if [[ -f $RUN_DIR/checkpoint.pth.tar && " ${EXTRA[*]} " != *" --resume"* ]]; then
+                echo "=> $RUN_DIR holds a checkpoint: continuing it (--resume auto); delete it to start over"
+                CMD+=(--resume=auto)
+                RESUMING=1
+            fi ;;
         eval) CMD+=(-e "--resume=$PTH_PATH") ;;
     esac
     CMD+=("--output-dir=$RUN_DIR" "${EXTRA[@]}")
@@ -305,7 +312,9 @@ launcher_main() {
     _build_command
     mkdir -p "$RUN_DIR" || _die "cannot create $RUN_DIR"
     # Stale reports of the same kind go (checkpoints stay: the eval scripts read them).
-    rm -f "$RUN_DIR/summary.json" "$RUN_DIR/metrics.jsonl" "$OUTPUT_DIR"/*_[0-9]*p_"$CASE_KIND".log \
+    # A continued run keeps its metrics.jsonl (the earlier epochs' records).
+    ((${RESUMING:-0})) || rm -f "$RUN_DIR/metrics.jsonl"
+    rm -f "$RUN_DIR/summary.json" "$OUTPUT_DIR"/*_[0-9]*p_"$CASE_KIND".log \
         "$OUTPUT_DIR"/train_*_"$CASE_KIND"_loss.txt
     _run_trainer
     if ((RC != 0)); then

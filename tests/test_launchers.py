@@ -233,3 +233,15 @@ def test_trainer_failure_is_its_exit_code_without_closing_lines(image_folder, ne
     out = OUTPUT / str(device_id)
     assert [p.name for p in out.glob("*.log")] == [f"train_{device_id}.log"]
     assert "unknown arch 'nosuchnet'" in (out / f"train_{device_id}.log").read_text()
+
+
+def test_full_run_continues_from_its_checkpoint(full_1p, image_folder):
+    """Auto-resume: a full script whose output dir holds a checkpoint continues it."""
+    device_id = full_1p.dir.name
+    proc = launch("train_full_1p.sh", f"--data_path={image_folder}", "--image_size=32", "--batch_size=12",
+                  "--workers=0", "--device=cpu", "--epochs=2", f"--device_id={device_id}")
+    run = Run(proc, device_id, "acc").check()
+    assert "--resume=auto" in _command(run) and "=> resumed from" in run.train_log
+    assert "Epoch: [0]" not in run.train_log and "Epoch: [1]" in run.train_log
+    epochs = [json.loads(line)["epoch"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1]
