@@ -1,0 +1,126 @@
+"""tools/bench.py: the tables, the JSON, the loader comparison and the one-line errors.
+
+The numbers themselves are not checked (timings belong to the bench, not to tests); every
+run here is tiny: the test-only tinynet at 32 px, a few steps, no loader workers.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--arch", "tinynet", "--image-size", "32", "--batch-size", "4", "--steps", "2", "--warmup", "1",
+        "--num-classes", "10", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(bench, capsys, *argv):
+    code = bench.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_compute_table_has_every_column(bench, capsys):
+    code, out, err = run(bench, capsys, *TINY, "--peak-tflops", "1.5")
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("arch"))
+    for column in ("px", "mode", "path", "img/s", "speed-up", "GFLOP/img", "TFLOP/s", "util %"):
+        assert column in header, header
+    rows = {line.split()[2]: line.split() for line in lines if line.startswith("tinynet")}
+    assert set(rows) == {"baseline", "fast"}, out
+    assert rows["baseline"][-4] == "1.00x" and float(rows["fast"][-4].rstrip("x")) > 0
+    assert float(rows["fast"][-3]) > 0 and rows["fast"][-1] != "-"  # GFLOP/img counted, utilisation shown
+    assert "compiled skipped on cpu" in out
+
+
+def test_json_has_the_fields(bench, capsys):
+    code, out, err = run(bench, capsys, *TINY, "--json", "--repeat", "2")
+    assert code == 0, err
+    report = json.loads(out)
+    assert {"env", "settings", "compute", "notes"} <= set(report)
+    assert {"device", "torch", "cpus", "threads"} <= set(report["env"])
+    assert [r["mode"] for r in report["compute"]] == ["baseline", "fast"]
+    for row in report["compute"]:
+        assert {"arch", "image_size", "mode", "img_s", "speedup", "gflop_per_img", "tflops", "util_pct",
+                "step_ms", "samples"} <= set(row)
+        assert row["img_s"] > 0 and row["gflop_per_img"] > 0 and len(row["samples"]) == 2
+        assert row["util_pct"] is None  # no --peak-tflops
+    # GFLOP/img = FlopCounterMode on one forward + backward, per image. tinynet at 32 px, in
+    # multiply-adds: forward 3*9*8*16*16 + 8*9*16*8*8 + 16*10 = 129184; backward: conv1 weight grad only
+    # (the input needs no grad) 55296, conv2 weight + input grads 2*73728, linear 2*160 = 203072.
+    assert report["compute"][0]["gflop_per_img"] == pytest.approx(2 * (129184 + 203072) / 1e9, rel=1e-3)
+
+
+def test_loader_mode_on_a_tiny_image_folder(bench, capsys, image_folder):
+    code, out, err = run(bench, capsys, *TINY, "--data", image_folder, "--loader", "pil,gpu,reference",
+                         "--workers", "0", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    loaders = {r["loader"]: r for r in report["loader"]}
+    assert set(loaders) == {"pil", "gpu", "reference"}
+    assert all(r["img_s"] > 0 and r["img_s_per_worker"] > 0 and r["bad_images"] == 0 for r in loaders.values())
+    assert loaders["reference"]["vs_reference"] == 1.0
+    assert {r["loader"] for r in report["end_to_end"]} == {"pil", "gpu", "reference"}
+    assert all(r["img_s"] > 0 and r["compute_img_s"] > 0 for r in report["end_to_end"])
+    assert [r["source"] for r in report["overhead"]] == ["synthetic", "pil loader"]
+    assert all(r["bare_img_s"] > 0 and r["ours_img_s"] > 0 and r["ratio"] > 0 for r in report["overhead"])
+    assert any("prototype" in note for note in report["notes"])
+
+
+def test_loader_table_prints_with_workers(bench, capsys, image_folder):
+    code, out, err = run(bench, capsys, *TINY, "--data", image_folder, "--loader", "gpu,pil", "--workers", "1",
+                         "--steps", "4")
+    assert code == 0, err
+    for title in ("loader only", "end to end", "loop overhead"):
+        assert title in out, out
+    header = next(line for line in out.splitlines() if line.startswith("loader ") and "img/s" in line)
+    for column in ("workers", "img/s", "img/s/worker", "img/CPU-s", "x ref"):
+        assert column in header
+    rows = [line.split() for line in out.splitlines() if line.startswith(("gpu ", "pil "))]
+    assert len(rows) == 2 and all(float(r[5]) > 0 for r in rows), out  # img/CPU-s read from /proc
+
+
+def test_gpu_path_decodes_crops_and_skips_corrupt_bytes(bench, image_folder):
+    files = sorted((image_folder / "train").rglob("*.jpg"))[:3]
+    batch = [(f.read_bytes(), i) for i, f in enumerate(files)] + [(b"not a jpeg", 7), (b"", 8)]
+    images, target, bad = bench.DeviceDecode(24, bench.torch.device("cpu"))(bench.collate_bytes(batch))
+    assert images.shape == (3, 3, 24, 24) and images.dtype == bench.torch.uint8
+    assert target.tolist() == [0, 1, 2] and bad == 2
+
+
+def test_make_photos_writes_photo_sized_jpegs(bench, tmp_path):
+    root = bench.make_photos(tmp_path / "photos", count=3, classes=2)
+    files = sorted((root / "train").rglob("*.jpg"))
+    assert len(files) == 3 and {f.parent.name for f in files} == {"class_0", "class_1"}
+    for f in files:
+        with Image.open(f) as img:
+            assert img.format == "JPEG" and max(img.size) == 500 and 330 <= min(img.size) <= 500
+    again = bench.make_photos(tmp_path / "again", count=1, classes=2)
+    assert (again / "train" / "class_0" / "photo_0000.jpg").read_bytes() == files[0].read_bytes()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--arch", "resnet9000"], "unknown --arch resnet9000"),
+    (["--data", "/no/such/folder"], "is not a folder"),
+    (["--modes", "fast,warp"], "choose from baseline, fast, compiled"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(bench, capsys, argv, message):
+    try:
+        code = bench.main(["--device", "cpu", *argv])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err

@@ -1,0 +1,811 @@
+"""Throughput benchmark: training step, data loaders and loop overhead, side by side in one run.
+
+Compute (synthetic data already on the device)::
+
+    python tools/bench.py --arch alexnet,vgg16,googlenet,inception_resnet_v2 --device auto --batch-size 64 --steps 50
+    python tools/bench.py --image-size 64 --batch-size 32 --steps 20        # a CPU-sized run
+    python tools/bench.py --modes baseline,fast,compiled --peak-tflops 989  # + torch.compile, utilisation
+
+Data (loader-only, end-to-end, loop overhead)::
+
+    python tools/bench.py --data /path/to/imagefolder --loader pil,gpu,reference --workers 8
+    python tools/bench.py --data demo       # the built-in demo set (72 px JPEGs)
+    python tools/bench.py --data photos     # ~500x375 photo-like JPEGs, generated once and cached
+    python tools/bench.py --make-photos DIR # generate them into DIR (and benchmark on them)
+
+What is measured (the same definitions in every table):
+
+- ``baseline``: the plain pytorch/examples fp32 step: float NCHW input, ``model(x)``,
+  CrossEntropyLoss, ``optimizer.zero_grad()``, ``loss.backward()``, ``torch.optim.SGD``
+  with its default implementation, and ``loss.item()`` every step as its meters do.
+- ``fast``: our default training step: ``classify.loop.train_step`` on ``TrainParts`` built
+  with ``classify.fast`` (channels_last and SGD kind per device) and ``classify.amp``
+  (the recipe's mixed precision on accelerators, off on CPU unless ``--amp``), uint8 input
+  normalised on the device, metrics summed on the device.
+- ``compiled``: ``fast`` with ``torch.compile`` (first steps = compile time, reported).
+- img/s: ``--steps`` steps after ``--warmup`` steps, the device synchronised at both edges;
+  with ``--repeat N`` the modes run interleaved N times and the best window is kept.
+- GFLOP/img: one forward + backward in training mode, counted by
+  ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add = 2 FLOPs), per image.
+- loaders (batches ready for the model: on the device, float, normalised):
+  ``reference`` = torchvision ImageFolder + PIL + transforms RandomResizedCrop/flip/ToTensor/
+  Normalize in the workers (pytorch/examples); ``pil`` = our ``build_loader`` over
+  ``SafeImageFolder`` with ``train_transform`` (uint8 from the workers, normalised on the
+  device); ``gpu`` = a bench-side prototype of a GPU data path (workers read JPEG bytes,
+  batched ``torchvision.io.decode_jpeg`` + random-resized-crop/flip as tensor ops on the
+  device, on the CPU when the device is the CPU). Per core: img/s per worker, and images
+  per CPU-second actually used by the main process and its workers (Linux).
+- end-to-end: ``train_one_epoch`` (fast step) fed by each loader; loop overhead: our
+  ``train_one_epoch`` vs a bare ``for x, y in loader: forward/backward/step`` loop on the same
+  model, optimizer and batches, both timed over the same steady-state window.
+"""
+
+import argparse
+import gc
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torchvision  # noqa: E402
+from torch.utils.data import DataLoader, Dataset, Subset  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+import models  # noqa: E402
+from classify.amp import make_scaler, resolve_amp, autocast  # noqa: E402
+from classify.config import OneLineParser  # noqa: E402
+from classify.data import build_loader  # noqa: E402
+from classify.data.folder import SafeImageFolder  # noqa: E402
+from classify.devices import pin_memory, resolve_device, synchronize  # noqa: E402
+from classify.errors import DataError, UserError  # noqa: E402
+from classify.fast import make_optimizer, prepare_model, use_channels_last  # noqa: E402
+from classify.loop import EpochPlan, TrainParts, compute_loss, train_one_epoch, train_step  # noqa: E402
+from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps  # noqa: E402
+from classify.report import Reporter  # noqa: E402
+from classify.schedules import build_scheduler  # noqa: E402
+from classify.transforms import Normalize, train_transform  # noqa: E402
+
+NETS = ("alexnet", "vgg16", "googlenet", "inception_resnet_v2")
+MODES = ("baseline", "fast", "compiled")
+LOADERS = ("pil", "gpu", "reference")
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4  # irrelevant to speed; small enough to stay finite
+PHOTOS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: torch.device
+    batch_size: int
+    steps: int
+    warmup: int
+    repeat: int
+    num_classes: int
+    amp_asked: bool
+    channels_last: Optional[bool]  # None: the engine's default for the device
+    peak_tflops: Optional[float]
+
+
+@dataclass
+class Net:
+    """One architecture at one input size, with its recipe's normalisation and precision."""
+
+    arch: str
+    size: int
+    recipe: models.Recipe
+
+    @classmethod
+    def make(cls, arch: str, asked_size: Optional[int]) -> "Net":
+        recipe = models.get_recipe(models.default_recipe(arch))
+        size = max(asked_size or recipe.image_size, models.min_image_size(arch))
+        return cls(arch, size, recipe)
+
+
+# ----------------------------------------------------------------------------- compute
+
+
+def count_gflops(net: Net, num_classes: int) -> float:
+    """GFLOP per image of one training forward + backward (meta tensors: nothing is computed)."""
+    with torch.device("meta"):
+        model = models.create_model(net.arch, num_classes=num_classes)
+        images = torch.empty(2, 3, net.size, net.size)  # 2: BatchNorm refuses a batch of 1
+        target = torch.zeros(2, dtype=torch.long)
+    model.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _, loss = compute_loss(nn.CrossEntropyLoss(), model(images), target, 0.3)
+        loss.backward()
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def synthetic_batch(net: Net, s: Settings):
+    """(uint8 images, float normalised NCHW images, targets), all on the device."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (s.batch_size, 3, net.size, net.size), dtype=torch.uint8, generator=g)
+    target = torch.randint(0, s.num_classes, (s.batch_size,), generator=g)
+    images, target = images.to(s.device), target.to(s.device)
+    normalised = Normalize(net.recipe.mean, net.recipe.std).to(s.device)(images)
+    return images, normalised, target
+
+
+def make_parts(net: Net, s: Settings, compile_model: bool) -> TrainParts:
+    """Our default training step's pieces, built the way classify.run builds them."""
+    channels_last = use_channels_last(s.device, s.channels_last)
+    model = prepare_model(models.create_model(net.arch, num_classes=s.num_classes), s.device, channels_last,
+                          compile_model)
+    amp = resolve_amp(s.device, s.amp_asked, None, net.recipe.opt_level, net.recipe.loss_scale)
+    optimizer = make_optimizer(model, LR, MOMENTUM, WEIGHT_DECAY, s.device)
+    # check_finite as classify.run sets it: every loss checked on the host on CPU (no extra sync there).
+    return TrainParts(model, nn.CrossEntropyLoss().to(s.device), optimizer,
+                      build_scheduler(optimizer, "constant", 1, 1), make_scaler(s.device, amp), s.device, amp,
+                      Normalize(net.recipe.mean, net.recipe.std, channels_last).to(s.device),
+                      check_finite=s.device.type == "cpu")
+
+
+def describe(parts: TrainParts) -> str:
+    fmt = "NHWC" if parts.normalize.channels_last else "NCHW"
+    kind = "fused" if parts.optimizer.defaults.get("fused") else "foreach"
+    return f"{parts.amp.name if parts.amp.enabled else 'fp32'} {fmt} {kind}-SGD uint8"
+
+
+def plain_step(model: nn.Module, criterion: nn.Module, optimizer, images, target, precision=nullcontext(),
+               scaler=None):
+    """forward / backward / step and nothing else; returns (main logits, loss)."""
+    with precision:
+        main, loss = compute_loss(criterion, model(images), target, 0.3)
+    optimizer.zero_grad()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return main, loss
+
+
+def baseline_step(net: Net, s: Settings, images, target) -> Callable[[], None]:
+    """pytorch/examples imagenet/main.py's step: fp32 NCHW, plain SGD, loss.item() for its meter."""
+    model = models.create_model(net.arch, num_classes=s.num_classes).to(s.device)
+    model.train()
+    criterion = nn.CrossEntropyLoss().to(s.device)
+    optimizer = torch.optim.SGD(model.parameters(), LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+    def step():
+        main, loss = plain_step(model, criterion, optimizer, images, target)
+        loss.item()
+        accuracy_counts(main.detach(), target)  # its top-1/top-5 meters (tensors, no sync)
+
+    return step
+
+
+def fast_step(parts: TrainParts, images, target) -> Callable[[], None]:
+    parts.model.train()
+    meter = Meter(["loss", "acc1", "acc5"], parts.device)
+    return lambda: train_step(parts, images, target, meter, images.shape[0])
+
+
+def time_steps(step: Callable[[], None], device: torch.device, warmup: int, steps: int):
+    """(seconds of the warm-up steps, seconds of the ``steps`` timed ones)."""
+    start = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    begin = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    end = time.perf_counter()
+    return begin - start, end - begin
+
+
+@dataclass
+class Result:
+    """Best img/s over the repeats of one measurement, and every sample."""
+
+    samples: List[float] = field(default_factory=list)
+    first_s: Optional[float] = None  # warm-up (compile) seconds of the first round
+    error: Optional[str] = None
+
+    @property
+    def best(self) -> Optional[float]:
+        return max(self.samples) if self.samples else None
+
+
+def bench_compute(net: Net, s: Settings, modes: Sequence[str], progress) -> List[Dict]:
+    uint8, normalised, target = synthetic_batch(net, s)
+    steps, results, paths = {}, {m: Result() for m in modes}, {}
+    for mode in modes:
+        try:
+            if mode == "baseline":
+                steps[mode], paths[mode] = baseline_step(net, s, normalised, target), "fp32 NCHW SGD .item()"
+            else:
+                parts = make_parts(net, s, compile_model=mode == "compiled")
+                steps[mode], paths[mode] = fast_step(parts, uint8, target), describe(parts)
+        except Exception as e:  # an OOM or a backend that cannot build this net: a row that says so
+            results[mode].error = _short(e)
+    for r in range(s.repeat):
+        for mode in [m for m in (modes if r % 2 == 0 else modes[::-1]) if m in steps]:  # ABBA: drift cancels
+            try:
+                warm_s, run_s = time_steps(steps[mode], s.device, s.warmup if r == 0 else 1, s.steps)
+            except Exception as e:
+                results[mode].error = _short(e)
+                del steps[mode]
+                continue
+            results[mode].samples.append(s.steps * s.batch_size / run_s)
+            if r == 0:
+                results[mode].first_s = warm_s
+            progress(f"{net.arch} {mode}: {results[mode].samples[-1]:.1f} img/s")
+    del steps
+    gc.collect()
+    return _compute_rows(net, s, results, paths)
+
+
+def _compute_rows(net: Net, s: Settings, results: Dict[str, Result], paths: Dict[str, str]) -> List[Dict]:
+    gflops = count_gflops(net, s.num_classes)
+    base = results.get("baseline", Result()).best
+    rows = []
+    for mode, res in results.items():
+        img_s = res.best
+        tflops = img_s * gflops / 1e3 if img_s else None
+        rows.append({
+            "arch": net.arch, "image_size": net.size, "mode": mode, "path": paths.get(mode, "-"),
+            "img_s": _round(img_s, 1), "speedup": _round(img_s / base, 2) if img_s and base else None,
+            "gflop_per_img": float(f"{gflops:.4g}"), "tflops": float(f"{tflops:.4g}") if tflops else None,
+            "util_pct": _round(100 * tflops / s.peak_tflops, 1) if tflops and s.peak_tflops else None,
+            "step_ms": _round(1e3 * s.batch_size / img_s, 1) if img_s else None,
+            "warmup_s": _round(res.first_s, 1), "samples": [round(x, 1) for x in res.samples],
+            "error": res.error,
+        })
+    return rows
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def resolve_data(value: str, photos: int) -> Path:
+    """``demo`` | ``photos`` | a path; returns the folder holding the class folders."""
+    if value == "demo":
+        from classify.data.demo import ensure_demo_data
+
+        root = ensure_demo_data()
+    elif value == "photos":
+        root = ensure_photos(default_photos_root(photos), photos)
+    else:
+        root = Path(value).expanduser()
+        if not root.is_dir():
+            raise DataError(f"--data '{value}' is not a folder; pass an ImageFolder root (with train/ or "
+                            f"class folders), 'demo' or 'photos'")
+    return root / "train" if (root / "train").is_dir() else root
+
+
+def _indices(size: int, count: int) -> List[int]:
+    """``count`` indices into a data set of ``size`` (shuffled once, repeated as needed)."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(0)).tolist()
+    return [order[i % size] for i in range(count)]
+
+
+class JpegBytes(Dataset):
+    """(raw file bytes, target): all a worker does on the GPU data path."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        try:
+            with open(path, "rb") as f:
+                return f.read(), target
+        except OSError:
+            return b"", target
+
+
+def collate_bytes(batch):
+    """One flat uint8 tensor (one shared-memory block per batch, not one per image), lengths, targets."""
+    data = b"".join(b for b, _ in batch)
+    flat = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+    return flat, [len(b) for b, _ in batch], torch.tensor([t for _, t in batch])
+
+
+class DeviceDecode:
+    """Batched decode_jpeg on the device, then per-image random-resized-crop + flip as tensor ops.
+
+    A corrupt file fails the batched call; the batch is then decoded one image at a time and
+    the unreadable ones are dropped and counted, as ``collate_skip_bad`` does."""
+
+    def __init__(self, size: int, device: torch.device):
+        self.size, self.device = size, device
+        self.scale, self.ratio = (0.08, 1.0), (3 / 4, 4 / 3)  # RandomResizedCrop's defaults
+
+    def __call__(self, batch):
+        flat, lengths, target = batch
+        data = list(torch.split(flat, lengths))
+        images = self._decode(data)
+        good = [i for i, im in enumerate(images) if im is not None]
+        if not good:
+            return None, None, len(data)
+        out = torch.stack([self._crop_flip(images[i]) for i in good])
+        return out, target[good].to(self.device, non_blocking=True), len(data) - len(good)
+
+    def _decode(self, data):
+        mode = torchvision.io.ImageReadMode.RGB
+        try:
+            return torchvision.io.decode_jpeg(data, mode=mode, device=self.device)
+        except RuntimeError:
+            pass
+        out = []
+        for d in data:
+            try:  # decode_image: also PNG etc. in a JPEG folder
+                out.append(torchvision.io.decode_image(d, mode=mode).to(self.device) if d.numel() else None)
+            except RuntimeError:
+                out.append(None)
+        return out
+
+    def _crop_flip(self, image: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms import RandomResizedCrop
+        from torchvision.transforms.v2 import functional as F
+
+        top, left, h, w = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
+        image = F.resized_crop(image, top, left, h, w, [self.size, self.size], antialias=True)
+        return image.flip(-1) if torch.rand(()) < 0.5 else image
+
+
+@dataclass
+class Backend:
+    """A loader factory and how its batches become (images, target, n_bad) for the training loop."""
+
+    name: str
+    make: Callable[[], DataLoader]
+    to_triple: Callable
+
+
+def make_backend(name: str, folder: Path, net: Net, s: Settings, workers: int) -> Backend:
+    count = s.steps * s.batch_size
+    pin = pin_memory(s.device)
+    if name == "pil":
+        data = SafeImageFolder(folder, train_transform(net.size))
+        subset = Subset(data, _indices(len(data), count))
+        return Backend(name, lambda: build_loader(subset, s.batch_size, workers, True, pin_memory=pin),
+                       lambda batch: batch)
+    if name == "reference":
+        from torchvision import transforms as T
+
+        tf = T.Compose([T.RandomResizedCrop(net.size), T.RandomHorizontalFlip(), T.ToTensor(),
+                        T.Normalize(net.recipe.mean, net.recipe.std)])
+        data = torchvision.datasets.ImageFolder(str(folder), tf)
+        subset = Subset(data, _indices(len(data), count))
+        return Backend(name, lambda: DataLoader(subset, s.batch_size, shuffle=True, num_workers=workers,
+                                                pin_memory=pin), lambda batch: (batch[0], batch[1], 0))
+    samples = SafeImageFolder(folder).samples
+    subset = Subset(JpegBytes(samples), _indices(len(samples), count))
+    return Backend(name, lambda: DataLoader(subset, s.batch_size, shuffle=True, num_workers=workers,
+                                            collate_fn=collate_bytes, drop_last=True,
+                                            persistent_workers=workers > 0,
+                                            prefetch_factor=4 if workers > 0 else None),
+                   DeviceDecode(net.size, s.device))
+
+
+def _worker_pids(iterator) -> List[int]:
+    return [w.pid for w in getattr(iterator, "_workers", [])]
+
+
+def _cpu_seconds(pids: Sequence[int]) -> Optional[float]:
+    """CPU time of this process (all threads) plus its loader workers; None where /proc is missing."""
+    total = time.process_time()
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        except (OSError, ValueError, IndexError):
+            return None
+    return total
+
+
+def measure_loader(backend: Backend, normalize: Normalize, device: torch.device, skip: int) -> Dict:
+    """Batches ready for the model (on the device, normalised) per second, after ``skip`` batches."""
+    loader = backend.make()
+    it = iter(loader)
+    pids, batches = _worker_pids(it), len(loader)
+    skip = min(skip, batches - 1)
+    images = bad = 0
+    begin = time.perf_counter() if skip == 0 else None
+    cpu0 = _cpu_seconds(pids) if skip == 0 else None
+    for i in range(batches):
+        x, _, n_bad = backend.to_triple(next(it))
+        if x is not None:
+            x = normalize(x.to(device, non_blocking=True))
+        if i >= skip:
+            images, bad = images + (0 if x is None else x.shape[0]), bad + n_bad
+        if i == skip - 1:
+            synchronize(device)
+            begin, cpu0 = time.perf_counter(), _cpu_seconds(pids)
+    synchronize(device)
+    seconds, cpu1 = time.perf_counter() - begin, _cpu_seconds(pids)
+    del it, loader
+    cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+    return {"img_s": images / seconds, "img_per_cpu_s": images / cpu if cpu else None, "bad": bad}
+
+
+class Feed:
+    """What ``train_one_epoch`` iterates: a loader's batches as (images, target, n_bad)."""
+
+    def __init__(self, loader, to_triple):
+        self.loader, self.to_triple = loader, to_triple
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return (self.to_triple(batch) for batch in self.loader)
+
+
+def ours_loop(parts: TrainParts, feed) -> float:
+    """``train_one_epoch`` as the trainer runs it (step log lines to a buffer); its FPS."""
+    plan = EpochPlan(epoch=0, steps_per_epoch=len(feed), print_freq=10)
+    stats = train_one_epoch(parts, feed, plan, Reporter(Path(tempfile.gettempdir()), True, io.StringIO()))
+    return stats["fps"]
+
+
+def bare_loop(parts: TrainParts, feed) -> float:
+    """``for x, y in loader: forward/backward/step`` on the same parts; FPS over the same window."""
+    parts.model.train()
+    device = parts.device
+    speed = Throughput(device, warmup_steps(len(feed)))
+    speed.begin()
+    for images, target, _ in feed:
+        if images is None:
+            continue
+        images = parts.normalize(images.to(device, non_blocking=True))
+        target = target.to(device, non_blocking=True)
+        plain_step(parts.model, parts.criterion, parts.optimizer, images, target, autocast(device, parts.amp),
+                   parts.scaler)
+        speed.step(images.shape[0])
+    return speed.fps()
+
+
+def bench_overhead(parts: TrainParts, feed, repeat: int) -> Dict:
+    """Ours vs bare, alternated (ABBA...) after one warm-up pass; best of each."""
+    bare_loop(parts, feed)
+    ours, bare = Result(), Result()
+    for r in range(max(repeat, 1)):
+        order = ((ours, ours_loop), (bare, bare_loop)) if r % 2 else ((bare, bare_loop), (ours, ours_loop))
+        for res, loop in order:
+            res.samples.append(loop(parts, feed))
+    ratio = ours.best / bare.best if bare.best else None
+    return {"bare_img_s": _round(bare.best, 1), "ours_img_s": _round(ours.best, 1), "ratio": _round(ratio, 3),
+            "overhead_pct": _round(100 * (1 - ratio), 1) if ratio else None,
+            "bare_samples": [round(x, 1) for x in bare.samples],
+            "ours_samples": [round(x, 1) for x in ours.samples]}
+
+
+def bench_loaders(folder: Path, net: Net, s: Settings, loaders: Sequence[str], workers: int,
+                  progress) -> List[Dict]:
+    """Loader-only img/s of each backend, interleaved (forward, then reversed) over the repeats."""
+    backends = [make_backend(name, folder, net, s, workers) for name in loaders]
+    normalize = Normalize(net.recipe.mean, net.recipe.std).to(s.device)
+    samples: Dict[str, List[Dict]] = {b.name: [] for b in backends}
+    for r in range(s.repeat):
+        for b in (backends if r % 2 == 0 else backends[::-1]):
+            samples[b.name].append(measure_loader(b, normalize, s.device, max(s.warmup, workers)))
+            progress(f"loader {b.name}: {samples[b.name][-1]['img_s']:.1f} img/s")
+    best = {name: max(x["img_s"] for x in runs) for name, runs in samples.items()}
+    cpu = {name: max((x["img_per_cpu_s"] or 0 for x in runs), default=0) or None for name, runs in samples.items()}
+    ref, ref_cpu = best.get("reference"), cpu.get("reference")
+    return [{"loader": name, "image_size": net.size, "workers": workers, "img_s": round(best[name], 1),
+             "img_s_per_worker": round(best[name] / max(workers, 1), 1), "img_per_cpu_s": _round(cpu[name], 1),
+             "vs_reference": _round(best[name] / ref, 2) if ref else None,
+             "vs_reference_per_cpu_s": _round(cpu[name] / ref_cpu, 2) if cpu[name] and ref_cpu else None,
+             "bad_images": sum(x["bad"] for x in runs), "samples": [round(x["img_s"], 1) for x in runs]}
+            for name, runs in samples.items()]
+
+
+def bench_end_to_end(parts: TrainParts, backends: List[Backend], net: Net, s: Settings, progress) -> List[Dict]:
+    """train_one_epoch fed by each loader, next to the same step on synthetic data (compute-only)."""
+    uint8, _, target = synthetic_batch(net, s)
+    compute = Result()
+    e2e: Dict[str, Result] = {b.name: Result() for b in backends}
+    for r in range(s.repeat):
+        _, run_s = time_steps(fast_step(parts, uint8, target), s.device, s.warmup if r == 0 else 1, s.steps)
+        compute.samples.append(s.steps * s.batch_size / run_s)
+        for b in backends:
+            e2e[b.name].samples.append(ours_loop(parts, Feed(b.make(), b.to_triple)))
+            progress(f"{net.arch} end-to-end {b.name}: {e2e[b.name].samples[-1]:.1f} img/s")
+    return [{"arch": net.arch, "image_size": net.size, "loader": name, "img_s": round(res.best, 1),
+             "compute_img_s": round(compute.best, 1), "pct_of_compute": round(100 * res.best / compute.best, 1),
+             "samples": [round(x, 1) for x in res.samples], "compute_samples": [round(x, 1) for x in compute.samples]}
+            for name, res in e2e.items()]
+
+
+def bench_data(folder: Path, nets: List[Net], s: Settings, loaders: Sequence[str], workers: int,
+               progress, loader_only: bool = False) -> Dict[str, List[Dict]]:
+    out = {"loader": bench_loaders(folder, nets[0], s, loaders, workers, progress), "end_to_end": [],
+           "overhead": []}
+    for net in ([] if loader_only else nets):
+        backends = [make_backend(name, folder, net, s, workers) for name in loaders]
+        parts = make_parts(net, s, compile_model=False)
+        out["end_to_end"] += bench_end_to_end(parts, backends, net, s, progress)
+        uint8, _, target = synthetic_batch(net, s)
+        feeds = [("synthetic", [(uint8, target, 0)] * s.steps)]
+        feeds += [("pil loader", Feed(b.make(), b.to_triple)) for b in backends if b.name == "pil"]
+        for source, feed in feeds:
+            row = {"arch": net.arch, "image_size": net.size, "source": source, **bench_overhead(parts, feed, s.repeat)}
+            out["overhead"].append(row)
+            progress(f"{net.arch} overhead ({source}): {row['overhead_pct']}%")
+        del parts, feeds
+        gc.collect()
+    return out
+
+
+# ----------------------------------------------------------------------------- photos
+
+
+def default_photos_root(count: int) -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "classify" / f"bench-photos-v{PHOTOS_VERSION}-{count}"
+
+
+def render_photo(seed: int):
+    """A ~500x375 photo-like image: multi-scale colour fields (a 1/f-ish spectrum, like natural
+    images), a few soft-edged blobs, sensor-like noise. At JPEG quality 90 that is ~60 KB and
+    ~1.4 ms of PIL decode here, the pixel count and the order of the entropy of an ImageNet photo
+    (decode time follows the pixel count more than the file size)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    w, h = [(500, 375), (375, 500), (500, 333), (480, 360), (500, 400)][rng.integers(0, 5)]
+    img = np.full((h, w, 3), rng.uniform(60, 190, 3), dtype=np.float32)
+    for cells, amplitude in ((3, 70), (7, 45), (17, 30), (41, 30), (97, 40), (211, 40)):
+        grid = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
+        field = np.asarray(Image.fromarray(grid).resize((w, h), Image.BICUBIC), dtype=np.float32)
+        img += (field / 255 - 0.5) * amplitude
+    canvas = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    overlay = canvas.copy()
+    draw = ImageDraw.Draw(overlay)
+    for _ in range(rng.integers(3, 9)):
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        rx, ry = rng.uniform(15, w / 3), rng.uniform(15, h / 3)
+        draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=tuple(rng.integers(0, 256, 3).tolist()))
+    canvas = Image.blend(canvas, overlay.filter(ImageFilter.GaussianBlur(2)), 0.7)
+    pixels = np.asarray(canvas, dtype=np.float32) + rng.normal(0, rng.uniform(5, 11), (h, w, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def make_photos(out: Path, count: int = 300, classes: int = 10) -> Path:
+    """Write ``count`` JPEGs (quality 90) as ``OUT/train/class_K/photo_NNNN.jpg``; deterministic."""
+    for i in range(count):
+        folder = Path(out) / "train" / f"class_{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        render_photo(i).save(folder / f"photo_{i:04d}.jpg", quality=90)
+    return Path(out)
+
+
+def ensure_photos(root: Path, count: int) -> Path:
+    """``root`` holding ``count`` photos; generated into a temp sibling and renamed into place, so
+    that an interrupted run never leaves a half-written set that a later run would trust."""
+    if len(list(root.glob("train/*/*.jpg"))) >= count:
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise UserError(f"'{root}' is not empty and holds fewer than {count} photos; pass a new or empty "
+                        f"folder to --make-photos")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        make_photos(tmp, count)
+        try:
+            os.rename(tmp, root)  # replaces an empty folder
+        except OSError:  # another process finished first
+            if not (root / "train").is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+# ----------------------------------------------------------------------------- output
+
+
+COMPUTE_COLUMNS = [("arch", "arch", "{}"), ("px", "image_size", "{}"), ("mode", "mode", "{}"),
+                   ("path", "path", "{}"), ("img/s", "img_s", "{:.1f}"), ("speed-up", "speedup", "{:.2f}x"),
+                   ("GFLOP/img", "gflop_per_img", "{:.3g}"), ("TFLOP/s", "tflops", "{:.3g}"),
+                   ("util %", "util_pct", "{:.1f}")]
+LOADER_COLUMNS = [("loader", "loader", "{}"), ("px", "image_size", "{}"), ("workers", "workers", "{}"),
+                  ("img/s", "img_s", "{:.1f}"), ("img/s/worker", "img_s_per_worker", "{:.1f}"),
+                  ("img/CPU-s", "img_per_cpu_s", "{:.1f}"), ("x ref", "vs_reference", "{:.2f}x"),
+                  ("x ref per CPU-s", "vs_reference_per_cpu_s", "{:.2f}x")]
+E2E_COLUMNS = [("arch", "arch", "{}"), ("px", "image_size", "{}"), ("loader", "loader", "{}"),
+               ("img/s", "img_s", "{:.1f}"),
+               ("compute-only img/s", "compute_img_s", "{:.1f}"), ("% of compute", "pct_of_compute", "{:.1f}")]
+OVERHEAD_COLUMNS = [("arch", "arch", "{}"), ("px", "image_size", "{}"), ("batches", "source", "{}"),
+                    ("bare loop img/s", "bare_img_s", "{:.1f}"), ("train_one_epoch img/s", "ours_img_s", "{:.1f}"),
+                    ("ratio", "ratio", "{:.3f}"), ("overhead %", "overhead_pct", "{:.1f}")]
+
+
+def render_table(columns, rows: List[Dict]) -> str:
+    cells = [[h for h, _, _ in columns]]
+    for row in rows:
+        cells.append([_cell(row.get(key), fmt, row.get("error")) for _, key, fmt in columns])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _cell(value, fmt: str, error: Optional[str]) -> str:
+    if value is None:
+        return "failed" if error else "-"
+    return fmt.format(value)
+
+
+def _round(value: Optional[float], digits: int) -> Optional[float]:
+    return None if value is None else round(value, digits)
+
+
+def _short(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
+
+
+def environment(device: torch.device) -> Dict:
+    name = getattr(getattr(torch, device.type, None), "get_device_name", None)
+    host = platform.processor() or platform.machine()
+    try:
+        host = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"device": str(device), "device_name": name(device) if name and device.type != "cpu" else host,
+            "cpus": cpus, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "python": platform.python_version()}
+
+
+def print_text(report: Dict) -> None:
+    env, st = report["env"], report["settings"]
+    print(f"bench: {env['device']} ({env['device_name']}), {env['cpus']} CPUs, {env['threads']} torch threads, "
+          f"torch {env['torch']}, batch {st['batch_size']}, {st['steps']} steps after {st['warmup']} warm-up, "
+          f"best of {st['repeat']}")
+    sections = [("compute", "training step, synthetic data on the device", COMPUTE_COLUMNS),
+                ("loader", "loader only: batches ready on the device", LOADER_COLUMNS),
+                ("end_to_end", "end to end: train_one_epoch (fast step) fed by each loader", E2E_COLUMNS),
+                ("overhead", "loop overhead: train_one_epoch vs a bare forward/backward/step loop",
+                 OVERHEAD_COLUMNS)]
+    for key, title, columns in sections:
+        if report.get(key):
+            print(f"\n{title}\n{render_table(columns, report[key])}")
+    for note in report["notes"]:
+        print(f"note: {note}")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _csv(choices: Optional[Sequence[str]] = None):
+    def parse(text: str) -> List[str]:
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in items if choices is not None and x not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"'{text}': choose from {', '.join(choices)}" if choices
+                                             else "empty list")
+        return items
+    return parse
+
+
+def get_args_parser() -> OneLineParser:
+    p = OneLineParser(prog="bench.py", description="Throughput benchmark (see the module docstring).")
+    add = p.add_argument
+    add("--arch", "-a", type=_csv(), default=None,
+        help="comma list (default: all four nets; googlenet with --data)")
+    add("--device", default="auto", help="auto | cpu | cuda | gpu | npu")
+    add("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
+    add("--steps", type=int, default=50, help="timed steps (with --data: batches per pass)")
+    add("--warmup", type=int, default=5, help="untimed steps first (loaders: at least --workers batches)")
+    add("--repeat", type=int, default=1, help="interleaved rounds; the best is reported")
+    add("--image-size", "--image_size", type=int, default=None,
+        help="default: the recipe's (224, IRv2 299); raised to a net's minimum")
+    add("--num-classes", "--num_classes", type=int, default=1000)
+    add("--modes", type=_csv(MODES), default=None,
+        help="baseline,fast,compiled (default: all; on cpu baseline,fast)")
+    add("--amp", action="store_true", help="autocast on CPU too (accelerators follow the recipe)")
+    add("--channels-last", "--channels_last", action=argparse.BooleanOptionalAction, default=None,
+        help="NHWC for fast/compiled (default: the engine's, on for cuda)")
+    add("--threads", type=int, default=None, help="torch intra-op threads of the main process (default: torch's)")
+    add("--peak-tflops", type=float, default=None, help="the device's peak, for utilisation %%")
+    add("--json", action="store_true", help="print JSON instead of tables")
+    add("--data", default=None, help="ImageFolder root, 'demo' or 'photos': loader, end-to-end, overhead")
+    add("--loader", type=_csv(LOADERS), default=list(LOADERS), help="pil,gpu,reference")
+    add("--loader-only", action="store_true", help="with --data: skip the end-to-end and overhead runs")
+    add("-j", "--workers", type=int, default=None, help="loader workers (default: CPUs, at most 8)")
+    add("--make-photos", default=None, metavar="DIR", help="write ~500x375 photo-like JPEGs to DIR and use them")
+    add("--num-photos", type=int, default=300, help="how many photos to generate")
+    return p
+
+
+def _settings(args, device: torch.device) -> Settings:
+    for name in ("batch_size", "steps", "repeat", "num_classes", "num_photos"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.warmup < 0 or (args.workers is not None and args.workers < 0):
+        raise UserError("--warmup and --workers must be >= 0")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    return Settings(device, args.batch_size, args.steps, args.warmup, args.repeat, args.num_classes, args.amp,
+                    args.channels_last, args.peak_tflops)
+
+
+def _nets(args) -> List[Net]:
+    archs = args.arch or (["googlenet"] if args.data or args.make_photos else list(NETS))
+    unknown = [a for a in archs if a not in models.list_models()]
+    if unknown:
+        raise UserError(f"unknown --arch {', '.join(unknown)}; choose from {', '.join(models.list_models())}")
+    if args.image_size is not None and args.image_size < 8:
+        raise UserError(f"--image-size {args.image_size} is too small; use at least 32")
+    return [Net.make(a, args.image_size) for a in archs]
+
+
+def run(args, progress) -> Dict:
+    device = resolve_device(args.device)
+    s = _settings(args, device)
+    nets = _nets(args)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes; pytorch/examples sets it too
+    notes = [f"{n.arch}: image size raised to its minimum {n.size}" for n in nets
+             if args.image_size is not None and n.size > args.image_size]
+    report = {"env": environment(device), "notes": notes,
+              "settings": {"batch_size": s.batch_size, "steps": s.steps, "warmup": s.warmup, "repeat": s.repeat,
+                           "num_classes": s.num_classes, "amp_asked": s.amp_asked, "peak_tflops": s.peak_tflops}}
+    if args.data or args.make_photos:
+        if args.make_photos:
+            ensure_photos(Path(args.make_photos).expanduser(), args.num_photos)
+        folder = resolve_data(args.data or args.make_photos, args.num_photos)
+        workers = args.workers if args.workers is not None else min(8, report["env"]["cpus"] or 1)
+        report["settings"].update(data=str(folder), workers=workers)
+        report.update(bench_data(folder, nets, s, args.loader, workers, progress, args.loader_only))
+        if "gpu" in args.loader:
+            notes.append(f"gpu = bench-side prototype of a --data-backend gpu (not in the engine yet): workers read "
+                         f"JPEG bytes, decode_jpeg + crop/flip run on {device.type} in the main process")
+        return report
+    modes = args.modes or (["baseline", "fast"] if device.type == "cpu" else list(MODES))
+    if device.type == "cpu" and args.modes is None:
+        notes.append("compiled skipped on cpu by default (torch.compile costs minutes per net there); "
+                     "add --modes baseline,fast,compiled")
+    report["compute"] = [row for net in nets for row in bench_compute(net, s, modes, progress)]
+    notes += [f"{r['arch']} compiled: first {s.warmup} steps (compile) took {r['warmup_s']} s"
+              for r in report["compute"] if r["mode"] == "compiled" and r["warmup_s"] is not None]
+    notes += [f"{r['arch']} {r['mode']} failed: {r['error']}" for r in report["compute"] if r["error"]]
+    return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    progress = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731 (stderr: --json stays clean)
+    try:
+        report = run(args, progress)
+    except UserError as e:
+        print(f"bench.py: error: {e}", file=sys.stderr)
+        return e.exit_code
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
