@@ -7,7 +7,6 @@ Writes ``<output-dir>/profile/trace.json`` (open in chrome://tracing or Perfetto
 from pathlib import Path
 from typing import Dict
 
-import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from .loop import TrainParts, train_step

@@ -28,7 +28,7 @@ from .errors import UserError
 from .guard import Interrupted, NonFiniteLoss, StopRequest
 from .fast import make_optimizer, prepare_model, use_channels_last
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
-from .pretrained import TORCHVISION, load_pretrained
+from .pretrained import load_pretrained
 from .report import Reporter
 from .schedules import build_scheduler
 from .transforms import Normalize

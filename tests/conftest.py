@@ -52,3 +52,18 @@ def run_main():
                               capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT)
 
     return _run
+
+
+def train_in_process(capsys, *argv) -> str:
+    """Run main.main(argv) in this process; assert success and return its stdout."""
+    import main
+
+    code = main.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+def tiny_args(data, out, *extra):
+    """tinynet on ``data`` with a batch of 8, no loader workers, outputs in ``out``."""
+    return [data, "-a", "tinynet", "-b", "8", "--workers", "0", "-p", "2", "--output-dir", out, *extra]

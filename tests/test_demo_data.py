@@ -1,6 +1,5 @@
 """The built-in demo data set: deterministic, ImageFolder layout, cached once, race-safe."""
 
-import functools
 import multiprocessing
 import os
 import subprocess

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 from itertools import count
-from pathlib import Path
 
 import pytest
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import main
+from tests.conftest import tiny_args as tiny
+from tests.conftest import train_in_process as train
 from classify.checkpoint import load_checkpoint
 
 EPOCH_KEYS = {"epoch", "lr", "train_loss", "train_acc1", "val_loss", "acc1", "acc5", "img_per_s", "epoch_time_s"}
@@ -16,17 +17,6 @@ SUMMARY_KEYS = {"arch", "recipe", "epochs", "world_size", "global_batch_size", "
                 "final_acc5", "fps", "train_time_s", "device", "amp", "val_images"}
 STEP_LINE = re.compile(r"^Epoch: \[\d+\]\[ *\d+/\d+\]  Time [\d.]+ \([\d.]+\)  Data [\d.]+  Loss ([\d.]+) "
                        r"\([\d.]+\)  Acc@1 [\d.]+ \([\d.]+\)  LR [\d.]+  img/s [\d.]+  ETA \S+")
-
-
-def train(capsys, *argv):
-    code = main.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    return out.out
-
-
-def tiny(data, out, *extra):
-    return [data, "-a", "tinynet", "-b", "8", "--workers", "0", "-p", "2", "--output-dir", out, *extra]
 
 
 def test_train_resume_evaluate(image_folder, tmp_path, capsys):

@@ -2,18 +2,8 @@
 
 import pytest
 
-import main
-
-
-def run(capsys, *argv):
-    code = main.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    return out.out
-
-
-def tiny(data, out, *extra):
-    return [data, "-a", "tinynet", "-b", "8", "--workers", "0", "--output-dir", out, *extra]
+from tests.conftest import tiny_args as tiny
+from tests.conftest import train_in_process as run
 
 
 def test_prof_writes_trace_and_table(image_folder, tmp_path, capsys):
