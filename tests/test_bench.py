@@ -99,6 +99,21 @@ def test_gpu_path_decodes_crops_and_skips_corrupt_bytes(bench, image_folder):
     assert target.tolist() == [0, 1, 2] and bad == 2
 
 
+def test_make_photos_then_loader_only(bench, capsys, tmp_path):
+    photos = tmp_path / "photos"
+    code, out, err = run(bench, capsys, *TINY, "--make-photos", photos, "--num-photos", "4", "--loader-only",
+                         "--loader", "pil,reference", "--workers", "0", "--batch-size", "2", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(list(photos.glob("train/*/*.jpg"))) == 4
+    assert [r["loader"] for r in report["loader"]] == ["pil", "reference"]
+    assert report["end_to_end"] == [] and report["overhead"] == []
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not photos")
+    code, _, err = run(bench, capsys, *TINY, "--make-photos", tmp_path / "other", "--num-photos", "4")
+    assert code == 2 and "is not empty" in err and len(err.strip().splitlines()) == 1
+
+
 def test_make_photos_writes_photo_sized_jpegs(bench, tmp_path):
     root = bench.make_photos(tmp_path / "photos", count=3, classes=2)
     files = sorted((root / "train").rglob("*.jpg"))

@@ -776,6 +776,10 @@ def run(args, progress) -> Dict:
         folder = resolve_data(args.data or args.make_photos, args.num_photos)
         workers = args.workers if args.workers is not None else min(8, report["env"]["cpus"] or 1)
         report["settings"].update(data=str(folder), workers=workers)
+        cpus, threads = report["env"]["cpus"] or 1, torch.get_num_threads()
+        if device.type == "cpu" and workers and threads + workers > cpus:
+            notes.append(f"{threads} torch threads + {workers} loader workers on {cpus} CPUs: oversubscribed, "
+                         f"training steps slow down and vary; try --threads {max(1, cpus - workers)}")
         report.update(bench_data(folder, nets, s, args.loader, workers, progress, args.loader_only))
         if "gpu" in args.loader:
             notes.append(f"gpu = bench-side prototype of a --data-backend gpu (not in the engine yet): workers read "
