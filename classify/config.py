@@ -151,11 +151,12 @@ def _batch(args, recipe: Recipe, world_size: int, local_world: int, demo: dict) 
     return per_device * world_size, per_device
 
 
-def _recipe_lr(args, recipe: Recipe, world_size: int, global_batch: int) -> float:
-    """The recipe's lr; when the batch was changed by a flag, scaled linearly to that batch
-    (Goyal et al., 2017) so that a small CPU batch does not diverge with an 8p lr."""
+def _recipe_lr(args, recipe: Recipe, world_size: int, global_batch: int, demo: dict) -> float:
+    """The recipe's lr; when the batch was changed by a flag or by the demo profile, scaled
+    linearly to that batch (Goyal et al., 2017) so that a small CPU batch does not diverge
+    with an lr made for hundreds of images."""
     base = recipe.lr(world_size)
-    if args.batch_size is None and args.per_batch_size is None:
+    if args.batch_size is None and args.per_batch_size is None and "batch_size" not in demo:
         return base
     return base * global_batch / recipe.global_batch(world_size)
 
@@ -187,9 +188,6 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         from .data.demo import DEMO_PROFILE
 
         demo = dict(DEMO_PROFILE)
-        demo_lr = demo.pop("lr", None)
-        if isinstance(demo_lr, dict) and arch in demo_lr:
-            demo["lr"] = demo_lr[arch]
         demo["image_size"] = max(demo["image_size"], models.min_image_size(arch))
         demo["val_resize"] = max(demo["val_resize"], round(demo["image_size"] * 8 / 7))
     for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize"):
@@ -226,7 +224,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs),
         start_epoch=args.start_epoch or 0,
         batch_size=global_batch, per_device_batch=per_device,
-        lr=_pick(args.lr, demo.get("lr"), _recipe_lr(args, recipe, world_size, global_batch)),
+        lr=_pick(args.lr, _recipe_lr(args, recipe, world_size, global_batch, demo)),
         momentum=_pick(args.momentum, recipe.momentum),
         weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe),

@@ -89,6 +89,11 @@ def test_demo_profile_applies_only_without_data():
     assert demo.image_size == max(DEMO_PROFILE["image_size"], 63)
     assert cfg("-a", "alexnet", "--epochs", "1").epochs == 1  # a flag still wins
     assert cfg("-a", "inception_resnet_v2").image_size >= 75
+    # The demo's batch is a changed batch like -b: the recipe lr follows it linearly.
+    assert demo.batch_size == DEMO_PROFILE["batch_size"]
+    assert demo.lr == pytest.approx(0.01 * DEMO_PROFILE["batch_size"] / 128)
+    assert cfg("-a", "googlenet").lr == pytest.approx(0.1 * DEMO_PROFILE["batch_size"] / 512)
+    assert cfg("-a", "alexnet", "--lr", "0.02").lr == 0.02
 
 
 @pytest.mark.parametrize("argv,match", [

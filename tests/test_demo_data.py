@@ -50,7 +50,7 @@ def test_imagefolder_layout(tmp_path):
 def test_default_root_env(monkeypatch, tmp_path):
     monkeypatch.delenv("CLASSIFY_DEMO_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert demo.default_demo_root() == tmp_path / "classify" / "demo-v1"
+    assert demo.default_demo_root() == tmp_path / "classify" / f"demo-v{demo.DEMO_VERSION}"
     monkeypatch.setenv("CLASSIFY_DEMO_DIR", str(tmp_path / "mine"))
     assert demo.default_demo_root() == tmp_path / "mine"
 

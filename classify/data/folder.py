@@ -45,14 +45,18 @@ def _visible_image(path: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
 
-def _open_rgb(path: str):
-    """PIL loader that returns None for a corrupt, truncated or non-image file."""
+# What PIL raises for a corrupt, truncated or non-image file (UnidentifiedImageError and
+# "image file is truncated" are OSErrors; some broken headers raise SyntaxError/ValueError).
+_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def _load(path: str, transform):
+    """Open ``path`` lazily and run ``transform`` on it (it decodes, see classify.transforms);
+    None for an unreadable image."""
     try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            img.draft("RGB", (1 << 16, 1 << 16))
-            return img.convert("RGB")
-    except Exception:
+        with Image.open(path) as image:
+            return transform(image) if transform is not None else image.convert("RGB")
+    except _IMAGE_ERRORS:
         return None
 
 
@@ -61,7 +65,7 @@ class SafeImageFolder(ImageFolder):
 
     def __init__(self, root: Path, transform=None):
         try:
-            super().__init__(str(root), transform=transform, loader=_open_rgb, is_valid_file=_visible_image)
+            super().__init__(str(root), transform=transform, loader=Image.open, is_valid_file=_visible_image)
         except FileNotFoundError as e:
             raise DataError(_empty_message(root, e)) from None
 
@@ -73,12 +77,7 @@ class SafeImageFolder(ImageFolder):
 
     def __getitem__(self, index: int):
         path, target = self.samples[index]
-        image = self.loader(path)
-        if image is None:
-            return None, target
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, target
+        return _load(path, self.transform), target
 
 
 def _empty_message(root: Path, error: Exception) -> str:

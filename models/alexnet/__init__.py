@@ -5,14 +5,37 @@ from torchvision.models import alexnet
 
 from ..recipe import Recipe
 
-__all__ = ["build", "RECIPES", "MIN_IMAGE_SIZE"]
+__all__ = ["build", "INITS", "RECIPES", "MIN_IMAGE_SIZE"]
 
 
 MIN_IMAGE_SIZE = 63  # conv1 stride 4 + three 3x3/2 max-pools
 
 
-def build(num_classes: int = 1000, **kwargs) -> nn.Module:
-    return alexnet(weights=None, num_classes=num_classes, **kwargs)
+INITS = ("he", "torchvision")
+
+
+def build(num_classes: int = 1000, init: str = "he", **kwargs) -> nn.Module:
+    """torchvision's AlexNet; ``init="he"`` (default) re-initialises its weights.
+
+    torchvision leaves AlexNet at PyTorch's layer defaults (uniform, variance 1/(3 fan_in),
+    random biases): through 8 ReLU layers the signal shrinks ~6x per layer, the logits
+    hardly depend on the image and SGD sits at chance for hundreds of steps before it
+    gets going. He init (zero-mean normal, variance 2/fan, zero biases; what torchvision
+    does for VGG's convolutions) keeps the signal's scale, so training starts at once.
+    ``init="torchvision"`` keeps torchvision's defaults. Same layers and keys either way.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    model = alexnet(weights=None, num_classes=num_classes, **kwargs)
+    if init == "he":
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+    return model
 
 
 RECIPES = {

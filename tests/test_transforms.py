@@ -1,0 +1,78 @@
+"""Train/val presets: reduced-size JPEG decode (PIL draft), crop parameters and per-sample seeding."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms import functional as F
+
+from classify.data.samplers import SeededDataset
+from classify.transforms import DraftRandomResizedCrop, DraftRGB, _draft, train_transform, val_transform
+
+
+def _photo(path, size=(512, 384), fmt="JPEG"):
+    """A smooth colour image (gradients + blobs): downscaled versions of it stay close."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    rgb = np.stack([255 * x / w, 255 * y / h, 128 + 100 * np.sin(x / 37) * np.cos(y / 23)], -1)
+    Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(path, fmt, quality=92)
+    return path
+
+
+@pytest.fixture
+def jpeg(tmp_path):
+    return _photo(tmp_path / "photo.jpg")
+
+
+def test_draft_scales_in_the_jpeg_decoder_only_as_far_as_allowed(jpeg, tmp_path):
+    assert _draft(Image.open(jpeg), 4.0).size == (128, 96)
+    assert _draft(Image.open(jpeg), 3.9).size == (256, 192)  # 1/2, never below the limit
+    assert _draft(Image.open(jpeg), 1.9).size == (512, 384)
+    assert _draft(Image.open(jpeg), 100).size == (64, 48)  # libjpeg's smallest: 1/8
+    png = _photo(tmp_path / "photo.png", fmt="PNG")
+    assert _draft(Image.open(png), 4.0).size == (512, 384)  # not a JPEG: full decode
+    loaded = Image.open(jpeg)
+    loaded.load()
+    assert _draft(loaded, 4.0).size == (512, 384)  # already decoded: nothing to save
+    assert _draft(Image.open(jpeg).convert("L"), 1).mode == "RGB"
+
+
+def test_draft_crop_matches_a_full_decode_crop(jpeg):
+    crop = DraftRandomResizedCrop(48)
+    diffs = []
+    for seed in range(20):
+        torch.manual_seed(seed)
+        fast = crop(Image.open(jpeg))
+        torch.manual_seed(seed)
+        full = Image.open(jpeg).convert("RGB")
+        top, left, h, w = RandomResizedCrop.get_params(full, [0.08, 1.0], [3 / 4, 4 / 3])
+        reference = F.resized_crop(full, top, left, h, w, [48, 48], antialias=True)
+        assert fast.size == (48, 48) and fast.mode == "RGB"
+        diffs.append(np.abs(np.asarray(fast, np.float32) - np.asarray(reference, np.float32)).mean())
+    # Same crop box; only the decoder's DCT downscale vs PIL's resampling differ.
+    assert max(diffs) < 4.0, diffs
+
+
+def test_val_transform_decodes_reduced_but_keeps_the_resize(jpeg):
+    out = val_transform(64, 73)(Image.open(jpeg))
+    full = val_transform(64, 73)(Image.open(jpeg).convert("RGB"))
+    assert out.shape == full.shape == (3, 64, 64) and out.dtype == torch.uint8
+    assert (out.float() - full.float()).abs().mean() < 4.0
+    assert DraftRGB(73)(Image.open(jpeg)).size == (128, 96)  # 1/4: shorter side 96 >= 73
+
+
+def test_train_transform_is_a_function_of_the_sample_seed(jpeg):
+    class One(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return train_transform(40)(Image.open(jpeg))
+
+    data = SeededDataset(One())
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a, b, c = data[(0, 7)], data[(0, 7)], data[(0, 8)]
+    assert torch.equal(a, b) and not torch.equal(a, c) and a.shape == (3, 40, 40)
+    assert torch.equal(torch.get_rng_state(), before)  # the main process's RNG stream is untouched
