@@ -29,7 +29,10 @@ def get_args_parser() -> OneLineParser:
         "or CIFAR-10 python batches); omit for the built-in demo set")
     add("--data", "--data_path", "--data-path", "--data_dir", "--data-dir", dest="data_opt", metavar="DIR",
         help="same as the positional DATA")
-    add("--dummy", action="store_true", help="synthetic images, no files")
+    add("--dummy", action="store_true", help="synthetic images, no files (= --data-backend dummy)")
+    add("--data-backend", "--data_backend", default=None, metavar="NAME",
+        help="pil (default: decode + augment in the loader workers) | gpu (workers read JPEG bytes, "
+        "the device decodes and crops) | dummy")
     add("--dummy-size", "--dummy_size", type=parse_int_list, default=None, metavar="TRAIN,VAL",
         help="--dummy image counts (default 1281167,50000 as pytorch/examples)")
     add("-j", "--workers", type=int, default=None, help="data loader workers per process")

@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import models
 from models.recipe import Recipe
 
+from .data import BACKENDS
 from .errors import UserError
 from .schedules import SCHEDULES
 
@@ -43,6 +44,7 @@ class Config:
     recipe: str
     data: Optional[str]  # None: --dummy
     data_kind: str  # folder | demo | dummy (cifar10 is detected from the folder)
+    data_backend: str  # pil | gpu (dummy data has data_kind dummy)
     output_dir: Path
     epochs: int
     start_epoch: int
@@ -172,7 +174,12 @@ def _data_source(args) -> Tuple[Optional[str], str]:
     if args.data and args.data_opt and os.path.abspath(args.data) != os.path.abspath(args.data_opt):
         raise UserError(f"two data paths given ('{args.data}' and '{args.data_opt}'); pass one")
     data = args.data or args.data_opt
-    if args.dummy:
+    backend = args.data_backend
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"unknown --data-backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    if args.dummy and backend not in (None, "dummy"):
+        raise UserError(f"--dummy and --data-backend {backend} contradict each other; drop one")
+    if args.dummy or backend == "dummy":  # a data path is ignored, as in pytorch/examples
         return None, "dummy"
     if data is None:
         return None, "demo"
@@ -221,6 +228,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         model_kwargs["aux_logits"] = True
     return Config(
         arch=arch, recipe=recipe.name, data=data, data_kind=kind, output_dir=output_dir,
+        data_backend="gpu" if args.data_backend == "gpu" else "pil",
         epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs),
         start_epoch=args.start_epoch or 0,
         batch_size=global_batch, per_device_batch=per_device,

@@ -71,7 +71,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     _warn_workers(cfg.workers, info.local_world_size, reporter)
     root = _data_root(cfg)
     spec = DataSpec(root, cfg.image_size, cfg.val_resize, cfg.color_jitter, cfg.data_kind == "dummy",
-                    cfg.dummy_sizes, cfg.num_classes or 1000)
+                    cfg.dummy_sizes, cfg.num_classes or 1000, cfg.data_backend)
     data = build_datasets(spec)
     num_classes = _num_classes(cfg.num_classes, data.classes)
     channels_last = use_channels_last(device, cfg.channels_last)
@@ -80,20 +80,21 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     amp = resolve_amp(device, cfg.amp, cfg.opt_level, cfg.recipe_opt_level, cfg.loss_scale, cfg.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(cfg.mean, cfg.std, channels_last).to(device),
                    nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing).to(device), data.classes)
+    decoded = " (decoded on the device)" if cfg.data_backend == "gpu" and root else ""
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
-                  f"'{root or 'synthetic'}': {len(data.train) if data.train else 0} train / "
+                  f"'{root or 'synthetic'}'{decoded}: {len(data.train) if data.train else 0} train / "
                   f"{len(data.val) if data.val else 0} val images, {num_classes} classes, "
                   f"batch {cfg.batch_size} ({cfg.per_device_batch}/device), lr {cfg.lr:g}, amp {amp.name}")
     val_loader = None
     if data.val is not None and not cfg.no_val:
         val_loader = build_loader(data.val, cfg.per_device_batch, cfg.workers, False, info.rank,
-                                  info.world_size, pin_memory=pin_memory(device))
+                                  info.world_size, pin_memory=pin_memory(device), device=device)
     if cfg.evaluate:
         return _evaluate_only(setup, model, val_loader)
     if data.train is None:
         raise UserError(f"'{cfg.data}' is a validation folder; training needs train/ (or pass -e to evaluate)")
     train_loader = build_loader(data.train, cfg.per_device_batch, cfg.workers, True, info.rank,
-                                info.world_size, cfg.seed, pin_memory(device))
+                                info.world_size, cfg.seed, pin_memory(device), device)
     return _train(setup, model, train_loader, val_loader)
 
 

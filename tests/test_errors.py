@@ -69,6 +69,8 @@ CATALOGUE = [
     ("bad-nan-policy", ["{good}", "--nan-policy", "ignore"], "--nan-policy must be"),
     ("bad-max-bad", ["{good}", "--max-bad-images", "2"], "--max-bad-images is a fraction"),
     ("bad-dummy-size", ["--dummy", "--dummy-size", "5"], "--dummy-size takes TRAIN,VAL"),
+    ("unknown-data-backend", ["{good}", "--data-backend", "dali"], "unknown --data-backend 'dali'"),
+    ("dummy-vs-backend", ["--dummy", "--data-backend", "gpu"], "--dummy and --data-backend gpu contradict"),
     ("unwritable-output", ["{good}", "--output-dir", "{root}/a_file.txt/sub"], "is not writable"),
     ("resume-missing", ["{good}", "--resume", "{out}/missing.pth.tar"], "missing.pth.tar' not found"),
     ("resume-truncated", ["{good}", "--resume", "{root}/truncated.pth.tar"], "cannot be read (truncated"),

@@ -31,7 +31,7 @@ What is measured (the same definitions in every table):
   ``reference`` = torchvision ImageFolder + PIL + transforms RandomResizedCrop/flip/ToTensor/
   Normalize in the workers (pytorch/examples); ``pil`` = our ``build_loader`` over
   ``SafeImageFolder`` with ``train_transform`` (uint8 from the workers, normalised on the
-  device); ``gpu`` = a bench-side prototype of a GPU data path (workers read JPEG bytes,
+  device); ``gpu`` = the trainer's ``--data-backend gpu`` (workers read JPEG bytes,
   batched ``torchvision.io.decode_jpeg`` + random-resized-crop/flip as tensor ops on the
   device, on the CPU when the device is the CPU). Per core: img/s per worker, and images
   per CPU-second actually used by the main process and its workers (Linux).
@@ -60,13 +60,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torchvision  # noqa: E402
-from torch.utils.data import DataLoader, Dataset, Subset  # noqa: E402
+from torch.utils.data import DataLoader, Subset  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import models  # noqa: E402
 from classify.amp import make_scaler, resolve_amp, autocast  # noqa: E402
 from classify.config import OneLineParser  # noqa: E402
 from classify.data import build_loader  # noqa: E402
+from classify.data.device_decode import JpegFiles  # noqa: E402
 from classify.data.folder import SafeImageFolder  # noqa: E402
 from classify.devices import pin_memory, resolve_device, synchronize  # noqa: E402
 from classify.errors import DataError, UserError  # noqa: E402
@@ -296,74 +297,6 @@ def _indices(size: int, count: int) -> List[int]:
     return [order[i % size] for i in range(count)]
 
 
-class JpegBytes(Dataset):
-    """(raw file bytes, target): all a worker does on the GPU data path."""
-
-    def __init__(self, samples):
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int):
-        path, target = self.samples[index]
-        try:
-            with open(path, "rb") as f:
-                return f.read(), target
-        except OSError:
-            return b"", target
-
-
-def collate_bytes(batch):
-    """One flat uint8 tensor (one shared-memory block per batch, not one per image), lengths, targets."""
-    data = b"".join(b for b, _ in batch)
-    flat = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
-    return flat, [len(b) for b, _ in batch], torch.tensor([t for _, t in batch])
-
-
-class DeviceDecode:
-    """Batched decode_jpeg on the device, then per-image random-resized-crop + flip as tensor ops.
-
-    A corrupt file fails the batched call; the batch is then decoded one image at a time and
-    the unreadable ones are dropped and counted, as ``collate_skip_bad`` does."""
-
-    def __init__(self, size: int, device: torch.device):
-        self.size, self.device = size, device
-        self.scale, self.ratio = (0.08, 1.0), (3 / 4, 4 / 3)  # RandomResizedCrop's defaults
-
-    def __call__(self, batch):
-        flat, lengths, target = batch
-        data = list(torch.split(flat, lengths))
-        images = self._decode(data)
-        good = [i for i, im in enumerate(images) if im is not None]
-        if not good:
-            return None, None, len(data)
-        out = torch.stack([self._crop_flip(images[i]) for i in good])
-        return out, target[good].to(self.device, non_blocking=True), len(data) - len(good)
-
-    def _decode(self, data):
-        mode = torchvision.io.ImageReadMode.RGB
-        try:
-            return torchvision.io.decode_jpeg(data, mode=mode, device=self.device)
-        except RuntimeError:
-            pass
-        out = []
-        for d in data:
-            try:  # decode_image: also PNG etc. in a JPEG folder
-                out.append(torchvision.io.decode_image(d, mode=mode).to(self.device) if d.numel() else None)
-            except RuntimeError:
-                out.append(None)
-        return out
-
-    def _crop_flip(self, image: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms import RandomResizedCrop
-        from torchvision.transforms.v2 import functional as F
-
-        top, left, h, w = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
-        image = F.resized_crop(image, top, left, h, w, [self.size, self.size], antialias=True)
-        return image.flip(-1) if torch.rand(()) < 0.5 else image
-
-
 @dataclass
 class Backend:
     """A loader factory and how its batches become (images, target, n_bad) for the training loop."""
@@ -390,13 +323,11 @@ def make_backend(name: str, folder: Path, net: Net, s: Settings, workers: int) -
         subset = Subset(data, _indices(len(data), count))
         return Backend(name, lambda: DataLoader(subset, s.batch_size, shuffle=True, num_workers=workers,
                                                 pin_memory=pin), lambda batch: (batch[0], batch[1], 0))
-    samples = SafeImageFolder(folder).samples
-    subset = Subset(JpegBytes(samples), _indices(len(samples), count))
-    return Backend(name, lambda: DataLoader(subset, s.batch_size, shuffle=True, num_workers=workers,
-                                            collate_fn=collate_bytes, drop_last=True,
-                                            persistent_workers=workers > 0,
-                                            prefetch_factor=4 if workers > 0 else None),
-                   DeviceDecode(net.size, s.device))
+    folder_data = SafeImageFolder(folder)  # gpu: the trainer's --data-backend gpu
+    samples = [folder_data.samples[i] for i in _indices(len(folder_data), count)]
+    jpeg = JpegFiles(samples, folder_data.classes, True, net.size, net.size)
+    return Backend(name, lambda: build_loader(jpeg, s.batch_size, workers, True, pin_memory=pin, device=s.device),
+                   lambda batch: batch)
 
 
 def _worker_pids(iterator) -> List[int]:
@@ -782,8 +713,8 @@ def run(args, progress) -> Dict:
                          f"training steps slow down and vary; try --threads {max(1, cpus - workers)}")
         report.update(bench_data(folder, nets, s, args.loader, workers, progress, args.loader_only))
         if "gpu" in args.loader:
-            notes.append(f"gpu = bench-side prototype of a --data-backend gpu (not in the engine yet): workers read "
-                         f"JPEG bytes, decode_jpeg + crop/flip run on {device.type} in the main process")
+            notes.append(f"gpu = the trainer's --data-backend gpu: workers read JPEG bytes, decode_jpeg + "
+                         f"crop/flip run on {device.type} in the main process")
         return report
     modes = args.modes or (["baseline", "fast"] if device.type == "cpu" else list(MODES))
     if device.type == "cpu" and args.modes is None:

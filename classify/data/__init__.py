@@ -10,11 +10,14 @@ from torch.utils.data._utils.collate import default_collate
 from ..errors import DataError
 from ..transforms import train_transform, val_transform
 from .cifar import Cifar10, find_cifar_root
+from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
 from .samplers import EvalSampler, SeededDataset, TrainSampler
 
-__all__ = ["DataSpec", "Datasets", "build_datasets", "check_data_root", "build_loader", "collate_skip_bad",
+BACKENDS = ("pil", "gpu", "dummy")
+
+__all__ = ["BACKENDS", "DataSpec", "Datasets", "build_datasets", "check_data_root", "build_loader", "collate_skip_bad",
            "TrainSampler", "EvalSampler"]
 
 
@@ -27,6 +30,7 @@ class DataSpec:
     dummy: bool = False
     dummy_sizes: Tuple[int, int] = (1281167, 50000)  # pytorch/examples' FakeData sizes
     num_classes: int = 1000  # dummy only; real data counts its classes
+    backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
 
 
 @dataclass
@@ -43,9 +47,11 @@ def build_datasets(spec: DataSpec) -> Datasets:
         return Datasets(DummyImages(train_n, spec.num_classes, spec.image_size),
                         DummyImages(val_n, spec.num_classes, spec.image_size),
                         [f"class_{i}" for i in range(spec.num_classes)], "dummy")
+    cifar = find_cifar_root(spec.root)
+    if spec.backend == "gpu":
+        return _jpeg_datasets(spec, cifar)
     train_tf = train_transform(spec.image_size, spec.color_jitter)
     val_tf = val_transform(spec.image_size, spec.val_resize)
-    cifar = find_cifar_root(spec.root)
     if cifar is not None:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
         return Datasets(train, val, train.classes, "cifar10")
@@ -55,6 +61,22 @@ def build_datasets(spec: DataSpec) -> Datasets:
     if train is not None and val is not None:
         check_same_classes(train.classes, val.classes)
     return Datasets(train, val, (train or val).classes, "folder")
+
+
+def _jpeg_datasets(spec: DataSpec, cifar) -> Datasets:
+    if cifar is not None:
+        raise DataError("--data-backend gpu decodes JPEG files; CIFAR-10 batches are already pixels: "
+                        "use --data-backend pil")
+    if spec.color_jitter > 0:
+        raise DataError("--data-backend gpu has no colour jitter (this recipe uses it): use --data-backend pil")
+    train_dir, val_dir = resolve_splits(spec.root)
+    folders = {name: SafeImageFolder(d) for name, d in (("train", train_dir), ("val", val_dir)) if d}
+    if len(folders) == 2:
+        check_same_classes(folders["train"].classes, folders["val"].classes)
+    classes = next(iter(folders.values())).classes
+    train, val = (JpegFiles(folders[name].samples, classes, name == "train", spec.image_size, spec.val_resize)
+                  if name in folders else None for name in ("train", "val"))
+    return Datasets(train, val, classes, "folder")
 
 
 def check_data_root(root: str) -> None:
@@ -74,11 +96,14 @@ def collate_skip_bad(batch):
 
 
 def build_loader(dataset: Dataset, batch_size: int, workers: int, train: bool, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last."""
+                 world_size: int = 1, seed: int = 0, pin_memory: bool = False,
+                 device: torch.device = torch.device("cpu")):
+    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last.
+    For ``JpegFiles`` (``--data-backend gpu``) the batches are decoded on ``device``."""
     if len(dataset) < world_size:
         raise DataError(f"the {'train' if train else 'val'} set has {len(dataset)} images, fewer than "
                         f"{world_size} processes; use fewer devices or more data")
+    jpeg = dataset if isinstance(dataset, JpegFiles) else None
     if train:
         sampler, dataset = TrainSampler(len(dataset), rank, world_size, seed), SeededDataset(dataset)
     else:
@@ -89,6 +114,10 @@ def build_loader(dataset: Dataset, batch_size: int, workers: int, train: bool, r
     # training RNG stream (dropout) is the same whether an epoch starts fresh or mid-way on resume.
     # Augmentation randomness comes from the per-sample seeds (SeededDataset), not from workers.
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
-                      collate_fn=collate_skip_bad, pin_memory=pin_memory, drop_last=drop_last,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
+                        collate_fn=collate_skip_bad if jpeg is None else collate_jpeg, pin_memory=pin_memory,
+                        drop_last=drop_last, persistent_workers=workers > 0,
+                        prefetch_factor=4 if workers > 0 else None)
+    if jpeg is None:
+        return loader
+    return DeviceBatches(loader, DeviceDecode(device, jpeg.train, jpeg.image_size, jpeg.val_resize))

@@ -1,0 +1,121 @@
+"""``--data-backend gpu``: workers read JPEG bytes, the device decodes and crops.
+
+Workers do almost nothing: read the file, parse its header (size only, PIL, no decode)
+and draw the random-resized-crop box and flip from the per-sample seed (the same
+sampling as the PIL path, so a run is as reproducible and resumable). The main process
+gets one flat uint8 byte tensor per batch, decodes it with one batched
+``torchvision.io.decode_jpeg`` call on the device (nvJPEG on CUDA) and crops, resizes
+and flips each image there. On a CPU device this is the very same code with
+``decode_jpeg`` on the CPU (that is how it is tested here).
+
+Unreadable files are dropped and counted like in the PIL path: a bad header in the
+worker; a body that fails to decode makes the batched call fail, and the batch is then
+decoded one image at a time (``decode_image``, which also reads a stray PNG).
+"""
+
+import io
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms.v2 import functional as F
+
+__all__ = ["JpegFiles", "collate_jpeg", "DeviceDecode", "DeviceBatches"]
+
+_SCALE, _RATIO = [0.08, 1.0], [3 / 4, 4 / 3]  # RandomResizedCrop's defaults, as the PIL path
+
+
+class JpegFiles(Dataset):
+    """``(bytes, plan, target)`` per image of an ImageFolder's ``samples``; bytes None when
+    unreadable. ``plan``: ``(top, left, height, width, flip)`` for training, None for val."""
+
+    def __init__(self, samples: Sequence[Tuple[str, int]], classes: List[str], train: bool,
+                 image_size: int, val_resize: int):
+        self.samples, self.classes, self.train = list(samples), classes, train
+        self.image_size, self.val_resize = image_size, val_resize
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            with Image.open(io.BytesIO(data)) as image:  # parses the header only, no decode
+                if not self.train:
+                    return data, None, target
+                top, left, h, w = RandomResizedCrop.get_params(image, _SCALE, _RATIO)
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+            return None, None, target
+        return data, (top, left, h, w, bool(torch.rand(()) < 0.5)), target
+
+
+def collate_jpeg(batch):
+    """One flat uint8 tensor for the batch's bytes (one shared-memory block, not one per
+    image), their lengths, the crop plans, targets and the number of unreadable files."""
+    good = [b for b in batch if b[0] is not None]
+    data = b"".join(d for d, _, _ in good)
+    flat = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+    return (flat, [len(d) for d, _, _ in good], [p for _, p, _ in good],
+            torch.tensor([t for _, _, t in good], dtype=torch.long), len(batch) - len(good))
+
+
+class DeviceDecode:
+    """A collated batch -> ``(uint8 N x 3 x S x S on the device, target, n_bad)``."""
+
+    def __init__(self, device: torch.device, train: bool, image_size: int, val_resize: int):
+        self.device, self.train = device, train
+        self.image_size, self.val_resize = image_size, val_resize
+
+    def __call__(self, batch):
+        flat, lengths, plans, target, n_bad = batch
+        images = self._decode(list(torch.split(flat, lengths)))
+        good = [i for i, image in enumerate(images) if image is not None]
+        n_bad += len(images) - len(good)
+        if not good:
+            return None, None, n_bad
+        out = torch.stack([self._transform(images[i], plans[i]) for i in good])
+        return out, target[good].to(self.device, non_blocking=True), n_bad
+
+    def _decode(self, data: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+        if not data:
+            return []
+        try:  # host bytes in; device= says where to decode (nvJPEG on cuda)
+            return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device))
+        except RuntimeError:
+            pass
+        out = []
+        for d in data:  # one at a time: find the bad ones; decode_image also reads PNG etc.
+            try:
+                out.append(decode_image(d, mode=ImageReadMode.RGB).to(self.device))
+            except RuntimeError:
+                out.append(None)
+        return out
+
+    def _transform(self, image: torch.Tensor, plan) -> torch.Tensor:
+        size = self.image_size
+        if plan is None:  # val: Resize(shorter side) + CenterCrop, as the PIL path
+            image = F.resize(image, [self.val_resize], antialias=True)
+            return F.center_crop(image, [size, size])
+        top, left, h, w, flip = plan
+        image = F.resized_crop(image, top, left, h, w, [size, size], antialias=True)
+        return image.flip(-1) if flip else image
+
+
+class DeviceBatches:
+    """A DataLoader whose batches are decoded on the device as they are taken; has the
+    loader's length and sampler, so the training loop and resume treat it as the loader."""
+
+    def __init__(self, loader, decode: DeviceDecode):
+        self.loader, self.decode = loader, decode
+        self.sampler = loader.sampler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return (self.decode(batch) for batch in self.loader)
