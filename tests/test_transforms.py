@@ -8,7 +8,31 @@ from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms import functional as F
 
 from classify.data.samplers import SeededDataset
-from classify.transforms import DraftRandomResizedCrop, DraftRGB, _draft, train_transform, val_transform
+from classify.transforms import (DraftRandomResizedCrop, DraftRGB, _draft, pil_to_uint8, sample_crop,
+                                 train_transform, val_transform)
+
+
+def test_sample_crop_has_torchvisions_distribution():
+    """Same box distribution as RandomResizedCrop.get_params (area, aspect, position), a fair flip."""
+    torch.manual_seed(0)
+    ours = torch.tensor([sample_crop(500, 375)[:4] for _ in range(3000)], dtype=torch.float64)
+    flips = [sample_crop(500, 375)[4] for _ in range(2000)]
+    torch.manual_seed(1)
+    img = Image.new("RGB", (500, 375))
+    ref = torch.tensor([RandomResizedCrop.get_params(img, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(3000)],
+                       dtype=torch.float64)
+    for stats in (lambda t: t.mean(0), lambda t: t.std(0), lambda t: (t[:, 2] * t[:, 3]).mean().view(1)):
+        a, b = stats(ours), stats(ref)
+        assert torch.allclose(a, b, rtol=0.06), (a, b)
+    assert (ours[:, 0] + ours[:, 2] <= 375).all() and (ours[:, 1] + ours[:, 3] <= 500).all() and (ours >= 0).all()
+    assert 0.45 < sum(flips) / len(flips) < 0.55
+    # A very wide image: no try fits, so the centre crop clamped to the ratio (here 1:1).
+    assert sample_crop(1000, 10, scale=(0.99, 1.0), ratio=(1.0, 1.0))[:4] == (0, 495, 10, 10)
+
+
+def test_pil_to_uint8_matches_torchvision():
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8))
+    assert torch.equal(pil_to_uint8(img), F.pil_to_tensor(img))
 
 
 def _photo(path, size=(512, 384), fmt="JPEG"):
@@ -46,8 +70,9 @@ def test_draft_crop_matches_a_full_decode_crop(jpeg):
         fast = crop(Image.open(jpeg))
         torch.manual_seed(seed)
         full = Image.open(jpeg).convert("RGB")
-        top, left, h, w = RandomResizedCrop.get_params(full, [0.08, 1.0], [3 / 4, 4 / 3])
+        top, left, h, w, flip = sample_crop(*full.size)
         reference = F.resized_crop(full, top, left, h, w, [48, 48], antialias=True)
+        reference = F.hflip(reference) if flip else reference
         assert fast.size == (48, 48) and fast.mode == "RGB"
         diffs.append(np.abs(np.asarray(fast, np.float32) - np.asarray(reference, np.float32)).mean())
     # Same crop box; only the decoder's DCT downscale vs PIL's resampling differ.

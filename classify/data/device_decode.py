@@ -20,13 +20,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
-from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as F
 
+from ..transforms import sample_crop
+
 __all__ = ["JpegFiles", "collate_jpeg", "DeviceDecode", "DeviceBatches"]
-
-_SCALE, _RATIO = [0.08, 1.0], [3 / 4, 4 / 3]  # RandomResizedCrop's defaults, as the PIL path
-
 
 class JpegFiles(Dataset):
     """``(bytes, plan, target)`` per image of an ImageFolder's ``samples``; bytes None when
@@ -46,12 +44,10 @@ class JpegFiles(Dataset):
             with open(path, "rb") as f:
                 data = f.read()
             with Image.open(io.BytesIO(data)) as image:  # parses the header only, no decode
-                if not self.train:
-                    return data, None, target
-                top, left, h, w = RandomResizedCrop.get_params(image, _SCALE, _RATIO)
+                width, height = image.size
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
             return None, None, target
-        return data, (top, left, h, w, bool(torch.rand(()) < 0.5)), target
+        return data, sample_crop(width, height) if self.train else None, target
 
 
 def collate_jpeg(batch):
