@@ -3,8 +3,10 @@
 The multi-process tests start real jobs the ways users do: ``main_8p.py`` (pytorch/examples
 and MindSpore flags), ``main.py --multiprocessing-distributed`` and torchrun itself.
 main_8p.py starts its workers as ``main.py``, which knows nothing of the test-only nets,
-so every process of a job imports ``worker_hook`` below through a ``sitecustomize.py`` on
-PYTHONPATH (the hook also injects a failure into one rank when asked).
+so every process of a job runs tests/subprocess_hook.py through a ``sitecustomize.py`` on
+PYTHONPATH (conftest's ``subprocess_env``; the hook also injects a failure into one rank
+when asked). The jobs that need nothing from the tests before them start together when the
+module starts (conftest's ``start_ahead``) and run beside the others.
 """
 
 import json
@@ -18,20 +20,15 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-import torch.nn as nn
 
 import main
 import models
 from classify.checkpoint import load_checkpoint
-from models.recipe import Recipe
 from tests import tinynet
+from tests.conftest import Background, start_ahead
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAT = "tinyflat"
-FLAT_RECIPE = Recipe(name="tinyflat_modelzoo", arch=FLAT, seed_name="test", epochs=3, lr_1p=0.1, lr_8p=0.1,
-                     batch_size_1p=8, batch_size_8p=64, lr_scheduler="cosine", image_size=32, val_resize=36,
-                     seed=7)
+FLAT = tinynet.FLAT  # no BatchNorm, no dropout: see tinynet.build_flat
 VAL_IMAGES = 22  # not a multiple of 3 (nor of the 6-image batch)
 HEADER = re.compile(r"^=> \S+ \(\S+\) on (\S+) x(\d+),")
 STEP = re.compile(r"^Epoch: \[\d+\]\[ *\d+/\d+\]  Time ([\d.]+) ")
@@ -39,52 +36,22 @@ ACC = re.compile(r"^ \* Acc@1 ([\d.]+) Acc@5 [\d.]+$")
 FPS = re.compile(r"^\[epoch \d+\] FPS@all ([\d.]+)$")
 
 
-def _flat_net(num_classes: int = 1000, **kwargs) -> nn.Module:
-    # No BatchNorm, no dropout: N ranks on a global batch compute exactly what one process
-    # computes on it, so 1p and Np training agree to float rounding and a wrong gradient
-    # average cannot hide behind per-rank batch statistics.
-    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
-
-
-def register_test_nets() -> None:
-    tinynet.register()
-    if FLAT not in models.list_models():
-        models.register_model(FLAT, _flat_net, {FLAT_RECIPE.name: FLAT_RECIPE}, min_image_size=8)
-
-
-def worker_hook() -> None:
-    """Imported by sitecustomize.py in every process of a job (launcher and workers)."""
-    register_test_nets()
-    rank = os.environ.get("RANK")
-    if rank is not None and os.environ.get("DIST_TEST_FAIL_RANK") == rank:  # raise in the 3rd backward
-        backward, calls = torch.Tensor.backward, []
-
-        def failing_backward(self, *args, **kwargs):
-            calls.append(1)
-            if len(calls) == 3:
-                raise RuntimeError("injected failure")
-            return backward(self, *args, **kwargs)
-
-        torch.Tensor.backward = failing_backward
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _flat_registered():
-    register_test_nets()
+    tinynet.register_flat()
     yield
     models.unregister_model(FLAT)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _start_ahead(_flat_registered, request):
+    start_ahead(request, "flat_2p_started", "two_proc_started", "failing_rank_started")
+
+
 @pytest.fixture(scope="module")
-def hook_env(tmp_path_factory):
-    """Environment for a job: the hook on PYTHONPATH, one OpenMP thread per process."""
-    hook = tmp_path_factory.mktemp("hook")
-    (hook / "sitecustomize.py").write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-                                           "from tests.test_distributed import worker_hook\nworker_hook()\n")
-    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+def hook_env(subprocess_env):
+    """Environment for a job: the test nets in every process, one OpenMP thread per process."""
+    return subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -98,19 +65,15 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
+def start_job(args, env) -> Background:
+    """``python ARGS`` from the repo root, started, in its own process group: on a timeout the
+    whole job (launcher and workers) is killed, not only the launcher."""
+    return Background([sys.executable, *args], env=env, cwd=ROOT)
+
+
 def job(args, env, timeout=240) -> subprocess.CompletedProcess:
-    """``python ARGS`` from the repo root, in its own process group: on a timeout the whole
-    job (launcher and workers) is killed, not only the launcher."""
-    cmd = [sys.executable, *map(str, args)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"{' '.join(cmd)} still running after {timeout} s:\n{err[-3000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    """``start_job`` and wait for it."""
+    return start_job(args, env).result(timeout)
 
 
 def in_process(capsys, *argv) -> str:
@@ -159,24 +122,36 @@ def test_three_process_evaluation_counts_every_image_once(data, hook_env, tmp_pa
 
 # ---------------------------------------------------------------- 2 processes == 1 process
 
-def test_two_processes_train_like_one_on_the_same_global_batch(data, hook_env, tmp_path, capsys):
+def flat_flags(data):
+    return [data, "-a", FLAT, "-b", "8", "--lr", "0.1", "--workers", "0", "-p", "100", "--epochs", "3"]
+
+
+@pytest.fixture(scope="module")
+def flat_2p_started(data, hook_env, tmp_path_factory):
+    out = tmp_path_factory.mktemp("p2")
+    run = start_job(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "tests/run_main.py",
+                     *flat_flags(data), "--device", "cpu", "--output-dir", out], hook_env)
+    yield run, out
+    run.kill()
+
+
+def test_two_processes_train_like_one_on_the_same_global_batch(data, flat_2p_started, tmp_path, capsys):
     """torchrun itself (multi-node runs the same code with --nnodes): -b 8 is 4 per process.
     The global batches and their augmentations are the same; with averaged gradients the
     weights agree to float rounding (~1e-7). Summed gradients (2x the step) end ~0.3 away,
     ranks that skip the all-reduce ~0.04, both far outside the tolerance."""
-    flags = [data, "-a", FLAT, "-b", "8", "--lr", "0.1", "--workers", "0", "-p", "100", "--epochs", "3"]
-    in_process(capsys, *flags, "--output-dir", tmp_path / "p1")
-    proc = job(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "tests/run_main.py",
-                *flags, "--device", "cpu", "--output-dir", tmp_path / "p2"], hook_env)
+    in_process(capsys, *flat_flags(data), "--output-dir", tmp_path / "p1")
+    run, p2 = flat_2p_started
+    proc = run.result(240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [m.groups() for m in matching(HEADER, proc.stdout)] == [("cpu", "2")]
     assert "batch 8 (4/device)" in proc.stdout
-    one, two = records(tmp_path / "p1"), records(tmp_path / "p2")
+    one, two = records(tmp_path / "p1"), records(p2)
     assert [r["train_images"] for r in two] == [r["train_images"] for r in one] == [32] * 3
     for key in ("train_loss", "val_loss"):
         assert [r[key] for r in two] == pytest.approx([r[key] for r in one], abs=1e-3), key
     a = load_checkpoint(tmp_path / "p1" / "checkpoint.pth.tar")["state_dict"]
-    b = load_checkpoint(tmp_path / "p2" / "checkpoint.pth.tar")["state_dict"]
+    b = load_checkpoint(p2 / "checkpoint.pth.tar")["state_dict"]
     moved = sum(float((a[k] - b[k]).norm()) ** 2 for k in a) ** 0.5
     size = sum(float(a[k].norm()) ** 2 for k in a) ** 0.5
     assert moved / size < 1e-4, moved / size
@@ -185,13 +160,20 @@ def test_two_processes_train_like_one_on_the_same_global_batch(data, hook_env, t
 # ---------------------------------------------------------------- rank 0 alone writes and prints
 
 @pytest.fixture(scope="module")
-def two_proc_run(data, hook_env, tmp_path_factory):
+def two_proc_started(data, hook_env, tmp_path_factory):
+    out = tmp_path_factory.mktemp("two_proc")
+    run = start_job(["tests/run_main.py", "--multiprocessing-distributed", "--device", "cpu",
+                     *tiny(data, out, "--epochs", "2", batch=4)], hook_env)
+    yield run, out
+    run.kill()
+
+
+@pytest.fixture(scope="module")
+def two_proc_run(two_proc_started):
     """main.py --multiprocessing-distributed (pytorch/examples style), 2 gloo workers, 2 epochs
     of 9 steps (2 images per worker: enough steps for a steady FPS window)."""
-    out = tmp_path_factory.mktemp("two_proc")
-    proc = job(["tests/run_main.py", "--multiprocessing-distributed", "--device", "cpu",
-                *tiny(data, out, "--epochs", "2", batch=4)], hook_env)
-    return proc, out
+    run, out = two_proc_started
+    return run.result(240), out
 
 
 def test_multiprocessing_distributed_flag_starts_one_worker_per_device(two_proc_run):
@@ -294,13 +276,20 @@ def test_killed_worker_stops_the_job_and_is_named(hook_env, tmp_path):
     assert errors[0].startswith("error: worker rank 1 failed (signal SIGKILL)"), errors
 
 
-def test_worker_exception_stops_the_job_mindspore_style(hook_env, tmp_path):
+@pytest.fixture(scope="module")
+def failing_rank_started(hook_env, tmp_path_factory):
+    run = start_job(["main_8p.py", "--nproc_per_node=2", "--visible_devices=0,1", "main.py", "--per_batch_size=4",
+                     "--device", "cpu", *LONG_RUN, "--output-dir", tmp_path_factory.mktemp("failing_rank")],
+                    dict(hook_env, DIST_TEST_FAIL_RANK="1"))
+    yield run
+    run.kill()
+
+
+def test_worker_exception_stops_the_job_mindspore_style(failing_rank_started):
     """The seed GoogLeNet-for-MindSpore launch line; rank 1 raises in its third step, rank 0
     is then blocked in the gradient all-reduce and must not hang (the job would otherwise
     train a million images)."""
-    proc = job(["main_8p.py", "--nproc_per_node=2", "--visible_devices=0,1", "main.py", "--per_batch_size=4",
-                "--device", "cpu", *LONG_RUN, "--output-dir", tmp_path],
-               dict(hook_env, DIST_TEST_FAIL_RANK="1"), timeout=180)
+    proc = failing_rank_started.result(180)
     assert [m.groups() for m in matching(HEADER, proc.stdout)] == [("cpu", "2")]
     assert "batch 8 (4/device)" in proc.stdout
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: worker rank")]

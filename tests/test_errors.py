@@ -3,7 +3,9 @@
 For each entry: exit code 2, exactly one stderr line that names the problem, no traceback,
 no partial files, and the output dir's existing content untouched. Most entries run the
 entry point in-process (fast); a few run it in a subprocess to prove the same holds for a
-real process (exit status, no traceback printed by the interpreter)."""
+real process (exit status, no traceback printed by the interpreter). Those subprocesses
+start together when the module starts (conftest's ``start_ahead``) and run beside the
+in-process entries."""
 
 import os
 import shutil
@@ -13,7 +15,7 @@ import pytest
 import torch
 
 import main
-from tests.conftest import write_image_folder
+from tests.conftest import start_ahead, start_main, write_image_folder
 
 PRECIOUS = b"an earlier run's checkpoint"
 
@@ -96,10 +98,40 @@ def check_output_dir(out: Path):
     assert (out / "checkpoint.pth.tar").read_bytes() == PRECIOUS
 
 
+def with_precious_checkpoint(path: Path) -> Path:
+    (path / "checkpoint.pth.tar").write_bytes(PRECIOUS)
+    return path
+
+
 @pytest.fixture
 def out(tmp_path):
-    (tmp_path / "checkpoint.pth.tar").write_bytes(PRECIOUS)
-    return tmp_path
+    return with_precious_checkpoint(tmp_path)
+
+
+REAL_PROCESS = ["data-missing", "resume-truncated", "unwritable-output"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_ahead(request):
+    start_ahead(request, "real_processes")
+
+
+@pytest.fixture(scope="module")
+def real_processes(trees, tmp_path_factory):
+    """The REAL_PROCESS entries and a parse error, each in a ``tests/run_main.py`` process, all
+    started at once: {name: (process, its output dir)}."""
+    root, good = trees
+    started = {}
+    for name in REAL_PROCESS:
+        out = with_precious_checkpoint(tmp_path_factory.mktemp(name))
+        _, args, _ = next(c for c in CATALOGUE if c[0] == name)
+        argv = fill(args, root, good, out)
+        argv += ["-a", "tinynet", "--workers", "0"] + ([] if "--output-dir" in argv else ["--output-dir", str(out)])
+        started[name] = start_main(*argv), out
+    started["parse-error"] = start_main("--epochs", "ten"), None
+    yield started
+    for proc, _ in started.values():
+        proc.kill()
 
 
 @pytest.mark.parametrize("name,args,match", CATALOGUE, ids=[c[0] for c in CATALOGUE])
@@ -128,19 +160,18 @@ def test_parse_errors_exit_2_with_one_line(capsys):
         assert e.value.code == 2 and len(err) == 1 and err[0].startswith("main.py: error: "), err
 
 
-@pytest.mark.parametrize("name", ["data-missing", "resume-truncated", "unwritable-output"])
-def test_catalogue_in_a_real_process(name, trees, out, run_main):
+@pytest.mark.parametrize("name", REAL_PROCESS)
+def test_catalogue_in_a_real_process(name, trees, real_processes):
     root, good = trees
-    _, args, match = next(c for c in CATALOGUE if c[0] == name)
-    argv = fill(args, root, good, out)
-    argv += ["-a", "tinynet", "--workers", "0"] + ([] if "--output-dir" in argv else ["--output-dir", str(out)])
-    result = run_main(*argv)
+    _, _, match = next(c for c in CATALOGUE if c[0] == name)
+    proc, out = real_processes[name]
+    result = proc.result()
     err = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(err) == 1 and "Traceback" not in result.stderr, result.stderr
     assert match.format(root=root) in err[0]
     check_output_dir(out)
 
 
-def test_parse_error_in_a_real_process(run_main):
-    result = run_main("--epochs", "ten")
+def test_parse_error_in_a_real_process(real_processes):
+    result = real_processes["parse-error"][0].result()
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "invalid int value" in result.stderr

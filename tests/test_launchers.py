@@ -1,11 +1,15 @@
 """The ModelZoo launcher scripts in test/ (DESIGN.md "Launcher scripts (test/)").
 
-Four real runs, shared by the tests through module-scoped fixtures: GoogLeNet (the default
-arch) at 32 px on the tiny ``image_folder`` tree, one epoch, no loader workers --
-full 1p (from the repo root, default device), eval 1p of its checkpoint (from test/),
-performance 1p on a stand-in demo set, full 8p with two gloo processes. Everything else
-(bad data paths, missing checkpoint, usage errors) is caught in bash and takes milliseconds.
-Outputs go to test/output/<device id>/ with ids unique to this process, removed afterwards.
+Real runs, shared by the tests through module-scoped fixtures, at 32 px on the tiny
+``image_folder`` tree, no loader workers. Full 1p (from the repo root, default device), eval 1p
+of its checkpoint (from test/), its continuation (in a copy of its output dir) and full 8p
+with two gloo processes train the test-only ``tinynet`` (``--arch=tinynet``, known to the
+subprocesses through conftest's ``subprocess_env``): the scripts are under test, not the
+network. Performance 1p on a stand-in demo set keeps the default arch (GoogLeNet, 2 steps)
+covered. Runs that need no other run start together when the module starts (conftest's
+``start_ahead``) and run side by side. Everything else (bad data paths, missing checkpoint,
+usage errors) is caught in bash and takes milliseconds. Outputs go to
+test/output/<device id>/ with ids unique to this process, removed afterwards.
 """
 
 import json
@@ -19,12 +23,12 @@ from itertools import count
 import pytest
 
 from classify.data import demo
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Background, start_ahead
 
 TEST_DIR = ROOT / "test"
 OUTPUT = TEST_DIR / "output"
 SCRIPTS = [f"train_{mode}_{scale}.sh" for mode in ("full", "performance", "eval") for scale in ("1p", "8p")]
-TINY = ["--image_size=32", "--batch_size=12", "--epochs=1", "--workers=0"]
+TINY = ["--arch=tinynet", "--image_size=32", "--batch_size=12", "--epochs=1", "--workers=0"]
 KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS", "TrainingTime",
         "TrainAccuracy", "ActualLoss", "E2ETrainingTime"]
 CLOSING = re.compile(r"Final Performance images/sec : (\S+)\nFinal Train Accuracy : (\S+)\n"
@@ -32,11 +36,31 @@ CLOSING = re.compile(r"Final Performance images/sec : (\S+)\nFinal Train Accurac
 _ids = count(os.getpid() * 10)
 
 
-def launch(script, *args, cwd=ROOT, env=None, timeout=300):
-    """``bash <script> ARGS`` from ``cwd`` (the repo root or test/), the way users run them."""
+def start(script, *args, cwd=ROOT, env=None) -> Background:
+    """``bash <script> ARGS`` from ``cwd`` (the repo root or test/), the way users run them,
+    started; ``env``: the environment (default ours), ``$PYTHON`` this interpreter."""
     path = os.path.relpath(TEST_DIR / script, cwd)
-    return subprocess.run(["bash", path, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHON=sys.executable, **(env or {})))
+    return Background(["bash", path, *args], env=dict(env or os.environ, PYTHON=sys.executable), cwd=cwd)
+
+
+def launch(script, *args, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """``start`` and wait for it."""
+    return start(script, *args, cwd=cwd, env=env).result(timeout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_ahead(request):
+    start_ahead(request, "full_1p_started", "perf_1p_started", "full_8p_started", "failing_trainer_started",
+                "too_few_devices_started")
+
+
+def started(new_id, script, *args, **kwargs):
+    """A module fixture's body: start ``script`` with a fresh device id; kill it at teardown if
+    a failed test left it running."""
+    device_id = new_id()
+    run = start(script, *args, f"--device_id={device_id}", **kwargs)
+    yield run, device_id
+    run.kill()
 
 
 @pytest.fixture(scope="module")
@@ -92,18 +116,56 @@ def _command(run):
 
 
 @pytest.fixture(scope="module")
-def full_1p(image_folder, new_id):
-    device_id = new_id()
-    return Run(launch("train_full_1p.sh", f"--data_path={image_folder}", *TINY, f"--device_id={device_id}"),
-               device_id, "acc")
+def full_1p_started(image_folder, new_id, subprocess_env):
+    yield from started(new_id, "train_full_1p.sh", f"--data_path={image_folder}", *TINY,
+                       env=subprocess_env)
 
 
 @pytest.fixture(scope="module")
-def full_8p(image_folder, new_id):
+def full_1p(full_1p_started, request):
+    run, device_id = full_1p_started
+    done = Run(run.result(), device_id, "acc")
+    start_ahead(request, "eval_1p_started", "continued_started")  # the runs that read its checkpoints
+    return done
+
+
+@pytest.fixture(scope="module")
+def eval_1p_started(full_1p_started, image_folder, subprocess_env):
+    """Eval 1p of the full run's model_best (its default --pth_path), from test/."""
+    full, device_id = full_1p_started
+    full.result()
+    data = os.path.relpath(image_folder, TEST_DIR)  # relative to where the user stands
+    run = start("train_eval_1p.sh", f"--data_path={data}", "--arch=tinynet", "--image_size=32", "--batch_size=12",
+                "--workers=0", "--device=cpu", f"--device_id={device_id}", cwd=TEST_DIR, env=subprocess_env)
+    yield run, device_id
+    run.kill()
+
+
+@pytest.fixture(scope="module")
+def continued_started(full_1p_started, image_folder, new_id, subprocess_env):
+    """The full run continued for a 2nd epoch, in a copy of its output dir (so that it runs beside
+    the eval run, which reads the original)."""
+    full, full_id = full_1p_started
+    full.result()
     device_id = new_id()
-    proc = launch("train_full_8p.sh", "--data_path", image_folder, *TINY, "--device=cpu", "--rank_size=2",
-                  f"--device_id={device_id}")
-    return Run(proc, device_id, "acc")
+    shutil.copytree(OUTPUT / str(full_id), OUTPUT / str(device_id))
+    run = start("train_full_1p.sh", f"--data_path={image_folder}", "--arch=tinynet", "--image_size=32",
+                "--batch_size=12", "--workers=0", "--device=cpu", "--epochs=2", f"--device_id={device_id}",
+                env=subprocess_env)
+    yield run, device_id
+    run.kill()
+
+
+@pytest.fixture(scope="module")
+def full_8p_started(image_folder, new_id, subprocess_env):
+    yield from started(new_id, "train_full_8p.sh", "--data_path", image_folder, *TINY, "--device=cpu",
+                       "--rank_size=2", env=subprocess_env)
+
+
+@pytest.fixture(scope="module")
+def full_8p(full_8p_started):
+    run, device_id = full_8p_started
+    return Run(run.result(), device_id, "acc")
 
 
 @pytest.fixture(scope="module")
@@ -116,46 +178,50 @@ def demo_dir(image_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def perf_1p(demo_dir, new_id):
-    device_id = new_id()
-    proc = launch("train_performance_1p.sh", "--image_size=32", "--batch_size=12", "--workers=0",
-                  "--stop_step_num=2", "--device=cpu", f"--device_id={device_id}",
-                  cwd=TEST_DIR, env={"CLASSIFY_DEMO_DIR": str(demo_dir)})
-    return Run(proc, device_id, "perf")
+def perf_1p_started(demo_dir, new_id, subprocess_env):
+    # no --arch: the scripts' default (GoogLeNet), 2 steps at 32 px
+    yield from started(new_id, "train_performance_1p.sh", "--image_size=32", "--batch_size=12",
+                       "--workers=0", "--stop_step_num=2", "--device=cpu", cwd=TEST_DIR,
+                       env=dict(subprocess_env, CLASSIFY_DEMO_DIR=str(demo_dir)))
+
+
+@pytest.fixture(scope="module")
+def perf_1p(perf_1p_started):
+    run, device_id = perf_1p_started
+    return Run(run.result(), device_id, "perf")
 
 
 def test_full_1p(full_1p):
     run = full_1p.check()
-    assert run.case["CaseName"] == "googlenet_bs12_1p_acc"
+    assert run.case["CaseName"] == "tinynet_bs12_1p_acc"
     assert run.case["RankSize"] == "1" and run.case["DeviceType"] in ("cpu", "cuda", "npu")
     assert 0 <= float(run.acc) <= 100 and float(run.fps) > 0
-    assert float(run.case["TrainingTime"]) == pytest.approx(12 * 1000 / float(run.fps), rel=1e-3)
+    # ms per step of 12 images, printed with 2 decimals
+    assert float(run.case["TrainingTime"]) == pytest.approx(12 * 1000 / float(run.fps), rel=1e-3, abs=0.006)
     assert re.search(r"^ \* Acc@1 ", run.train_log, re.M) and "FPS@all" in run.train_log
     for name in ("checkpoint.pth.tar", "model_best.pth.tar", "summary.json", "metrics.jsonl"):
         assert (run.dir / name).is_file(), name
     command = _command(run)
-    assert " main.py " in command and "--batch-size=12 --epochs=1 --workers=0 --image-size=32" in command
+    assert " main.py " in command
+    assert "--arch=tinynet --batch-size=12 --epochs=1 --workers=0 --image-size=32" in command
     assert "--output-dir=" + str(run.dir) in command and "--no-val" not in command
     assert "demo set" not in run.proc.stdout
 
 
-def test_eval_1p_reads_the_full_run_checkpoint_from_test_dir(full_1p, image_folder):
-    device_id = full_1p.dir.name  # default --pth_path: test/output/<id>/model_best.pth.tar
-    data = os.path.relpath(image_folder, TEST_DIR)  # relative to where the user stands
-    proc = launch("train_eval_1p.sh", f"--data_path={data}", "--image_size=32", "--batch_size=12",
-                  "--workers=0", "--device=cpu", f"--device_id={device_id}", cwd=TEST_DIR)
-    run = Run(proc, device_id, "eval").check()
-    assert run.case["CaseName"] == "googlenet_bs12_1p_eval"
+def test_eval_1p_reads_the_full_run_checkpoint_from_test_dir(full_1p, eval_1p_started):
+    run, device_id = eval_1p_started  # default --pth_path: test/output/<id>/model_best.pth.tar
+    run = Run(run.result(), device_id, "eval").check()
+    assert run.case["CaseName"] == "tinynet_bs12_1p_eval"
     assert run.acc == full_1p.acc  # same weights, same val set
     assert run.fps == "N/A" and run.case["TrainingTime"] == "N/A"
     assert f"-e --resume={full_1p.dir / 'model_best.pth.tar'}" in _command(run)
-    assert (full_1p.dir / "googlenet_bs12_1p_acc.log").is_file()  # the training reports stay
+    assert (full_1p.dir / "tinynet_bs12_1p_acc.log").is_file()  # the training reports stay
     assert json.loads((full_1p.dir / "summary.json").read_text())["epochs"] == 1
 
 
 def test_performance_1p_on_the_demo_set(perf_1p):
     run = perf_1p.check()
-    assert run.case["CaseName"] == "googlenet_bs12_1p_perf"
+    assert run.case["CaseName"] == "googlenet_bs12_1p_perf"  # the default arch
     assert float(run.fps) > 0 and run.acc == "N/A"
     assert len((run.dir / f"train_{run.case['CaseName']}_loss.txt").read_text().split()) == 2
     assert " * Acc@1" not in run.train_log
@@ -163,11 +229,12 @@ def test_performance_1p_on_the_demo_set(perf_1p):
     command = _command(run)
     assert "--stop-step-num=2 --no-val" in command and "--data" not in command
     assert "--epochs" not in command and "--lr" not in command  # the demo profile's schedule
+    assert "--arch" not in command
 
 
 def test_full_8p_two_gloo_processes(full_8p):
     run = full_8p.check()
-    assert run.case["CaseName"] == "googlenet_bs12_2p_acc"
+    assert run.case["CaseName"] == "tinynet_bs12_2p_acc"
     assert run.case["RankSize"] == "2" and run.case["DeviceType"] == "cpu"
     assert 0 <= float(run.acc) <= 100 and float(run.fps) > 0
     assert " main_8p.py --device=cpu --nproc_per_node=2 " in _command(run)
@@ -215,17 +282,26 @@ def test_usage_errors_and_help(image_folder, new_id):
     assert proc.returncode == 0 and "--data_path" in proc.stdout and "--rank_size" in proc.stdout
 
 
-def test_too_few_devices_is_one_line(image_folder, new_id):
-    device_id = new_id()
-    proc = launch("train_full_8p.sh", f"--data_path={image_folder}", "--device=cuda", "--rank_size=999",
-                  f"--device_id={device_id}")
-    _assert_one_line_error(proc, device_id, "--rank_size=999 needs 999 cuda devices")
+@pytest.fixture(scope="module")
+def too_few_devices_started(image_folder, new_id):
+    yield from started(new_id, "train_full_8p.sh", f"--data_path={image_folder}", "--device=cuda",
+                       "--rank_size=999")
 
 
-def test_trainer_failure_is_its_exit_code_without_closing_lines(image_folder, new_id):
-    device_id = new_id()
-    proc = launch("train_full_1p.sh", f"--data_path={image_folder}", "--arch=nosuchnet", "--device=cpu",
-                  f"--device_id={device_id}")
+def test_too_few_devices_is_one_line(too_few_devices_started):
+    run, device_id = too_few_devices_started
+    _assert_one_line_error(run.result(), device_id, "--rank_size=999 needs 999 cuda devices")
+
+
+@pytest.fixture(scope="module")
+def failing_trainer_started(image_folder, new_id):
+    yield from started(new_id, "train_full_1p.sh", f"--data_path={image_folder}", "--arch=nosuchnet",
+                       "--device=cpu")
+
+
+def test_trainer_failure_is_its_exit_code_without_closing_lines(failing_trainer_started):
+    run, device_id = failing_trainer_started
+    proc = run.result()
     assert proc.returncode == 2, proc.stdout + proc.stderr  # main.py's usage-error code
     assert "unknown arch 'nosuchnet'" in proc.stderr and "exited with code 2" in proc.stderr
     assert "Final " not in proc.stdout
@@ -234,12 +310,10 @@ def test_trainer_failure_is_its_exit_code_without_closing_lines(image_folder, ne
     assert "unknown arch 'nosuchnet'" in (out / f"train_{device_id}.log").read_text()
 
 
-def test_full_run_continues_from_its_checkpoint(full_1p, image_folder):
+def test_full_run_continues_from_its_checkpoint(full_1p, continued_started):
     """Auto-resume: a full script whose output dir holds a checkpoint continues it."""
-    device_id = full_1p.dir.name
-    proc = launch("train_full_1p.sh", f"--data_path={image_folder}", "--image_size=32", "--batch_size=12",
-                  "--workers=0", "--device=cpu", "--epochs=2", f"--device_id={device_id}")
-    run = Run(proc, device_id, "acc").check()
+    run, device_id = continued_started
+    run = Run(run.result(), device_id, "acc").check()
     assert "--resume=auto" in _command(run) and "=> resumed from" in run.train_log
     assert "Epoch: [0]" not in run.train_log and "Epoch: [1]" in run.train_log
     epochs = [json.loads(line)["epoch"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()]

@@ -14,7 +14,7 @@ import torch
 import main
 from classify import checkpoint
 from classify.checkpoint import load_checkpoint, save_atomic
-from tests.conftest import ROOT, write_image_folder
+from tests.conftest import ROOT, start_ahead, start_main, write_image_folder
 
 # 480 synthetic images, batch 8: 60 steps an epoch, long enough to be interrupted.
 DUMMY = ["--dummy", "--dummy-size", "480,40", "--num-classes", "4", "--image-size", "16", "-a", "tinynet",
@@ -25,6 +25,21 @@ def start(args, out):
     return subprocess.Popen([sys.executable, str(ROOT / "tests" / "run_main.py"), *map(str, args),
                              "--output-dir", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_ahead(request):
+    start_ahead(request, "straight_run")
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """2 epochs without interruption, started when the module starts (it needs nothing else),
+    the reference for the killed-and-resumed run."""
+    out = tmp_path_factory.mktemp("straight")
+    proc = start_main(*DUMMY, "--epochs", "2", "--output-dir", out)
+    yield proc, out
+    proc.kill()
 
 
 def wait_for_line(proc, needle, timeout=120):
@@ -57,9 +72,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert load_checkpoint(path)["epoch"] == 1 and os.listdir(tmp_path) == ["checkpoint.pth.tar"]
 
 
-def test_sigkill_mid_epoch_then_resume_is_bit_identical(run_main, tmp_path):
-    straight = run_main(*DUMMY, "--epochs", "2", "--output-dir", tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(run_main, straight_run, tmp_path):
     proc = start([*DUMMY, "--epochs", "2", "--ckpt-interval", "10"], tmp_path / "killed")
     wait_for_line(proc, "saved checkpoint at epoch 1 step")
     proc.send_signal(signal.SIGKILL)
@@ -69,7 +82,9 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(run_main, tmp_path):
     resumed = run_main(*DUMMY, "--epochs", "2", "--resume", "auto", "--output-dir", tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr
     assert f"(epoch 1, step {ckpt['step']})" in resumed.stdout
-    a, b = weights(tmp_path / "straight" / "checkpoint.pth.tar"), weights(tmp_path / "killed" / "checkpoint.pth.tar")
+    straight, straight_dir = straight_run
+    assert straight.result().returncode == 0, straight.result().stderr
+    a, b = weights(straight_dir / "checkpoint.pth.tar"), weights(tmp_path / "killed" / "checkpoint.pth.tar")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

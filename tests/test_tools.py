@@ -2,11 +2,14 @@
 
 One tinynet trained for an epoch feeds predict, export and plot. Each tool runs once as a
 real ``python tools/x.py`` subprocess (sys.path, exit code, one-line errors); the rest runs
-in-process to keep the file fast. ONNX and plot tests skip when the optional packages
-(onnx + onnxruntime, matplotlib) are missing. AlexNet and VGG16 parity exports ~200/500 MB
-of weights (tens of seconds on 2 cores): they run with RUN_SLOW=1.
+in-process to keep the file fast. The subprocesses that need no trained run start when the
+module starts (conftest's ``start_ahead``) and run beside the in-process tests. ONNX and
+plot tests skip when the optional packages (onnx + onnxruntime, matplotlib) are missing.
+AlexNet and VGG16 parity exports ~200/500 MB of weights (tens of seconds on 2 cores): they
+run with RUN_SLOW=1.
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -22,6 +25,7 @@ import main
 import models
 from classify.checkpoint import load_checkpoint, save_atomic
 from tests import tinynet
+from tests.conftest import Background, start_ahead
 from tools import export_onnx, plot, predict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +34,44 @@ ENTRY = re.compile(r"^(?P<name>.+) \((?P<p>\d+\.\d\d)%\)$")
 slow = pytest.mark.skipif(not os.environ.get("RUN_SLOW"), reason="slow (large weights): set RUN_SLOW=1")
 
 
-def run_tool(tool, *args, timeout=300):
-    return subprocess.run([sys.executable, f"tools/{tool}.py", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+def start_tool(tool, *args) -> Background:
+    return Background([sys.executable, f"tools/{tool}.py", *args], cwd=ROOT,
+                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def run_tool(tool, *args, timeout=300) -> subprocess.CompletedProcess:
+    return start_tool(tool, *args).result(timeout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_ahead(request):
+    start_ahead(request, "predict_missing_checkpoint", "googlenet_export")
+
+
+@pytest.fixture(scope="module")
+def predict_missing_checkpoint(tmp_path_factory):
+    """``tools/predict.py`` with a checkpoint that does not exist."""
+    proc = start_tool("predict", "--checkpoint", tmp_path_factory.mktemp("predict") / "missing.pth.tar",
+                      ROOT / "tests" / "conftest.py")
+    yield proc
+    proc.kill()
+
+
+@pytest.fixture(scope="module")
+def googlenet_export(tmp_path_factory):
+    """``tools/export_onnx.py`` on a GoogLeNet checkpoint trained with aux heads."""
+    if any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxruntime")):
+        yield None  # the test skips
+        return
+    tmp = tmp_path_factory.mktemp("googlenet_export")
+    net = models.create_model("googlenet", num_classes=4, aux_logits=True)
+    ckpt = tmp / "googlenet.pth.tar"
+    save_atomic({"state_dict": net.state_dict(), "arch": "googlenet", "recipe": "googlenet_modelzoo",
+                 "classes": ["a", "b", "c", "d"],
+                 "args": {"image_size": 32, "val_resize": 36, "model_kwargs": {"aux_logits": True}}}, ckpt)
+    proc = start_tool("export_onnx", "--checkpoint", ckpt, "--output", tmp / "g.onnx", "--dynamic-batch")
+    yield proc
+    proc.kill()
 
 
 def assert_one_line_error(code, err, match, exit_code=2):
@@ -112,9 +151,9 @@ def test_predict_without_class_names_prints_indices(trained, image_folder, tmp_p
     assert code == 0 and len(rows) == 1 and {name for name, _ in rows[0][1]} <= {"0", "1", "2"}
 
 
-def test_predict_errors(trained, tmp_path, capsys):
+def test_predict_errors(trained, predict_missing_checkpoint, tmp_path, capsys):
     ckpt = str(trained / "model_best.pth.tar")
-    result = run_tool("predict", "--checkpoint", tmp_path / "missing.pth.tar", ROOT / "tests" / "conftest.py")
+    result = predict_missing_checkpoint.result()
     assert_one_line_error(result.returncode, result.stderr, "not found")
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad.jpg").write_bytes(b"garbage")
@@ -151,16 +190,11 @@ def test_export_checkpoint_dynamic_batch(trained, tmp_path, capsys):
     assert json.loads(meta["classes"]) == ["blue", "green", "red"] and meta["image_size"] == "32"
 
 
-def test_export_googlenet_main_head_cli(tmp_path):
+def test_export_googlenet_main_head_cli(googlenet_export):
     """A GoogLeNet checkpoint trained with aux heads exports the main head, through the CLI."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    net = models.create_model("googlenet", num_classes=4, aux_logits=True)
-    ckpt = tmp_path / "googlenet.pth.tar"
-    save_atomic({"state_dict": net.state_dict(), "arch": "googlenet", "recipe": "googlenet_modelzoo",
-                 "classes": ["a", "b", "c", "d"],
-                 "args": {"image_size": 32, "val_resize": 36, "model_kwargs": {"aux_logits": True}}}, ckpt)
-    result = run_tool("export_onnx", "--checkpoint", ckpt, "--output", tmp_path / "g.onnx", "--dynamic-batch")
+    result = googlenet_export.result()
     assert result.returncode == 0, result.stderr
     assert "[batch, 3, 32, 32]" in result.stdout and "output 'logits' [batch, 4]" in result.stdout
     assert "onnx.checker OK; onnxruntime matches PyTorch" in result.stdout and "batch 3:" in result.stdout
