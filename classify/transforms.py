@@ -65,21 +65,24 @@ def sample_crop(width: int, height: int, scale: Sequence[float] = (0.08, 1.0),
 
 
 class DraftRandomResizedCrop:
-    """RandomResizedCrop + horizontal flip that decodes the JPEG at the smallest DCT scale
-    keeping at least ``size`` pixels across the crop, then crops and resizes in one
-    antialiased PIL ``resize(box=...)``. PIL image (loaded or not) in, PIL RGB out."""
+    """RandomResizedCrop + horizontal flip: PIL image (loaded or not) in, uint8 C x H x W out.
+
+    Decodes the JPEG at the smallest DCT scale keeping at least ``size`` pixels across the
+    crop, cuts the crop out, and resizes it as a uint8 tensor (antialiased bilinear, as
+    PIL's): PyTorch's uint8 channels-last resize kernel is 2-3x faster than PIL's resize."""
 
     def __init__(self, size: int, hflip: bool = True):
         self.size, self.hflip = size, hflip
 
-    def __call__(self, image: Image.Image) -> Image.Image:
+    def __call__(self, image: Image.Image) -> torch.Tensor:
         width, height = image.size
         top, left, h, w, flip = sample_crop(width, height)
         image = _draft(image, min(w, h) / self.size)
         sx, sy = image.width / width, image.height / height
-        box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-        image = image.resize((self.size, self.size), Image.BILINEAR, box=box)
-        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip and self.hflip else image
+        x0, y0 = int(left * sx), int(top * sy)
+        box = (x0, y0, max(x0 + 1, round((left + w) * sx)), max(y0 + 1, round((top + h) * sy)))
+        crop = v2.functional.resize(pil_to_uint8(image.crop(box)), [self.size, self.size], antialias=True)
+        return crop.flip(-1) if flip and self.hflip else crop
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, hflip={self.hflip})"
@@ -108,12 +111,12 @@ def train_transform(image_size: int, color_jitter: float = 0.0, hflip: bool = Tr
     if color_jitter > 0:
         # MindSpore GoogLeNet seed: brightness/contrast/saturation jitter 0.4.
         ops.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
-    ops.append(pil_to_uint8)
     return v2.Compose(ops)
 
 
 def val_transform(image_size: int, resize: int) -> v2.Compose:
-    return v2.Compose([DraftRGB(resize), v2.Resize(resize, antialias=True), v2.CenterCrop(image_size), pil_to_uint8])
+    # Resize on the uint8 tensor (faster than PIL's, see DraftRandomResizedCrop).
+    return v2.Compose([DraftRGB(resize), pil_to_uint8, v2.Resize(resize, antialias=True), v2.CenterCrop(image_size)])
 
 
 class Normalize(nn.Module):

@@ -708,7 +708,7 @@ def run(args, progress) -> Dict:
         workers = args.workers if args.workers is not None else min(8, report["env"]["cpus"] or 1)
         report["settings"].update(data=str(folder), workers=workers)
         cpus, threads = report["env"]["cpus"] or 1, torch.get_num_threads()
-        if device.type == "cpu" and workers and threads + workers > cpus:
+        if device.type == "cpu" and workers and threads + workers > cpus and threads > max(1, cpus - workers):
             notes.append(f"{threads} torch threads + {workers} loader workers on {cpus} CPUs: oversubscribed, "
                          f"training steps slow down and vary; try --threads {max(1, cpus - workers)}")
         report.update(bench_data(folder, nets, s, args.loader, workers, progress, args.loader_only))
