@@ -56,7 +56,7 @@ CLASSES = (
 # 64 px (its 58M-parameter classifier dominates, whatever the image size), so a
 # 2000-image epoch is 62 steps. As with -b, the recipe lr is scaled linearly to this
 # batch (AlexNet 0.01 @ 128 -> 0.0025, GoogLeNet 0.1 @ 512 -> 0.00625): the unscaled
-# GoogLeNet lr 0.1 at batch 32 reached 14% in 3 epochs, the scaled one ~45%.
+# GoogLeNet lr 0.1 at batch 32 reached 14% in 3 epochs, the scaled one 45-52%.
 DEMO_PROFILE = {
     "image_size": 64,   # train crop / val centre crop; stored images are 72 px
     "val_resize": 72,   # val: Resize(72) + CenterCrop(64), the 256/224 ratio
@@ -81,7 +81,7 @@ _BG_FIELD = 0.35         # strength of the smooth colour field on the background
 _MIN_CONTRAST = 200      # min L1 distance (0..765) of shape colour to background base
 # Each class has a hue, used for _HUE_CUE of its shapes (the rest get any colour). With
 # 0.6, AlexNet (3 demo epochs) and GoogLeNet stayed at 20-27%; with 0.85 they reach
-# ~50% while colour alone still caps at ~86%: learnable in minutes, not solved by colour.
+# 45-52% while colour alone still caps at ~86%: learnable in minutes, not solved by colour.
 _HUE_CUE = 0.85
 _HUE_JITTER = 0.05       # of the hue circle; neighbouring classes are 0.1 apart
 
