@@ -69,6 +69,9 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.benchmark  # fixed shapes: let cuDNN pick kernels
     _warn_workers(cfg.workers, info.local_world_size, reporter)
+    if cfg.data_backend == "gpu" and device.type not in ("cuda", "cpu"):
+        raise UserError(f"--data-backend gpu decodes with nvJPEG on cuda (or on the CPU); on {device.type} "
+                        "use --data-backend pil")
     root = _data_root(cfg)
     spec = DataSpec(root, cfg.image_size, cfg.val_resize, cfg.color_jitter, cfg.data_kind == "dummy",
                     cfg.dummy_sizes, cfg.num_classes or 1000, cfg.data_backend)
@@ -339,7 +342,10 @@ def _resume(setup: _Setup, model: nn.Module, parts: TrainParts, path: str, state
     for key in ("optimizer", "lr_scheduler"):
         if key not in ckpt:
             raise UserError(f"'{path}' holds weights only (no {key}); use --pretrained {path} to start from it")
+    kernels = {k: parts.optimizer.defaults.get(k) for k in ("fused", "foreach")}
     parts.optimizer.load_state_dict(ckpt["optimizer"])
+    for group in parts.optimizer.param_groups:  # this run's device decides, not the saving run's
+        group.update(kernels)
     parts.scheduler.load_state_dict(ckpt["lr_scheduler"])
     if parts.scaler is not None and ckpt.get("scaler"):
         parts.scaler.load_state_dict(ckpt["scaler"])

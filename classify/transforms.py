@@ -31,7 +31,8 @@ def _draft(image: Image.Image, reduce: float) -> Image.Image:
     formats and for already-loaded images); returns the RGB image, loaded."""
     factor = next((f for f in _DCT_SCALES if f <= reduce), 1)
     if factor > 1 and image.format == "JPEG" and getattr(image, "tile", None):  # not decoded yet
-        image.draft("RGB", (math.ceil(image.width / factor), math.ceil(image.height / factor)))
+        # PIL picks the DCT scale as min(width // w, height // h): ask with floor division.
+        image.draft("RGB", (max(1, image.width // factor), max(1, image.height // factor)))
     return image.convert("RGB")
 
 

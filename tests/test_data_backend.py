@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 from PIL import Image
@@ -24,6 +26,8 @@ def messy_folder(tmp_path):
     (root / "train" / "red" / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (root / "train" / "green" / "notanimage.jpg").write_text("hello")
     Image.new("RGB", (50, 30), (0, 0, 255)).save(root / "train" / "blue" / "png.png")
+    deep = (np.arange(30 * 40, dtype=np.uint16).reshape(30, 40) * 50)
+    Image.fromarray(deep).save(root / "train" / "blue" / "png16.png")  # 16-bit: decode_image gives uint16
     return root
 
 
@@ -36,8 +40,8 @@ def test_device_decode_crops_flips_and_drops_bad_files(messy_folder):
     folder = SafeImageFolder(messy_folder / "train")
     data = JpegFiles(folder.samples, folder.classes, True, 24, 28)
     images, target, bad = DeviceDecode(CPU, True, 24, 28)(batch_of(data, range(len(data))))
-    # 12 good JPEGs + the PNG; the text file fails in the worker, the truncated JPEG on decode.
-    assert images.shape == (13, 3, 24, 24) and images.dtype == torch.uint8 and bad == 2
+    # 12 good JPEGs + 2 PNGs; the text file fails in the worker, the truncated JPEG on decode.
+    assert images.shape == (14, 3, 24, 24) and images.dtype == torch.uint8 and bad == 2
     assert sorted(target.tolist()) == sorted(t for p, t in folder.samples if "truncated" not in p
                                              and "notanimage" not in p)
     again, _, _ = DeviceDecode(CPU, True, 24, 28)(batch_of(data, range(len(data))))

@@ -54,6 +54,9 @@ def test_draft_scales_in_the_jpeg_decoder_only_as_far_as_allowed(jpeg, tmp_path)
     assert _draft(Image.open(jpeg), 3.9).size == (256, 192)  # 1/2, never below the limit
     assert _draft(Image.open(jpeg), 1.9).size == (512, 384)
     assert _draft(Image.open(jpeg), 100).size == (64, 48)  # libjpeg's smallest: 1/8
+    odd = _photo(tmp_path / "odd.jpg", size=(500, 375))  # PIL rounds the scale down: ask with floor
+    assert _draft(Image.open(odd), 2.0).size == (250, 188)
+    assert _draft(Image.open(odd), 8.5).size == (63, 47)
     png = _photo(tmp_path / "photo.png", fmt="PNG")
     assert _draft(Image.open(png), 4.0).size == (512, 384)  # not a JPEG: full decode
     loaded = Image.open(jpeg)

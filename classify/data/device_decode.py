@@ -66,16 +66,42 @@ class DeviceDecode:
     def __init__(self, device: torch.device, train: bool, image_size: int, val_resize: int):
         self.device, self.train = device, train
         self.image_size, self.val_resize = image_size, val_resize
+        self._stream = None  # CUDA: the decode's own stream
 
     def __call__(self, batch):
         flat, lengths, plans, target, n_bad = batch
+        if self.device.type != "cuda":
+            out, bad = self._decode_and_crop(flat, lengths, plans)
+        else:
+            out, bad = self._on_side_stream(flat, lengths, plans)
+        if out is None:
+            return None, None, n_bad + len(bad)
+        good = [i for i in range(len(lengths)) if i not in bad] if bad else slice(None)
+        return out, target[good].to(self.device, non_blocking=True), n_bad + len(bad)
+
+    def _on_side_stream(self, flat, lengths, plans):
+        """CUDA: torchvision's decoder writes into its output from its own stream without
+        waiting for the stream the memory was allocated on. On a private stream that has
+        finished its previous batch, freed memory that kernels still queued on the training
+        stream may read is never handed to the decoder (the allocator pools per stream)."""
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        self._stream.synchronize()
+        with torch.cuda.stream(self._stream):
+            out, bad = self._decode_and_crop(flat, lengths, plans)
+        current = torch.cuda.current_stream(self.device)
+        current.wait_stream(self._stream)
+        if out is not None:
+            out.record_stream(current)
+        return out, bad
+
+    def _decode_and_crop(self, flat, lengths, plans):
+        """(uint8 batch or None, indices of the undecodable images)."""
         images = self._decode(list(torch.split(flat, lengths)))
-        good = [i for i, image in enumerate(images) if image is not None]
-        n_bad += len(images) - len(good)
-        if not good:
-            return None, None, n_bad
-        out = torch.stack([self._transform(images[i], plans[i]) for i in good])
-        return out, target[good].to(self.device, non_blocking=True), n_bad
+        bad = [i for i, image in enumerate(images) if image is None]
+        if len(bad) == len(images):
+            return None, bad
+        return torch.stack([self._transform(im, plans[i]) for i, im in enumerate(images) if im is not None]), bad
 
     def _decode(self, data: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
         if not data:
@@ -87,9 +113,13 @@ class DeviceDecode:
         out = []
         for d in data:  # one at a time: find the bad ones; decode_image also reads PNG etc.
             try:
-                out.append(decode_image(d, mode=ImageReadMode.RGB).to(self.device))
+                image = decode_image(d, mode=ImageReadMode.RGB)
             except RuntimeError:
                 out.append(None)
+                continue
+            if image.dtype != torch.uint8:  # e.g. a 16-bit PNG
+                image = F.to_dtype(image, torch.uint8, scale=True)
+            out.append(image.to(self.device))
         return out
 
     def _transform(self, image: torch.Tensor, plan) -> torch.Tensor:
