@@ -15,7 +15,6 @@ A worker that dies stops the job: torchrun's agent terminates the others and thi
 prints one line naming the rank that failed first.
 """
 
-import argparse
 import os
 import signal
 import sys
@@ -57,17 +56,17 @@ def _device_kind(name: str) -> str:
     return _kind(name)
 
 
-def _nproc(args: argparse.Namespace, kind: str) -> int:
-    if args.nproc_per_node is not None:
-        if args.nproc_per_node < 1:
-            raise UserError(f"--nproc_per_node must be >= 1, got {args.nproc_per_node}")
-        if args.device_list and len(args.device_list) != args.nproc_per_node:
-            raise UserError(f"--nproc_per_node {args.nproc_per_node} but {len(args.device_list)} devices in "
-                            f"--device-list/--visible_devices {','.join(map(str, args.device_list))}; "
+def _nproc(nproc_per_node: Optional[int], device_list: Optional[List[int]], kind: str) -> int:
+    if nproc_per_node is not None:
+        if nproc_per_node < 1:
+            raise UserError(f"--nproc_per_node must be >= 1, got {nproc_per_node}")
+        if device_list and len(device_list) != nproc_per_node:
+            raise UserError(f"--nproc_per_node {nproc_per_node} but {len(device_list)} devices in "
+                            f"--device-list/--visible_devices {','.join(map(str, device_list))}; "
                             "give one worker per listed device")
-        return args.nproc_per_node
-    if args.device_list:
-        return len(args.device_list)
+        return nproc_per_node
+    if device_list:
+        return len(device_list)
     if kind == "cpu":
         return 2  # a laptop: two gloo processes
     from .devices import device_count
@@ -75,28 +74,28 @@ def _nproc(args: argparse.Namespace, kind: str) -> int:
     return max(1, device_count(kind))
 
 
-def _nodes(args: argparse.Namespace) -> Tuple[int, int]:
+def _nodes(world_size: Optional[int], rank: Optional[int]) -> Tuple[int, int]:
     """(number of nodes, this node's rank): pytorch/examples' --world-size/--rank with
     --multiprocessing-distributed."""
-    nnodes, node_rank = args.world_size or 1, args.rank or 0
+    nnodes, node_rank = world_size or 1, rank or 0
     if nnodes < 1:
-        raise UserError(f"--world-size (number of nodes) must be >= 1, got {args.world_size}")
+        raise UserError(f"--world-size (number of nodes) must be >= 1, got {world_size}")
     if not 0 <= node_rank < nnodes:
         raise UserError(f"--rank {node_rank} is not a node rank for --world-size {nnodes} nodes; "
                         f"use 0..{nnodes - 1}")
     return nnodes, node_rank
 
 
-def _rendezvous(args: argparse.Namespace, nnodes: int) -> Tuple[Optional[str], Optional[int]]:
+def _rendezvous(addr: Optional[str], dist_url: Optional[str], nnodes: int) -> Tuple[Optional[str], Optional[int]]:
     """(host, port) of node 0 from --addr / --dist-url tcp://HOST:PORT (env://: MASTER_ADDR/PORT)."""
-    host, port = args.addr, None
-    if args.dist_url and args.dist_url != "env://":
-        url = urlparse(args.dist_url)
+    host, port = addr, None
+    if dist_url and dist_url != "env://":
+        url = urlparse(dist_url)
         if url.scheme != "tcp" or not url.hostname:
-            raise UserError(f"--dist-url '{args.dist_url}' is not tcp://HOST:PORT or env://")
+            raise UserError(f"--dist-url '{dist_url}' is not tcp://HOST:PORT or env://")
         host = host or url.hostname
         port = url.port
-    elif args.dist_url == "env://" or nnodes > 1:  # pytorch/examples' env://: MASTER_ADDR/MASTER_PORT
+    elif dist_url == "env://" or nnodes > 1:  # pytorch/examples' env://: MASTER_ADDR/MASTER_PORT
         host = host or os.environ.get("MASTER_ADDR")
         port = int(os.environ["MASTER_PORT"]) if os.environ.get("MASTER_PORT", "").isdigit() else None
     if nnodes > 1 and host is None:
@@ -116,7 +115,7 @@ def launch(argv: List[str], validate: Optional[Callable[[List[str], int, int], N
     process, so that a usage error is one line before any worker starts."""
     args, rest = launcher_parser().parse_known_args(argv)
     kind = _device_kind(args.device)
-    nproc = _nproc(args, kind)
+    nproc = _nproc(args.nproc_per_node, args.device_list, kind)
     if args.device_list and kind != "cpu":
         from .devices import device_count
 
@@ -124,8 +123,8 @@ def launch(argv: List[str], validate: Optional[Callable[[List[str], int, int], N
             raise UserError(f"--device-list {','.join(map(str, args.device_list))} names devices that do not "
                             f"exist ({device_count(kind)} visible); check the list")
         os.environ[_VISIBLE_ENV[kind]] = ",".join(map(str, args.device_list))
-    nnodes, node_rank = _nodes(args)
-    host, port = _rendezvous(args, nnodes)
+    nnodes, node_rank = _nodes(args.world_size, args.rank)
+    host, port = _rendezvous(args.addr, args.dist_url, nnodes)
     torchrun = [f"--nnodes={nnodes}", f"--nproc_per_node={nproc}", f"--max-restarts={args.max_restarts}"]
     if nnodes == 1:
         # One node needs no known port: a free one on localhost, so that two jobs on one machine

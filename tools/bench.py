@@ -42,7 +42,6 @@ What is measured (the same definitions in every table):
 
 import argparse
 import gc
-import itertools
 import io
 import json
 import os
@@ -332,7 +331,8 @@ def make_backend(name: str, folder: Path, net: Net, s: Settings, workers: int) -
 
 
 def _worker_pids(loader, iterator) -> List[int]:
-    """PIDs of the loader's workers (a DeviceBatches wraps its DataLoader: ask the inner one)."""
+    """PIDs of the loader's workers (a DeviceBatches wraps its DataLoader, whose persistent
+    iterator its ``iter()`` has already created: ask that one)."""
     inner = getattr(loader, "loader", None)
     if inner is not None and inner._iterator is not None:
         iterator = inner._iterator
@@ -355,9 +355,6 @@ def measure_loader(backend: Backend, normalize: Normalize, device: torch.device,
     """Batches ready for the model (on the device, normalised) per second, after ``skip`` batches."""
     loader = backend.make()
     it = iter(loader)
-    if hasattr(loader, "loader"):
-        next_batch = next(it)  # a generator starts its DataLoader iterator on the first next()
-        it = itertools.chain([next_batch], it)
     pids, batches = _worker_pids(loader, it), len(loader)
     skip = min(skip, batches - 1)
     images = bad = 0

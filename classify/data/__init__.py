@@ -48,10 +48,11 @@ def build_datasets(spec: DataSpec) -> Datasets:
                         DummyImages(val_n, spec.num_classes, spec.image_size),
                         [f"class_{i}" for i in range(spec.num_classes)], "dummy")
     cifar = find_cifar_root(spec.root)
-    if spec.backend == "gpu":
-        return _jpeg_datasets(spec, cifar)
-    train_tf = train_transform(spec.image_size, spec.color_jitter)
-    val_tf = val_transform(spec.image_size, spec.val_resize)
+    gpu = spec.backend == "gpu"  # workers read bytes (JpegFiles), the device decodes
+    if gpu:
+        _check_jpeg_source(spec, cifar)
+    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter)
+    val_tf = None if gpu else val_transform(spec.image_size, spec.val_resize)
     if cifar is not None:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
         return Datasets(train, val, train.classes, "cifar10")
@@ -60,23 +61,22 @@ def build_datasets(spec: DataSpec) -> Datasets:
     val = SafeImageFolder(val_dir, val_tf) if val_dir else None
     if train is not None and val is not None:
         check_same_classes(train.classes, val.classes)
-    return Datasets(train, val, (train or val).classes, "folder")
+    classes = (train or val).classes
+    if gpu:
+        def as_jpeg(folder, is_train):
+            return None if folder is None else JpegFiles(folder.samples, classes, is_train, spec.image_size,
+                                                         spec.val_resize)
+
+        train, val = as_jpeg(train, True), as_jpeg(val, False)
+    return Datasets(train, val, classes, "folder")
 
 
-def _jpeg_datasets(spec: DataSpec, cifar) -> Datasets:
+def _check_jpeg_source(spec: DataSpec, cifar) -> None:
     if cifar is not None:
         raise DataError("--data-backend gpu decodes JPEG files; CIFAR-10 batches are already pixels: "
                         "use --data-backend pil")
     if spec.color_jitter > 0:
         raise DataError("--data-backend gpu has no colour jitter (this recipe uses it): use --data-backend pil")
-    train_dir, val_dir = resolve_splits(spec.root)
-    folders = {name: SafeImageFolder(d) for name, d in (("train", train_dir), ("val", val_dir)) if d}
-    if len(folders) == 2:
-        check_same_classes(folders["train"].classes, folders["val"].classes)
-    classes = next(iter(folders.values())).classes
-    train, val = (JpegFiles(folders[name].samples, classes, name == "train", spec.image_size, spec.val_resize)
-                  if name in folders else None for name in ("train", "val"))
-    return Datasets(train, val, classes, "folder")
 
 
 def check_data_root(root: str) -> None:

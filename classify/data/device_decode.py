@@ -23,6 +23,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
 from ..transforms import sample_crop
+from .folder import IMAGE_ERRORS
 
 __all__ = ["JpegFiles", "collate_jpeg", "DeviceDecode", "DeviceBatches"]
 
@@ -45,7 +46,7 @@ class JpegFiles(Dataset):
                 data = f.read()
             with Image.open(io.BytesIO(data)) as image:  # parses the header only, no decode
                 width, height = image.size
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        except IMAGE_ERRORS:
             return None, None, target
         return data, sample_crop(width, height) if self.train else None, target
 

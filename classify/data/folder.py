@@ -10,7 +10,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..errors import DataError
 
-__all__ = ["resolve_splits", "SafeImageFolder", "check_same_classes"]
+__all__ = ["resolve_splits", "SafeImageFolder", "check_same_classes", "IMAGE_ERRORS"]
 
 
 def resolve_splits(root: str) -> Tuple[Optional[Path], Optional[Path]]:
@@ -47,7 +47,7 @@ def _visible_image(path: str) -> bool:
 
 # What PIL raises for a corrupt, truncated or non-image file (UnidentifiedImageError and
 # "image file is truncated" are OSErrors; some broken headers raise SyntaxError/ValueError).
-_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def _load(path: str, transform):
@@ -56,7 +56,7 @@ def _load(path: str, transform):
     try:
         with Image.open(path) as image:
             return transform(image) if transform is not None else image.convert("RGB")
-    except _IMAGE_ERRORS:
+    except IMAGE_ERRORS:
         return None
 
 
