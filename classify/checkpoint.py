@@ -1,27 +1,58 @@
-"""Checkpoints: atomic writes by rank 0, torchvision/timm key names, clear load errors.
+"""Checkpoints: the schema, atomic writes by rank 0, safe loading, resume, retention.
 
-Format (DESIGN.md): ``state_dict`` (no ``module.``/``_orig_mod.`` prefix), ``optimizer``,
-``lr_scheduler``, ``scaler``, ``epoch`` (the last finished epoch), ``step`` (steps done
-within the next epoch, for a mid-epoch save), ``best_acc1``, ``arch``, ``recipe``,
-``args``, ``rng``, ``classes``.
+Schema (docs/architecture.md, "Checkpoints"): ``state_dict`` (no ``module.``/``_orig_mod.``
+prefix: torchvision/timm key names), ``optimizer``, ``lr_scheduler``, ``scaler``, ``epoch``
+(epochs finished), ``step`` (steps done within the next epoch, for a mid-epoch save),
+``best_acc1``, ``arch``, ``recipe``, ``args`` (the resolved flags, plain values), ``rng``
+(rank 0's generators), ``rng_per_rank``, ``classes``.
+
+A checkpoint is data, never code: every load in the project goes through ``load_checkpoint``,
+which uses ``torch.load(weights_only=True)``. Everything we save is tensors and plain values;
+a file that needs any other object is refused with one line and nothing of it runs.
+
+``CheckpointManager`` owns the files of one output dir: ``checkpoint.pth.tar`` (latest),
+``model_best.pth.tar`` (an in-kernel copy of the file just written: the state is
+serialised once), ``checkpoint-<epoch>.pth.tar`` for the ``--keep-checkpoints N`` newest
+finished epochs, ``--resume auto`` (the newest valid file, chosen from a metadata read) and
+restoring everything a file holds.
 """
 
 import os
 import pickle
+import re
+import shutil
+import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import CheckpointError
+import models
 
-__all__ = ["save_atomic", "load_checkpoint", "clean_state_dict", "model_state", "load_model_weights",
-           "find_latest"]
+from .devices import rng_state, set_rng_state
+from .distributed import gather_objects
+from .errors import CheckpointError, NonFiniteLoss, UnsafeCheckpoint, UserError
+from .optim import KERNEL_KEYS
 
+__all__ = ["CheckpointManager", "Progress", "TrainingObjects", "save_atomic", "load_checkpoint",
+           "clean_state_dict", "model_state", "load_model_weights", "LATEST", "BEST"]
+
+LATEST, BEST = "checkpoint.pth.tar", "model_best.pth.tar"
+_EPOCH_FILE = re.compile(r"^checkpoint-(\d+)\.pth\.tar$")
 _PREFIXES = ("module.", "_orig_mod.")
+# numpy arrays of numbers, as the RNG state of checkpoints written before RNG states were
+# stored as tensors: allowed so that those runs still resume (an object array would need
+# further globals, which stay refused).
+_NUMPY_ARRAY_GLOBALS = [np.ndarray((0,)).__reduce__()[0], np.ndarray, np.dtype,
+                        type(np.dtype(np.uint32))]
+
+
+# ----------------------------------------------------------------------------- files
 
 
 def clean_state_dict(state: Dict[str, Any]) -> Dict[str, Any]:
@@ -42,26 +73,66 @@ def model_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     return clean_state_dict(model.state_dict())
 
 
-def save_atomic(obj: Any, path: os.PathLike) -> None:
-    """Write to a temp file in the same folder, fsync, then ``os.replace``: a crash or a full
-    disk mid-write leaves the previous file intact."""
-    path = Path(path)
+def _publish(write: Callable[[Any], None], path: Path) -> None:
+    """Write through ``write(file)`` into a temp file in ``path``'s folder, fsync, ``os.replace``:
+    a crash or a full disk mid-write leaves the previous file intact."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def save_atomic(obj: Any, path: os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically (see ``_publish``)."""
+    _publish(lambda f: torch.save(obj, f), Path(path))
+
+
+def _copy_atomic(source: Path, path: Path) -> None:
+    """``path`` becomes a copy of ``source``, atomically. The copy runs in the kernel
+    (copy_file_range; a reflink where the filesystem has them), so the state is
+    serialised once per save. A copy rather than a hard link: each file stays independent,
+    so overwriting one (``cp x checkpoint.pth.tar`` writes in place) cannot change the others."""
+    _publish(lambda f: _copy_into(source, f), path)
+
+
+def _copy_into(source: Path, f) -> None:
+    with open(source, "rb") as src:
+        try:
+            size = os.fstat(src.fileno()).st_size
+            done = 0
+            while done < size:  # in-kernel copy; no bytes pass through Python
+                n = os.copy_file_range(src.fileno(), f.fileno(), size - done)
+                if n == 0:
+                    break
+                done += n
+            if done == size:
+                return
+        except (AttributeError, OSError):  # no copy_file_range (not Linux, old kernel, some FUSE mounts)
+            pass
+        src.seek(0)
+        f.seek(0)
+        f.truncate()
+        shutil.copyfileobj(src, f, 16 << 20)
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(folder: Path) -> None:
     try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -76,21 +147,54 @@ def _umask() -> int:
     return mask
 
 
-def load_checkpoint(path: os.PathLike) -> Dict[str, Any]:
-    """Load on CPU; a missing, truncated or foreign file is a one-line ``CheckpointError``."""
-    path = Path(path)
+def _torch_load(path: Path, mmap: bool):
+    """``torch.load(weights_only=True)``: tensors and plain values only, never code."""
+    with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def _refusal(path: Path, error: pickle.UnpicklingError) -> UnsafeCheckpoint:
+    try:
+        names = [n for n in torch.serialization.get_unsafe_globals_in_checkpoint(path)
+                 if n not in {f"{g.__module__}.{g.__qualname__}" for g in _NUMPY_ARRAY_GLOBALS}]
+    except Exception:
+        names = []
+    if not names:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        names = [found.group(1)] if found else ["unknown"]
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return UnsafeCheckpoint(f"checkpoint '{path}' holds objects other than tensors and plain values ({shown}); "
+                            "refusing to load it — it could run code")
+
+
+def _read(path: Path, mmap: bool = False) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found; check the path given to --resume/--pretrained")
     try:
-        # weights_only=False: our checkpoints hold argparse values and RNG states (trusted files).
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint '{path}' cannot be read (truncated or not a checkpoint: {reason}); "
-                              "use another file") from None
+        return _torch_load(path, mmap)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            raise _refusal(path, e) from None
+        raise _unreadable(path, e) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError) as e:
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+    return CheckpointError(f"checkpoint '{path}' cannot be read (truncated or not a checkpoint: {reason}); "
+                           "use another file")
+
+
+def load_checkpoint(path: os.PathLike, mmap: bool = False) -> Dict[str, Any]:
+    """A checkpoint dict, loaded safely on the CPU. A bare state_dict (torchvision/timm weights)
+    comes back as ``{"state_dict": ...}``. A missing, truncated, foreign or unsafe file is a
+    one-line ``CheckpointError``. ``mmap``: map the tensors instead of reading them (metadata)."""
+    path = Path(path)
+    obj = _read(path, mmap)
     if isinstance(obj, dict) and "state_dict" not in obj and obj and all(
             isinstance(v, torch.Tensor) for v in obj.values()):
-        obj = {"state_dict": obj}  # a bare state_dict (e.g. torchvision/timm weights)
+        obj = {"state_dict": obj}
     if not isinstance(obj, dict) or "state_dict" not in obj:
         raise CheckpointError(f"'{path}' is not a checkpoint (no state_dict); use a file written by this "
                               "tool, torchvision or timm")
@@ -98,18 +202,17 @@ def load_checkpoint(path: os.PathLike) -> Dict[str, Any]:
 
 
 def load_model_weights(model: nn.Module, state: Dict[str, Any], path: os.PathLike, arch: str) -> None:
-    """Strict load with a one-line error naming the first mismatch."""
+    """Strict load with a one-line error naming the first mismatch; the keys the net declares
+    optional (``ModelEntry.optional_keys``) may be missing or extra."""
     saved_arch = state.get("arch")
     if saved_arch and saved_arch != arch:
         raise CheckpointError(f"checkpoint '{path}' is a {saved_arch} checkpoint but --arch is {arch}; "
                               f"pass -a {saved_arch}")
+    entry = models.get_model_entry(arch)
     weights = clean_state_dict(state["state_dict"])
     own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    # torchvision GoogLeNet: aux heads present on one side only are fine (eval uses the main head).
-    missing = [k for k in missing if not k.startswith(("aux1.", "aux2."))]
-    unexpected = [k for k in unexpected if not k.startswith(("aux1.", "aux2."))]
+    missing = [k for k in own if k not in weights and not entry.is_optional_key(k)]
+    unexpected = [k for k in weights if k not in own and not entry.is_optional_key(k)]
     if missing or unexpected:
         raise CheckpointError(f"checkpoint '{path}' does not fit {arch}: missing {missing[:2]}, "
                               f"unexpected {unexpected[:2]}; check --arch")
@@ -120,19 +223,145 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], path: os.PathLik
     model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
 
 
-def find_latest(output_dir: os.PathLike, warn) -> Optional[Tuple[Path, Dict[str, Any]]]:
-    """``--resume auto``: the most advanced readable checkpoint in ``output_dir`` (by epoch, then
-    step, then mtime), or None. A corrupt file is skipped with ``warn(message)``."""
-    best = None
-    for path in sorted(Path(output_dir).glob("*.pth.tar")):
-        try:
-            state = load_checkpoint(path)
-        except CheckpointError as e:
-            warn(f"warning: skipping {e}")
-            continue
-        if "optimizer" not in state:
-            continue
-        key = (int(state.get("epoch", 0)), int(state.get("step", 0)), path.stat().st_mtime)
-        if best is None or key > best[0]:
-            best = (key, path, state)
-    return None if best is None else (best[1], best[2])
+# ----------------------------------------------------------------------------- a run's checkpoints
+
+
+@dataclass
+class Progress:
+    """Where training is: ``epoch`` (epochs finished) and ``step`` (steps into the next one)."""
+
+    epoch: int = 0
+    step: int = 0
+    best_acc1: Optional[float] = None  # None before the first evaluation
+
+
+@dataclass
+class TrainingObjects:
+    """What a checkpoint saves and restores besides the progress."""
+
+    model: nn.Module  # possibly DDP/compile-wrapped: the keys are cleaned
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Optional[torch.amp.GradScaler] = None
+
+
+class CheckpointManager:
+    """The checkpoint files of one output dir. ``save`` is called on every rank (each rank
+    contributes its RNG state, a collective); only rank 0 writes."""
+
+    def __init__(self, output_dir: Path, *, is_main: bool, keep: int = 0, run_info: Optional[Dict] = None,
+                 warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
+        self.output_dir = Path(output_dir)
+        self.is_main, self.keep = is_main, keep
+        self.run_info = dict(run_info or {})  # arch, recipe, args, classes
+        self.warn = warn
+
+    @property
+    def latest_path(self) -> Path:
+        return self.output_dir / LATEST
+
+    def save(self, objects: TrainingObjects, progress: Progress, *, is_best: bool = False,
+             finished_epoch: Optional[int] = None) -> None:
+        """Write ``checkpoint.pth.tar``; ``model_best.pth.tar`` too when ``is_best``; and, with
+        ``keep``, ``checkpoint-<finished_epoch>.pth.tar`` (older ones beyond ``keep`` removed)."""
+        rng = gather_objects(rng_state())
+        if not self.is_main:
+            return
+        state = {
+            "state_dict": model_state(objects.model), "optimizer": objects.optimizer.state_dict(),
+            "lr_scheduler": objects.scheduler.state_dict(),
+            "scaler": objects.scaler.state_dict() if objects.scaler is not None else None,
+            "epoch": progress.epoch, "step": progress.step, "best_acc1": progress.best_acc1,
+            "rng": rng[0], "rng_per_rank": rng, **self.run_info,
+        }
+        save_atomic(state, self.latest_path)
+        if is_best:
+            _copy_atomic(self.latest_path, self.output_dir / BEST)
+        if self.keep and finished_epoch is not None:
+            _copy_atomic(self.latest_path, self.output_dir / f"checkpoint-{finished_epoch}.pth.tar")
+            self._prune()
+
+    def after_nonfinite(self, objects: TrainingObjects, progress: Progress, error: NonFiniteLoss) -> NonFiniteLoss:
+        """``--nan-policy``: save the last good state when the bad step was not applied (``error.step``
+        set), and return the error to raise, naming where the good state is."""
+        if error.step is not None:
+            self.save(objects, Progress(epoch=progress.epoch, step=error.step, best_acc1=progress.best_acc1))
+            where = f"the last good state is saved in {self.latest_path}"
+        else:
+            where = f"{self.latest_path} holds the last checkpoint written before it"
+        return NonFiniteLoss(f"{error}; {where}. Lower --lr, add warm-up (--warmup-epochs) or use --amp with a "
+                             "loss scale, then --resume", error.step)
+
+    def _prune(self) -> None:
+        for _, path in self.epoch_files()[:-self.keep]:
+            _unlink(path)
+
+    def epoch_files(self) -> List[Tuple[int, Path]]:
+        """``checkpoint-<epoch>.pth.tar`` files, oldest first."""
+        found = [(int(m.group(1)), p) for p in self.output_dir.glob("checkpoint-*.pth.tar")
+                 if (m := _EPOCH_FILE.match(p.name))]
+        return sorted(found)
+
+    def resume_path(self, resume: Optional[str]) -> Optional[Path]:
+        """``--resume``: a path as given, or for ``auto`` the most advanced valid checkpoint in the
+        output dir (by epoch, then step, then mtime; a corrupt file is skipped with a warning, a
+        file that would run code stops the run), None when there is none. Only each file's
+        metadata is read (tensors are memory-mapped, not read)."""
+        if resume is None or resume != "auto":
+            return None if resume is None else Path(resume)
+        best = None
+        for path in sorted(self.output_dir.glob("*.pth.tar")):
+            try:
+                state = load_checkpoint(path, mmap=True)
+            except UnsafeCheckpoint:
+                raise
+            except CheckpointError as e:
+                self.warn(f"warning: skipping {e}")
+                continue
+            if "optimizer" not in state:
+                continue
+            key = (int(state.get("epoch", 0)), int(state.get("step", 0)), path.stat().st_mtime)
+            del state
+            if best is None or key > best[0]:
+                best = (key, path)
+        return None if best is None else best[1]
+
+    def resume(self, resume: Optional[str], objects: TrainingObjects, *, arch: str, rank: int, world_size: int,
+               log: Callable[[str], None]) -> Optional[Progress]:
+        """``--resume PATH|auto``: restore into ``objects``; the progress, or None to start afresh."""
+        path = self.resume_path(resume)
+        if path is None:
+            if resume == "auto":
+                log(f"=> --resume auto: no checkpoint in '{self.output_dir}', starting from scratch")
+            return None
+        progress = self.restore(path, objects, arch=arch, rank=rank, world_size=world_size)
+        log(f"=> resumed from '{path}' (epoch {progress.epoch}, step {progress.step})")
+        return progress
+
+    def restore(self, path: Path, objects: TrainingObjects, *, arch: str, rank: int, world_size: int) -> Progress:
+        """Load everything ``path`` holds into ``objects`` and this rank's RNG; returns the progress."""
+        state = load_checkpoint(path)
+        load_model_weights(_bare(objects.model), state, path, arch)
+        for key in ("optimizer", "lr_scheduler"):
+            if key not in state:
+                raise UserError(f"'{path}' holds weights only (no {key}); use --pretrained {path} to start from it")
+        kernels = {k: objects.optimizer.defaults.get(k) for k in KERNEL_KEYS}
+        objects.optimizer.load_state_dict(state["optimizer"])
+        for group in objects.optimizer.param_groups:  # this run's device decides, not the saving run's
+            group.update(kernels)
+        objects.scheduler.load_state_dict(state["lr_scheduler"])
+        if objects.scaler is not None and state.get("scaler"):
+            objects.scaler.load_state_dict(state["scaler"])
+        per_rank = state.get("rng_per_rank") or [state.get("rng")]
+        if len(per_rank) == world_size and per_rank[rank]:
+            set_rng_state(per_rank[rank])
+        return Progress(epoch=int(state["epoch"]), step=int(state.get("step", 0)), best_acc1=state.get("best_acc1"))
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    """The module under DDP's and torch.compile's wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner

@@ -19,7 +19,8 @@ from .data import BACKENDS
 from .errors import UserError
 from .schedules import SCHEDULES
 
-__all__ = ["Config", "build_config", "OneLineParser", "parse_int_list"]
+__all__ = ["Config", "DataConfig", "OptimConfig", "PrecisionConfig", "LoopConfig", "OutputConfig",
+           "build_config", "OneLineParser", "parse_int_list"]
 
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
 
@@ -38,14 +39,28 @@ def parse_int_list(text: str) -> Tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
 
 
-@dataclass
-class Config:
-    arch: str
-    recipe: str
-    data: Optional[str]  # None: --dummy
-    data_kind: str  # folder | demo | dummy (cifar10 is detected from the folder)
-    data_backend: str  # pil | gpu (dummy data has data_kind dummy)
-    output_dir: Path
+@dataclass(frozen=True)
+class DataConfig:
+    """What to read and how to feed it (``classify.data``)."""
+
+    path: Optional[str]  # None: --dummy or the demo set
+    kind: str  # folder | demo | dummy (cifar10 is detected from the folder)
+    backend: str  # pil | gpu (dummy data has kind dummy)
+    image_size: int
+    val_resize: int
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    color_jitter: float
+    workers: int
+    num_classes: Optional[int]  # None: the classes in the data
+    no_val: bool
+    dummy_sizes: Tuple[int, int]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Batch, optimizer and lr schedule (``classify.optim``, ``classify.schedules``)."""
+
     epochs: int
     start_epoch: int
     batch_size: int  # global over all processes
@@ -53,52 +68,90 @@ class Config:
     lr: float
     momentum: float
     weight_decay: float
-    label_smoothing: float
+    label_smoothing: float  # training loss only; validation loss is plain cross-entropy
     lr_scheduler: str
     lr_epochs: Tuple[int, ...]
     lr_step: int
     lr_gamma: float
     warmup_epochs: float
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    """Mixed precision and the fast paths (``classify.amp``, ``classify.fast``)."""
+
     amp: bool
     opt_level: Optional[str]
     recipe_opt_level: str
     loss_scale: Optional[float]
     amp_dtype: str
-    image_size: int
-    val_resize: int
-    mean: Tuple[float, float, float]
-    std: Tuple[float, float, float]
-    color_jitter: float
+    channels_last: Optional[bool] = None  # None: on for cuda
+    compile: bool = False
+    benchmark: bool = True  # cudnn.benchmark
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How the loop runs and stops (``classify.loop``)."""
+
+    print_freq: int
+    stop_step_num: Optional[int]
+    max_bad_images: float = 0.01  # fraction of unreadable images tolerated
+    nan_skips: int = 0  # --nan-policy skip:N
+    prof: bool = False
+    tensorboard: bool = False
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go and what to start from (``classify.checkpoint``)."""
+
+    output_dir: Path
+    ckpt_interval: int = 0  # also save every N steps
+    keep_checkpoints: int = 0  # also keep the N newest checkpoint-<epoch>.pth.tar
+    resume: Optional[str] = None  # a path, or "auto"
+    evaluate: bool = False
+    pretrained: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Config:
+    arch: str
+    recipe: str
     seed: int
     device: str
     device_id: Optional[int]
-    workers: int
-    print_freq: int
-    ckpt_interval: int
-    resume: Optional[str]
-    evaluate: bool
-    pretrained: Optional[str]
-    stop_step_num: Optional[int]
-    prof: bool
-    num_classes: Optional[int]
-    no_val: bool
-    aux_logits: bool
-    dummy_sizes: Tuple[int, int]
     world_size: int
-    benchmark: bool
-    channels_last: Optional[bool] = None  # None: on for cuda
-    compile: bool = False
+    data: DataConfig
+    optim: OptimConfig
+    precision: PrecisionConfig
+    loop: LoopConfig
+    output: OutputConfig
     dist_backend: Optional[str] = None
-    max_bad_images: float = 0.01  # fraction of unreadable images tolerated
-    nan_skips: int = 0  # --nan-policy skip:N
-    tensorboard: bool = False
     model_kwargs: dict = field(default_factory=dict)
     argv: Tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
+        """The resolved configuration, nested as above (``config.json``)."""
         d = asdict(self)
-        d["output_dir"] = str(self.output_dir)
+        d["output"]["output_dir"] = str(self.output.output_dir)
         return d
+
+    def flat(self) -> dict:
+        """Every field at one level, as an argparse namespace would hold them (the checkpoint's
+        ``args``: plain values only, so that it loads with ``weights_only=True``)."""
+        out = {}
+        for key, value in self.to_dict().items():
+            if key in _SECTIONS:
+                out.update(value)
+            else:
+                out[key] = value
+        for old, new in (("path", "data"), ("kind", "data_kind"), ("backend", "data_backend")):
+            out[new] = out.pop(old)
+        return out
+
+
+_SECTIONS = ("data", "optim", "precision", "loop", "output")
 
 
 def _pick(cli, *fallbacks):
@@ -113,7 +166,7 @@ def _resolve_recipe(args) -> Tuple[str, Recipe]:
     arch = args.arch
     if arch is not None and arch not in models.list_models():
         raise UserError(f"unknown arch '{arch}'; choose one of {', '.join(models.list_models())}")
-    name = args.recipe or models.default_recipe(arch or "googlenet")
+    name = args.recipe or models.default_recipe(arch or models.DEFAULT_ARCH)
     if name not in models.list_recipes():
         raise UserError(f"unknown recipe '{name}'; choose one of {', '.join(models.list_recipes())}")
     recipe = models.get_recipe(name)
@@ -189,22 +242,48 @@ def _data_source(args) -> Tuple[Optional[str], str]:
 def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int = 1) -> Config:
     """Resolve flags + recipe into a ``Config``. Raises ``UserError`` for bad values."""
     arch, recipe = _resolve_recipe(args)
+    _check_numbers(args)
     data, kind = _data_source(args)
-    demo = {}
-    if kind == "demo":
-        from .data.demo import DEMO_PROFILE
+    demo = _demo_profile(arch) if kind == "demo" else {}
+    return Config(
+        arch=arch, recipe=recipe.name, seed=_pick(args.seed, recipe.seed),
+        device=args.device, device_id=_device_id(args.device_id, args.device_list),
+        world_size=world_size, dist_backend=args.dist_backend,
+        data=_data_config(args, arch, recipe, demo, path=data, kind=kind, local_world=local_world),
+        optim=_optim_config(args, recipe, demo, world_size=world_size, local_world=local_world),
+        precision=_precision_config(args, recipe),
+        loop=LoopConfig(print_freq=_pick(args.print_freq, 10), stop_step_num=args.stop_step_num,
+                        max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
+                        prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard)),
+        output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
+                            ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
+                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
+        model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
+    )
 
-        demo = dict(DEMO_PROFILE)
-        demo["image_size"] = max(demo["image_size"], models.min_image_size(arch))
-        demo["val_resize"] = max(demo["val_resize"], round(demo["image_size"] * 8 / 7))
+
+def _check_numbers(args) -> None:
     for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name),
                         allow_zero=name in ("momentum", "workers"))
-    for name in ("weight_decay", "warmup_epochs", "ckpt_interval", "start_epoch"):
+    for name in ("weight_decay", "warmup_epochs", "ckpt_interval", "start_epoch", "keep_checkpoints"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name), allow_zero=True)
     _check_positive("--stop-step-num", args.stop_step_num)
     _check_positive("--num-classes", args.num_classes)
-    global_batch, per_device = _batch(args, recipe, world_size, local_world, demo)
+
+
+def _demo_profile(arch: str) -> dict:
+    """The demo set's short schedule, with an image size the net accepts."""
+    from .data.demo import DEMO_PROFILE
+
+    demo = dict(DEMO_PROFILE)
+    demo["image_size"] = max(demo["image_size"], models.min_image_size(arch))
+    demo["val_resize"] = max(demo["val_resize"], round(demo["image_size"] * 8 / 7))
+    return demo
+
+
+def _data_config(args, arch: str, recipe: Recipe, demo: dict, *, path: Optional[str], kind: str,
+                 local_world: int) -> DataConfig:
     image_size = _pick(args.image_size, demo.get("image_size"), recipe.image_size)
     if image_size < models.min_image_size(arch):
         raise UserError(f"--image-size {image_size} is too small for {arch}; "
@@ -214,52 +293,63 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
     if val_resize < image_size:
         raise UserError(f"--val-resize {val_resize} is smaller than --image-size {image_size}; "
                         "the center crop needs val-resize >= image-size")
+    return DataConfig(
+        path=path, kind=kind, backend="gpu" if args.data_backend == "gpu" else "pil",
+        image_size=image_size, val_resize=val_resize, mean=recipe.mean, std=recipe.std,
+        color_jitter=recipe.color_jitter,
+        workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
+        num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size))
+
+
+def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int) -> OptimConfig:
+    global_batch, per_device = _batch(args, recipe, world_size, local_world, demo)
     scheduler = _pick(args.lr_scheduler, recipe.lr_scheduler)
     if scheduler not in SCHEDULES:
         raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
+    return OptimConfig(
+        epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs), start_epoch=args.start_epoch or 0,
+        batch_size=global_batch, per_device_batch=per_device,
+        lr=_pick(args.lr, _recipe_lr(args, recipe, world_size, global_batch, demo)),
+        momentum=_pick(args.momentum, recipe.momentum), weight_decay=_pick(args.weight_decay, recipe.weight_decay),
+        label_smoothing=_label_smoothing(args, recipe), lr_scheduler=scheduler,
+        lr_epochs=_pick(args.lr_epochs, recipe.lr_epochs), lr_step=recipe.lr_step,
+        lr_gamma=_pick(args.lr_gamma, recipe.lr_gamma),
+        warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs))
+
+
+def _precision_config(args, recipe: Recipe) -> PrecisionConfig:
     opt_level = args.opt_level.upper() if args.opt_level else None
     if opt_level is not None and opt_level not in OPT_LEVELS:
         raise UserError(f"unknown --opt-level '{args.opt_level}'; use O0, O1, O2 or O3")
-    output_dir = Path(args.output_dir or ".").expanduser()
-    model_kwargs = dict(recipe.model_kwargs)
-    if args.aux_logits:
-        if arch != "googlenet":
-            raise UserError(f"--aux-logits is a GoogLeNet option; {arch} has no auxiliary heads")
-        model_kwargs["aux_logits"] = True
-    return Config(
-        arch=arch, recipe=recipe.name, data=data, data_kind=kind, output_dir=output_dir,
-        data_backend="gpu" if args.data_backend == "gpu" else "pil",
-        epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs),
-        start_epoch=args.start_epoch or 0,
-        batch_size=global_batch, per_device_batch=per_device,
-        lr=_pick(args.lr, _recipe_lr(args, recipe, world_size, global_batch, demo)),
-        momentum=_pick(args.momentum, recipe.momentum),
-        weight_decay=_pick(args.weight_decay, recipe.weight_decay),
-        label_smoothing=_label_smoothing(args, recipe),
-        lr_scheduler=scheduler,
-        lr_epochs=_pick(args.lr_epochs, recipe.lr_epochs),
-        lr_step=recipe.lr_step,
-        lr_gamma=_pick(args.lr_gamma, recipe.lr_gamma),
-        warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs),
-        amp=bool(args.amp), opt_level=opt_level, recipe_opt_level=recipe.opt_level,
-        loss_scale=_loss_scale(args.loss_scale, recipe), amp_dtype=args.amp_dtype,
-        image_size=image_size, val_resize=val_resize, mean=recipe.mean, std=recipe.std,
-        color_jitter=recipe.color_jitter,
-        seed=_pick(args.seed, recipe.seed),
-        device=args.device, device_id=args.device_id,
-        workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
-        print_freq=_pick(args.print_freq, 10),
-        ckpt_interval=args.ckpt_interval or 0,
-        resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
-        stop_step_num=args.stop_step_num, prof=bool(args.prof), num_classes=args.num_classes,
-        no_val=bool(args.no_val), aux_logits=bool(args.aux_logits),
-        dummy_sizes=_dummy_sizes(args.dummy_size),
-        world_size=world_size, benchmark=bool(args.benchmark), channels_last=args.channels_last,
-        compile=bool(args.compile), dist_backend=args.dist_backend,
-        max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
-        tensorboard=_tensorboard(args.tensorboard),
-        model_kwargs=model_kwargs, argv=tuple(sys.argv),
-    )
+    return PrecisionConfig(amp=bool(args.amp), opt_level=opt_level, recipe_opt_level=recipe.opt_level,
+                           loss_scale=_loss_scale(args.loss_scale, recipe), amp_dtype=args.amp_dtype,
+                           channels_last=args.channels_last, compile=bool(args.compile),
+                           benchmark=bool(args.benchmark))
+
+
+def _model_kwargs(args, arch: str, recipe: Recipe) -> dict:
+    """The recipe's build kwargs plus the options flags switched on (each one the net offers)."""
+    kwargs = dict(recipe.model_kwargs)
+    offered = models.get_model_entry(arch).train_options
+    for option in getattr(args, "model_options", None) or ():
+        if option not in offered:
+            offers = f" (its options: {', '.join(offered)})" if offered else ""
+            raise UserError(f"--{option.replace('_', '-')} is not an option of {arch}{offers}; drop the flag")
+        kwargs[option] = True
+    return kwargs
+
+
+def _device_id(device_id: Optional[int], device_list: Optional[str]) -> Optional[int]:
+    """``--device-id``, or the one id of a one-item ``--device-list`` (several: main_8p.py's)."""
+    if device_id is not None or not device_list:
+        return device_id
+    try:
+        ids = parse_int_list(device_list)
+    except argparse.ArgumentTypeError:
+        ids = ()
+    if not ids or min(ids) < 0:
+        raise UserError(f"--device-list '{device_list}' is not a comma-separated list of device ids")
+    return ids[0] if len(ids) == 1 else None
 
 
 def _loss_scale(value: Optional[str], recipe: Recipe) -> Optional[float]:

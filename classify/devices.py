@@ -1,20 +1,29 @@
-"""Everything device-specific lives here: resolution, synchronisation, capabilities.
+"""Everything device-specific lives here: resolution, synchronisation, capabilities, RNG,
+and the small process-level facts the rest of the engine shares (CPU count, whether a
+process group is up, which device a collective runs on).
 
-``--device auto`` picks npu when ``torch_npu`` imports, else cuda, else cpu.
+``--device auto`` picks npu when ``torch_npu`` imports and sees an NPU, else cuda, else cpu.
 """
 
 import importlib
 import os
+import random
 from typing import Optional
 
+import numpy as np
 import torch
+import torch.distributed as dist
 
 from .errors import UserError
 
-__all__ = ["resolve_device", "synchronize", "supports_bf16", "device_count", "npu_available",
-           "dist_backend", "pin_memory", "manual_seed_all", "rng_state", "set_rng_state"]
+__all__ = ["resolve_kind", "resolve_device", "synchronize", "supports_bf16", "device_count", "npu_available",
+           "dist_backend", "pin_memory", "manual_seed_all", "rng_state", "set_rng_state", "cpu_count",
+           "dist_ready", "collective_device", "check_device_index", "VISIBLE_DEVICES_ENV", "KINDS"]
 
+KINDS = ("cpu", "cuda", "npu")
 _ALIASES = {"gpu": "cuda"}
+# The environment variable that restricts which accelerators a process sees.
+VISIBLE_DEVICES_ENV = {"cuda": "CUDA_VISIBLE_DEVICES", "npu": "ASCEND_RT_VISIBLE_DEVICES"}
 
 
 def npu_available() -> bool:
@@ -25,21 +34,29 @@ def npu_available() -> bool:
     return hasattr(torch, "npu") and torch.npu.is_available()
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a Slurm/cgroup allocation)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def device_count(kind: str) -> int:
     if kind == "cuda":
         return torch.cuda.device_count()
     if kind == "npu":
         return torch.npu.device_count() if npu_available() else 0
-    return os.cpu_count() or 1
+    return cpu_count()
 
 
-def _kind(name: str) -> str:
+def resolve_kind(name: str) -> str:
+    """``--device`` value -> cpu | cuda | npu; a one-line ``UserError`` when it is not there."""
     name = _ALIASES.get(name, name)
     if name == "auto":
         if npu_available():
             return "npu"
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda", "npu"):
+    if name not in KINDS:
         raise UserError(f"unknown --device '{name}'; use auto, cpu, cuda (gpu) or npu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for but no CUDA device is visible; use --device cpu")
@@ -49,16 +66,21 @@ def _kind(name: str) -> str:
     return name
 
 
-def resolve_device(name: str, local_rank: int = 0, device_id: Optional[int] = None) -> torch.device:
-    """The torch.device of this process: ``device_id`` for one process, else the local rank."""
-    kind = _kind(name)
-    if kind == "cpu":
-        return torch.device("cpu")
-    index = local_rank if device_id is None else device_id
+def check_device_index(kind: str, index: int) -> None:
+    """One line when device ``index`` of ``kind`` is not visible to this process."""
     count = device_count(kind)
     if index >= count:
         raise UserError(f"{kind} device {index} asked for but only {count} visible; "
                         f"check --device-id/--device-list or the visible devices")
+
+
+def resolve_device(name: str, local_rank: int = 0, device_id: Optional[int] = None) -> torch.device:
+    """The torch.device of this process: ``device_id`` for one process, else the local rank."""
+    kind = resolve_kind(name)
+    if kind == "cpu":
+        return torch.device("cpu")
+    index = local_rank if device_id is None else device_id
+    check_device_index(kind, index)
     device = torch.device(kind, index)
     getattr(torch, kind).set_device(device)
     return device
@@ -79,38 +101,65 @@ def dist_backend(device: torch.device) -> str:
     return {"cuda": "nccl", "npu": "hccl"}.get(device.type, "gloo")
 
 
+def dist_ready() -> bool:
+    """A process group is up (torch.distributed built in and initialised)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def collective_device(device: torch.device) -> torch.device:
+    """Where a tensor for a collective must live: gloo reduces CPU tensors, nccl/hccl device ones."""
+    return torch.device("cpu") if dist.get_backend() == "gloo" else device
+
+
 def pin_memory(device: torch.device) -> bool:
     return device.type in ("cuda", "npu")
 
 
 def manual_seed_all(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds cuda (and npu through torch_npu's hooks)
 
 
-def rng_state() -> dict:
-    import random
-
-    import numpy as np
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+def _accelerator_rng():
+    """(name, torch module) of the initialised accelerator whose generators to save, or None."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        return "cuda", torch.cuda
+    if hasattr(torch, "npu") and npu_available():
+        return "npu", torch.npu
+    return None
+
+
+def rng_state() -> dict:
+    """Every generator this process draws from, as tensors and plain values only (so that a
+    checkpoint holding it loads with ``torch.load(weights_only=True)``)."""
+    version, mt, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                  "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
+    accelerator = _accelerator_rng()
+    if accelerator is not None:
+        name, module = accelerator
+        state[name] = module.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    import random
-
-    import numpy as np
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore what ``rng_state`` saved (also the tuple form older checkpoints hold)."""
+    py, npy = state["python"], state["numpy"]
+    if isinstance(py, dict):
+        py = (py["version"], tuple(py["state"].tolist()), py["gauss"])
+    random.setstate(py)
+    if isinstance(npy, dict):
+        npy = {"bit_generator": "MT19937", "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
+               "has_gauss": npy["has_gauss"], "gauss": npy["gauss"]}
+    np.random.set_state(npy)
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    accelerator = _accelerator_rng()
+    if accelerator is not None and accelerator[0] in state:  # a resume on another kind skips it
+        accelerator[1].set_rng_state_all(state[accelerator[0]])

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .devices import dist_backend
+from .devices import dist_backend, dist_ready
 
-__all__ = ["DistInfo", "dist_info_from_env", "init_distributed", "all_reduce_sum", "barrier", "gather_objects",
-           "broadcast_object", "broadcast_buffers", "cleanup"]
+__all__ = ["DistInfo", "dist_info_from_env", "init_distributed", "all_reduce_sum", "gather_objects",
+           "broadcast_buffers", "cleanup"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def dist_info_from_env() -> DistInfo:
 def init_distributed(info: DistInfo, device: torch.device, backend: str = None,
                      timeout_s: float = 600.0) -> None:
     """Join the process group (env:// rendezvous set up by torchrun)."""
-    if not info.enabled or dist.is_initialized():
+    if not info.enabled or dist_ready():
         return
     # Fail fast instead of hanging when a peer dies: with async error handling nccl/hccl abort
     # a collective stuck longer than ``timeout_s`` and end the process, so torchrun's agent
@@ -70,39 +70,26 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
     """Give every rank ``src``'s buffers (BatchNorm running statistics). Each rank's last
     forward updated its own copy, so without this a distributed evaluation would normalise
     each shard with different statistics than the checkpoint (rank 0's) holds."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not dist_ready():
         return
     for buf in module.buffers():
         dist.broadcast(buf.data, src=src)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
+    if dist_ready():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def broadcast_object(obj, src: int = 0):
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if dist_ready():
         dist.destroy_process_group()
 
 
 def gather_objects(obj) -> list:
     """Every rank's ``obj`` as a list indexed by rank (``[obj]`` without a process group)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not dist_ready():
         return [obj]
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)

@@ -1,45 +1,28 @@
-"""Stopping cleanly: SIGTERM/SIGINT (what schedulers send before preemption) and
-non-finite losses.
+"""Stopping cleanly: SIGTERM/SIGINT (what schedulers send before preemption).
 
-A signal only sets a flag; the loop finishes the current step, writes a checkpoint and
-stops. With several ranks the flag is agreed on with one all-reduce every ``every``
-steps (at the print interval, where the loop syncs anyway), so all ranks stop at the
-same step and no collective is left waiting.
+A signal only sets a flag; the loop finishes the current step, the run writes a checkpoint
+and stops. With several ranks the flag is agreed on at the print interval, where the loop
+reads its metrics anyway, in the same all-reduce as the non-finite-loss check
+(``agree``), so all ranks stop at the same step and no collective is left waiting.
 """
 
 import signal
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["StopRequest", "Interrupted", "NonFiniteLoss"]
+from .devices import collective_device, dist_ready
 
-
-class Interrupted(Exception):
-    """Training stopped by a signal after saving; exit code 128 + signal number."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
-
-
-class NonFiniteLoss(Exception):
-    """The loss became NaN/inf (``--nan-policy``); exit code 3. ``step`` is set when the model
-    still holds the last good weights (the bad step was not applied), else None."""
-
-    exit_code = 3
-
-    def __init__(self, message: str, step: Optional[int]):
-        super().__init__(message)
-        self.step = step
+__all__ = ["StopRequest", "agree"]
 
 
 class StopRequest:
+    """Context manager: installs the handlers, and holds ``signum`` once a signal arrived."""
+
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, device: torch.device, every: int = 1):
-        self.device, self.every = device, max(1, every)
+    def __init__(self):
         self.signum: Optional[int] = None
         self._previous = {}
 
@@ -61,15 +44,13 @@ class StopRequest:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.signum = signum
 
-    def requested(self, step: int) -> bool:
-        """True when a signal arrived here or on any rank (checked every ``every`` steps with ranks)."""
-        if not (dist.is_available() and dist.is_initialized()):
-            return self.signum is not None
-        if step % self.every:
-            return False
-        on = self.device if dist.get_backend() != "gloo" else torch.device("cpu")
-        flag = torch.tensor([self.signum or 0], dtype=torch.int32, device=on)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and self.signum is None:
-            self.signum = int(flag.item())
-        return bool(flag.item())
+
+def agree(device: torch.device, *, nonfinite: bool, signum: Optional[int]) -> Tuple[bool, int]:
+    """(any rank saw a non-finite loss, the largest signal number any rank received, 0 for none):
+    one all-reduce for both; without a process group, this rank's own values."""
+    if not dist_ready():
+        return nonfinite, signum or 0
+    flags = torch.tensor([int(nonfinite), signum or 0], dtype=torch.int32, device=collective_device(device))
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    any_nonfinite, any_signal = flags.tolist()
+    return bool(any_nonfinite), int(any_signal)

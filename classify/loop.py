@@ -2,6 +2,8 @@
 
 No host sync per step: losses and accuracy counts are summed on the device and read at
 print intervals; the FPS window syncs the device only at its edges (metrics.Throughput).
+At a print interval the ranks agree, in one all-reduce, on whether any of them saw a
+non-finite loss or received a stop signal (guard.agree).
 """
 
 import time
@@ -11,14 +13,17 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.nn as nn
 
+from models import LossFn, plain_loss
+
 from .amp import AmpSettings, autocast
-from .errors import DataError
-from .guard import NonFiniteLoss
+from .devices import dist_ready
+from .errors import DataError, NonFiniteLoss
+from .guard import StopRequest, agree
 from .metrics import Meter, Throughput, accuracy_counts, sum_over_ranks, warmup_steps
 from .report import Reporter
 from .transforms import Normalize
 
-__all__ = ["TrainParts", "EpochPlan", "train_one_epoch", "train_step", "evaluate", "compute_loss"]
+__all__ = ["TrainParts", "EpochPlan", "train_one_epoch", "train_step", "evaluate"]
 
 
 @dataclass
@@ -33,7 +38,7 @@ class TrainParts:
     device: torch.device
     amp: AmpSettings
     normalize: Normalize
-    aux_weight: float = 0.3  # GoogLeNet: loss = ce(main) + 0.3 * (ce(aux1) + ce(aux2))
+    loss_fn: LossFn = plain_loss  # the network's training loss (its ModelEntry.loss)
     # Check every loss on the host before the update (free on CPU; one sync per step elsewhere,
     # so accelerators check the averaged loss at print intervals instead).
     check_finite: bool = False
@@ -54,78 +59,104 @@ class EpochPlan:
     max_bad_fraction: float = 0.01  # --max-bad-images
 
 
-def compute_loss(criterion: nn.Module, output, target: torch.Tensor, aux_weight: float):
-    """(main logits, loss). torchvision's GoogLeNet returns (logits, aux2, aux1) in training."""
-    if isinstance(output, tuple):
-        main, *aux = output
-        aux_loss = sum(criterion(a, target) for a in aux if a is not None)
-        return main, criterion(main, target) + aux_weight * aux_loss
-    return output, criterion(output, target)
+class _Window:
+    """Step and data times since the last print (host clock only)."""
+
+    def __init__(self):
+        self.start = self.last = time.perf_counter()
+        self.reset()
+
+    def reset(self) -> None:
+        self.time = self.data = 0.0
+        self.steps = 0
+
+    def data_done(self) -> float:
+        return time.perf_counter() - self.last
+
+    def step_done(self, data_time: float) -> float:
+        now = time.perf_counter()
+        self.time, self.data, self.steps = self.time + now - self.last, self.data + data_time, self.steps + 1
+        self.last = now
+        return now
 
 
-def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Reporter,
-                    after_step: Optional[Callable[[int], bool]] = None) -> Dict[str, float]:
-    """One pass over ``loader``. ``after_step(step)`` may return True to stop early (signals,
-    mid-epoch checkpoints). Returns train loss/acc1/acc5 over all ranks, fps, images, bad_images."""
+def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Reporter, *,
+                    stop: Optional[StopRequest] = None,
+                    after_step: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
+    """One pass over ``loader``. ``after_step(step)`` runs after each step (bookkeeping,
+    mid-epoch checkpoints). A signal on any rank (``stop``) ends the pass early, at the same
+    step on every rank. Returns train loss/acc1/acc5 over all ranks, fps, images, bad_images,
+    steps, time_s and ``stop_signal`` (0, or the signal that ended the pass)."""
     parts.model.train()
     meter = Meter(["loss", "acc1", "acc5"], parts.device)
     steps = len(loader) if plan.max_steps is None else min(len(loader), plan.max_steps)
     speed = Throughput(parts.device, warmup_steps(steps))
-    bad = done = skipped = seen = 0
-    stopped = False
-    window_time = window_data = 0.0
-    window_steps = 0
-    start = last = time.perf_counter()
+    bad = done = skipped = seen = stop_signal = 0
+    window = _Window()
     speed.begin()
     for i, (images, target, n_bad) in enumerate(loader):
         bad += n_bad
         if images is None:  # every image of the batch was unreadable
             continue
-        data_time = time.perf_counter() - last
+        data_time = window.data_done()
         n = images.shape[0]
         seen += n
         step = plan.start_step + i
         if not train_step(parts, images, target, meter, n):
             skipped += 1
-            if skipped > parts.nan_skips:
-                raise NonFiniteLoss(f"non-finite loss at epoch {plan.epoch} step {step} "
-                                    f"({skipped} such step{'s' * (skipped > 1)})", step)
-            reporter.line(f"warning: non-finite loss at epoch {plan.epoch} step {step}; step skipped "
-                          f"({skipped}/{parts.nan_skips})")
+            _skipped_step(parts, plan, reporter, step=step, skipped=skipped)
         done += 1
         speed.step(n)
-        now = time.perf_counter()
-        window_time, window_data, window_steps = window_time + now - last, window_data + data_time, window_steps + 1
-        last = now
-        if i % plan.print_freq == 0 or done == steps:
+        now = window.step_done(data_time)
+        at_print = i % plan.print_freq == 0 or done == steps
+        if at_print:
             _check_bad(bad, seen, plan.max_bad_fraction)
-            m = meter.read_window()
-            if not parts.check_finite and parts.scaler is None and sum_over_ranks(
-                    float(m["loss"] != m["loss"]), parts.device):
-                raise NonFiniteLoss(f"non-finite loss in epoch {plan.epoch} before step {step + 1}", None)
-            avg = meter.averages()
-            step_time = window_time / window_steps
-            m.update(time=step_time, data=window_data / window_steps)
-            avg["time"] = (now - start) / done
-            left = steps - done
-            reporter.step(plan.epoch, step, plan.steps_per_epoch, m, avg,
-                          parts.optimizer.param_groups[0]["lr"], n * plan.world_size / step_time,
-                          avg["time"] * left, avg["time"] * (left + plan.epochs_left * plan.steps_per_epoch))
-            window_time = window_data = 0.0
-            window_steps = 0
-        if after_step is not None and after_step(step + 1):
-            stopped = True
-            break
-        if done >= steps:
-            stopped = plan.max_steps is not None and done == plan.max_steps
+            stop_signal = _print_step(parts, plan, reporter, meter, window,
+                                      step=step, n=n, done=done, steps=steps, now=now, stop=stop)
+        elif stop is not None and stop.signum and not dist_ready():
+            stop_signal = stop.signum  # one process: stop at once; ranks wait for the print interval
+        if after_step is not None:
+            after_step(step + 1)
+        if stop_signal or done >= steps:
             break
     fps = speed.fps()
     _check_bad(bad, seen, plan.max_bad_fraction, final=True)
     out = meter.averages(reduce=True)
     out.update(fps=fps, images=out.pop("count"), bad_images=sum_over_ranks(bad, parts.device), steps=done,
-               stopped=stopped,
-               time_s=time.perf_counter() - start)
+               stop_signal=stop_signal, time_s=time.perf_counter() - window.start)
     return out
+
+
+def _skipped_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, step: int, skipped: int) -> None:
+    if skipped > parts.nan_skips:
+        raise NonFiniteLoss(f"non-finite loss at epoch {plan.epoch} step {step} "
+                            f"({skipped} such step{'s' * (skipped > 1)})", step)
+    reporter.line(f"warning: non-finite loss at epoch {plan.epoch} step {step}; step skipped "
+                  f"({skipped}/{parts.nan_skips})")
+
+
+def _print_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, meter: Meter, window: _Window, *,
+                step: int, n: int, done: int, steps: int, now: float, stop: Optional[StopRequest]) -> int:
+    """The print interval: read the window (one sync), agree with the other ranks on a
+    non-finite loss and on a stop signal (one all-reduce), log the step line. Returns the
+    agreed stop signal (0: none)."""
+    m = meter.read_window()
+    local_nonfinite = not parts.check_finite and parts.scaler is None and m["loss"] != m["loss"]
+    nonfinite, signum = agree(parts.device, nonfinite=local_nonfinite, signum=stop.signum if stop else None)
+    if nonfinite:
+        raise NonFiniteLoss(f"non-finite loss in epoch {plan.epoch} before step {step + 1}", None)
+    if stop is not None and signum and stop.signum is None:
+        stop.signum = signum  # another rank's signal
+    avg = meter.averages()
+    step_time = window.time / window.steps
+    m.update(time=step_time, data=window.data / window.steps)
+    avg["time"] = (now - window.start) / done
+    left = steps - done
+    reporter.step(plan.epoch, step, plan.steps_per_epoch, m, avg, parts.optimizer.param_groups[0]["lr"],
+                  n * plan.world_size / step_time, avg["time"] * left,
+                  avg["time"] * (left + plan.epochs_left * plan.steps_per_epoch))
+    window.reset()
+    return signum
 
 
 def _check_bad(bad: int, seen: int, max_fraction: float, final: bool = False) -> None:
@@ -142,8 +173,7 @@ def train_step(parts: TrainParts, images, target, meter: Optional[Meter] = None,
     images = images.to(parts.device, non_blocking=True)
     target = target.to(parts.device, non_blocking=True)
     with autocast(parts.device, parts.amp):
-        output = parts.model(parts.normalize(images))
-        main, loss = compute_loss(parts.criterion, output, target, parts.aux_weight)
+        main, loss = parts.loss_fn(parts.criterion, parts.model(parts.normalize(images)), target)
     # All ranks agree (one tiny all-reduce, CPU only), so they skip or stop at the same step.
     if parts.check_finite and sum_over_ranks(0.0 if torch.isfinite(loss).item() else 1.0, parts.device):
         return False
@@ -156,19 +186,20 @@ def train_step(parts: TrainParts, images, target, meter: Optional[Meter] = None,
         loss.backward()
         parts.optimizer.step()
     parts.scheduler.step()
-    if meter is None:
-        return True
-    correct = accuracy_counts(main.detach(), target)
-    meter.update(torch.cat([(loss.detach().float() * n).view(1), correct * (100.0)]), n)
+    if meter is not None:
+        correct = accuracy_counts(main.detach(), target)
+        meter.update(torch.cat([(loss.detach().float() * n).view(1), correct * 100.0]), n)
     return True
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, amp: AmpSettings, normalize: Normalize,
-             criterion: nn.Module) -> Dict[str, float]:
+def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings,
+             normalize: Normalize) -> Dict[str, float]:
     """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
+    The loss is plain cross-entropy (no label smoothing), as timm and torchvision report it.
     ``model`` must be the bare module (DDP's forward would be a collective per batch)."""
     model.eval()
+    criterion = nn.CrossEntropyLoss()
     meter = Meter(["loss", "acc1", "acc5"], device)
     bad = 0
     for images, target, n_bad in loader:
@@ -179,9 +210,9 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: AmpSettings, n
         target = target.to(device, non_blocking=True)
         with autocast(device, amp):
             output = model(normalize(images))
-            loss = criterion(output, target)
+        loss = criterion(output.float(), target)
         n = images.shape[0]
-        meter.update(torch.cat([(loss.float() * n).view(1), accuracy_counts(output, target) * 100.0]), n)
+        meter.update(torch.cat([(loss * n).view(1), accuracy_counts(output, target) * 100.0]), n)
     out = meter.averages(reduce=True)
     out["images"] = out.pop("count")
     out["bad_images"] = sum_over_ranks(bad, device)

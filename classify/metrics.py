@@ -11,7 +11,7 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from .devices import synchronize
+from .devices import collective_device, dist_ready, synchronize
 from .distributed import all_reduce_sum
 
 __all__ = ["accuracy_counts", "Meter", "format_eta", "Throughput", "warmup_steps",
@@ -28,36 +28,42 @@ def accuracy_counts(output: torch.Tensor, target: torch.Tensor, topk: Sequence[i
 
 
 class Meter:
-    """Running sums of named quantities weighted by sample count, kept on the device."""
+    """Running sums of named quantities weighted by sample count.
+
+    The sums stay on the device and the sample counts on the host (the loop knows them), so
+    ``update`` queues device work only: no host-to-device copy, no stream sync per step."""
 
     def __init__(self, names: Sequence[str], device: torch.device):
         self.names = list(names)
         dtype = torch.float64 if device.type in ("cpu", "cuda") else torch.float32  # npu: no fp64 sums
-        self.total = torch.zeros(len(names) + 1, dtype=dtype, device=device)  # last: count
+        self.total = torch.zeros(len(names), dtype=dtype, device=device)
         self.window = torch.zeros_like(self.total)
+        self.total_count = self.window_count = 0
 
     def update(self, values: torch.Tensor, count: int) -> None:
-        """``values``: per-name sums over the batch (device tensor)."""
-        row = torch.cat([values.detach().to(self.total.dtype).flatten(),
-                         torch.tensor([count], dtype=self.total.dtype, device=self.total.device)])
-        self.total += row
-        self.window += row
+        """``values``: per-name sums over the batch (device tensor); ``count``: its samples."""
+        values = values.detach().to(self.total.dtype).flatten()
+        self.total += values
+        self.window += values
+        self.total_count += count
+        self.window_count += count
 
     def read_window(self) -> Dict[str, float]:
-        """Averages since the last call (one host sync), then reset the window."""
-        out = self._averages(self.window.tolist())
+        """This rank's averages since the last call (one host sync), then reset the window."""
+        out = self._averages(self.window.tolist(), self.window_count)
         self.window.zero_()
+        self.window_count = 0
         return out
 
     def averages(self, reduce: bool = False) -> Dict[str, float]:
-        total = all_reduce_sum(self.total.clone()) if reduce else self.total
-        return self._averages(total.tolist())
+        """Averages of the running sums; ``reduce``: over all ranks (a collective)."""
+        if not reduce or not dist_ready():
+            return self._averages(self.total.tolist(), self.total_count)
+        count = torch.tensor([float(self.total_count)], dtype=self.total.dtype, device=self.total.device)
+        sums = all_reduce_sum(torch.cat([self.total, count])).tolist()
+        return self._averages(sums[:-1], sums[-1])
 
-    def count(self, reduce: bool = False) -> int:
-        return int(self.averages(reduce)["count"])
-
-    def _averages(self, sums) -> Dict[str, float]:
-        count = sums[-1]
+    def _averages(self, sums, count) -> Dict[str, float]:
         out = {n: (s / count if count else float("nan")) for n, s in zip(self.names, sums)}
         out["count"] = count
         return out
@@ -65,9 +71,9 @@ class Meter:
 
 def sum_over_ranks(value: float, device: torch.device) -> float:
     """A host number summed over ranks (a collective when distributed)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not dist_ready():
         return value
-    on = device if dist.get_backend() != "gloo" else torch.device("cpu")
+    on = collective_device(device)
     return all_reduce_sum(torch.tensor([float(value)], dtype=torch.float64, device=on)).item()
 
 
@@ -106,8 +112,8 @@ class Throughput:
         elapsed = time.perf_counter() - self.start if self.start is not None else 0.0
         images = torch.tensor([float(self.images)], dtype=torch.float64)
         seconds = torch.tensor([elapsed], dtype=torch.float64)
-        if dist.is_available() and dist.is_initialized():
-            on = self.device if dist.get_backend() != "gloo" else torch.device("cpu")
+        if dist_ready():
+            on = collective_device(self.device)
             images, seconds = images.to(on), seconds.to(on)
             dist.all_reduce(images, op=dist.ReduceOp.SUM)
             dist.all_reduce(seconds, op=dist.ReduceOp.MAX)

@@ -13,7 +13,7 @@ from torchvision.models import get_model_weights
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError
 
-__all__ = ["TORCHVISION", "torchvision_weights_path", "load_pretrained"]
+__all__ = ["TORCHVISION", "torchvision_weights_path", "cached_torchvision_weights", "load_pretrained"]
 
 TORCHVISION = "torchvision"  # the value of a bare --pretrained
 
@@ -27,6 +27,15 @@ def torchvision_weights_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
+def cached_torchvision_weights(arch: str) -> Path:
+    """The torchvision weights file of ``arch`` in the local cache (one line if it is not there)."""
+    path = torchvision_weights_path(arch)
+    if not path.is_file():
+        raise CheckpointError(f"torchvision {arch} weights are not in the local cache and cannot be "
+                              f"downloaded here; copy {path.name} to {path} or pass --pretrained PATH")
+    return path
+
+
 def _is_torchvision_file(path: str, arch: str) -> bool:
     try:
         return Path(path).name == torchvision_weights_path(arch).name
@@ -38,14 +47,10 @@ def load_pretrained(value: str, arch: str) -> Dict[str, Any]:
     """A checkpoint dict for ``--pretrained`` (a path, or the torchvision cache)."""
     if value != TORCHVISION:
         state = load_checkpoint(value)
-        if _is_torchvision_file(value, arch):  # e.g. googlenet-1378be20.pth copied by hand
+        if _is_torchvision_file(value, arch):  # torchvision's weights file, copied by hand
             state["torchvision"] = True
         return state
-    path = torchvision_weights_path(arch)
-    if not path.is_file():
-        raise CheckpointError(f"torchvision {arch} weights are not in the local cache and cannot be "
-                              f"downloaded here; copy {path.name} to {path} or pass --pretrained PATH")
-    state = load_checkpoint(path)
+    state = load_checkpoint(cached_torchvision_weights(arch))
     state["arch"] = arch
     state["torchvision"] = True
     return state

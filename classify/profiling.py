@@ -5,7 +5,7 @@ Writes ``<output-dir>/profile/trace.json`` (open in chrome://tracing or Perfetto
 """
 
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict
 
 from torch.profiler import ProfilerActivity, profile, schedule
 
@@ -16,7 +16,8 @@ __all__ = ["profile_training"]
 WAIT, WARMUP, ACTIVE = 1, 2, 5  # steps: skipped, profiled but discarded, recorded
 
 
-def profile_training(parts: TrainParts, loader, out_dir: Path) -> Dict[str, str]:
+def profile_training(parts: TrainParts, loader, out_dir: Path, report: Callable[[str], None]) -> Dict[str, str]:
+    """Profile a few steps; ``report`` gets the top-ops table and where the files are."""
     out_dir = Path(out_dir) / "profile"
     out_dir.mkdir(parents=True, exist_ok=True)
     activities = [ProfilerActivity.CPU]
@@ -35,5 +36,8 @@ def profile_training(parts: TrainParts, loader, out_dir: Path) -> Dict[str, str]
     trace, table = out_dir / "trace.json", out_dir / "top_ops.txt"
     prof.export_chrome_trace(str(trace))
     sort = "self_cuda_time_total" if parts.device.type == "cuda" else "self_cpu_time_total"
-    table.write_text(prof.key_averages().table(sort_by=sort, row_limit=30) + "\n")
+    text = prof.key_averages().table(sort_by=sort, row_limit=30) + "\n"
+    table.write_text(text)
+    report(text)
+    report(f"=> profile written: {trace} (chrome://tracing) and {table}")
     return {"trace": str(trace), "table": str(table)}

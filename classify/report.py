@@ -1,18 +1,22 @@
 """Everything the run tells the user: log lines (rank 0), metrics.jsonl and summary.json.
 
-The line formats are a contract (DESIGN.md "Logs"): ModelZoo grep pipelines read the
+The line formats are a contract (docs/architecture.md, "Logs"): ModelZoo grep pipelines read the
 token after ``Loss``, after `` * Acc@1`` and the last token of the ``FPS@all`` line.
 """
 
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Dict, Optional
 
+import torch
+
+from .errors import UserError
 from .metrics import format_eta
 
-__all__ = ["Reporter"]
+__all__ = ["Reporter", "prepare_output_dir", "run_summary"]
 
 _TB_NAMES = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc1": "acc1/train", "acc1": "acc1/val",
              "acc5": "acc5/val", "lr": "lr", "img_per_s": "img_per_s"}
@@ -51,10 +55,15 @@ class Reporter:
     def fps(self, epoch: int, fps: float) -> None:
         self.line(f"[epoch {epoch}] FPS@all {fps:.1f}")
 
-    def epoch_record(self, record: Dict) -> None:
+    def epoch_record(self, epoch: int, *, lr: float, train: Dict, val: Dict) -> None:
         """One line of metrics.jsonl; also TensorBoard scalars and curves.png when available."""
         if not self.is_main:
             return
+        record = {"epoch": epoch, "lr": lr, "train_loss": _round(train["loss"]), "train_acc1": _round(train["acc1"]),
+                  "val_loss": _round(val.get("loss")), "acc1": _round(val.get("acc1")),
+                  "acc5": _round(val.get("acc5")), "img_per_s": round(train["fps"], 1),
+                  "epoch_time_s": round(train["time_s"], 3), "train_images": int(train["images"]),
+                  "bad_images": int(train["bad_images"])}
         metrics = self.output_dir / "metrics.jsonl"
         with open(metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -72,10 +81,42 @@ class Reporter:
             self.tb.close()
 
     def summary(self, summary: Dict) -> None:
+        self.write_json("summary.json", summary)
+
+    def write_json(self, name: str, obj: Dict) -> None:
+        """``OUTPUT_DIR/name``, replaced atomically (rank 0 only)."""
         if not self.is_main:
             return
-        path = self.output_dir / "summary.json"
-        text = json.dumps(summary, indent=2) + "\n"
-        tmp = path.with_name(f".summary.json.{os.getpid()}.tmp")
-        tmp.write_text(text)
+        path = self.output_dir / name
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
         os.replace(tmp, path)
+
+
+def prepare_output_dir(path: Path) -> None:
+    """Create ``path`` and check that it is writable (one line if not)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test.{time.time_ns()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"output dir '{path}' is not writable ({e.strerror}); "
+                        "pass --output-dir to a writable folder") from None
+
+
+def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_batch_size: int,
+                best_acc1: Optional[float], last_eval: Dict, fps: float, train_time: float,
+                device: torch.device, amp: str, bad_images: int) -> Dict:
+    """The contents of summary.json."""
+    return {
+        "arch": arch, "recipe": recipe, "epochs": epochs, "world_size": world_size,
+        "global_batch_size": global_batch_size, "best_acc1": _round(best_acc1),
+        "final_acc1": _round(last_eval.get("acc1")), "final_acc5": _round(last_eval.get("acc5")),
+        "fps": round(fps, 1), "train_time_s": round(train_time, 3), "device": str(device), "amp": amp,
+        "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images,
+    }
+
+
+def _round(value, digits: int = 4):
+    return None if value is None else round(float(value), digits)

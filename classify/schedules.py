@@ -19,11 +19,11 @@ __all__ = ["SCHEDULES", "lr_factor", "build_scheduler"]
 SCHEDULES = ("cosine", "step", "exponential", "constant")
 
 
-def lr_factor(name: str, epoch_float: float, epochs: int, warmup_epochs: float = 0.0,
+def lr_factor(name: str, epoch_float: float, epochs: int, *, warmup_epochs: float = 0.0,
               milestones: Sequence[int] = (), step: int = 30, gamma: float = 0.1) -> float:
     """The multiplier of the base lr at a (fractional) epoch."""
     if warmup_epochs > 0 and epoch_float < warmup_epochs:
-        return (epoch_float + 1e-3) / warmup_epochs  # never exactly 0
+        return min(1.0, (epoch_float + 1e-3) / warmup_epochs)  # never exactly 0, never above 1
     if name == "cosine":
         span = max(epochs - warmup_epochs, 1e-8)
         progress = min(max(epoch_float - warmup_epochs, 0.0) / span, 1.0)
@@ -37,9 +37,10 @@ def lr_factor(name: str, epoch_float: float, epochs: int, warmup_epochs: float =
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, steps_per_epoch: int,
+def build_scheduler(optimizer: torch.optim.Optimizer, *, name: str, epochs: int, steps_per_epoch: int,
                     warmup_epochs: float = 0.0, milestones: Sequence[int] = (), step: int = 30,
                     gamma: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
     steps = max(steps_per_epoch, 1)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(name, it / steps, epochs, warmup_epochs, milestones, step, gamma))
+        optimizer, lambda it: lr_factor(name, it / steps, epochs, warmup_epochs=warmup_epochs,
+                                        milestones=milestones, step=step, gamma=gamma))

@@ -1,52 +1,67 @@
-"""Model registry: the four seed networks and their recipes.
+"""Model registry: the four seed networks and their recipes, one ``ModelEntry`` each.
 
     create_model(name, num_classes=1000, **kw) -> nn.Module
     list_models() -> ["alexnet", "vgg16", "googlenet", "inception_resnet_v2"]
+    get_model_entry(name) -> ModelEntry (build, recipes, default recipe, quirks)
     get_recipe(name) -> Recipe
     list_recipes() -> names of every recipe
-    default_recipe(arch) -> the net's ModelZoo recipe name
+    default_recipe(arch) -> the net's default recipe name
     min_image_size(arch) -> the smallest input the net accepts
-    register_model(name, build, recipes, min_image_size) -> add a network (tests, user nets)
+    register_model(entry) -> add a network (tests, user nets); unregister_model(name)
+    DEFAULT_ARCH -> the network used when no --arch is given
 """
 
-from types import SimpleNamespace
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import torch.nn as nn
 
 from . import alexnet, googlenet, inception_resnet_v2, vgg16
+from .entry import LossFn, ModelEntry, plain_loss
 from .recipe import Recipe
 
-__all__ = ["create_model", "list_models", "get_recipe", "list_recipes", "default_recipe", "min_image_size",
-           "register_model", "unregister_model", "Recipe"]
+__all__ = ["create_model", "list_models", "get_model_entry", "get_recipe", "list_recipes", "default_recipe",
+           "min_image_size", "register_model", "unregister_model", "ModelEntry", "LossFn", "plain_loss", "Recipe",
+           "DEFAULT_ARCH"]
 
-_NETS = {
-    "alexnet": alexnet,
-    "vgg16": vgg16,
-    "googlenet": googlenet,
-    "inception_resnet_v2": inception_resnet_v2,
-}
-_RECIPES: Dict[str, Recipe] = {name: r for net in _NETS.values() for name, r in net.RECIPES.items()}
+DEFAULT_ARCH = "googlenet"  # the ModelZoo GoogLeNet seed's scripts are where most users start
+
+_ENTRIES: Dict[str, ModelEntry] = {}
+_RECIPES: Dict[str, Recipe] = {}
 
 
-def register_model(name: str, build: Callable[..., nn.Module], recipes: Dict[str, Recipe],
-                   min_image_size: int = 32) -> None:
-    """Add a network and its recipes (the first recipe named ``<name>_modelzoo`` is its default)."""
-    _NETS[name] = SimpleNamespace(build=build, RECIPES=recipes, MIN_IMAGE_SIZE=min_image_size)
-    _RECIPES.update(recipes)
+def register_model(entry: ModelEntry) -> None:
+    """Add a network and its recipes. A recipe name already taken by another net is refused."""
+    for name, recipe in entry.recipes.items():
+        owner = _RECIPES.get(name)
+        if owner is not None and owner.arch != entry.name:
+            raise ValueError(f"recipe '{name}' already belongs to {owner.arch}")
+        if recipe.arch != entry.name:
+            raise ValueError(f"recipe '{name}' is for {recipe.arch}, not {entry.name}")
+    _ENTRIES[entry.name] = entry
+    _RECIPES.update(entry.recipes)
 
 
 def unregister_model(name: str) -> None:
-    for recipe in _NETS.pop(name).RECIPES:
+    for recipe in _ENTRIES.pop(name).recipes:
         _RECIPES.pop(recipe, None)
 
 
+def get_model_entry(name: str) -> ModelEntry:
+    if name not in _ENTRIES:
+        raise KeyError(f"unknown arch '{name}'; choose one of {', '.join(_ENTRIES)}")
+    return _ENTRIES[name]
+
+
 def min_image_size(name: str) -> int:
-    return _NETS[name].MIN_IMAGE_SIZE
+    return get_model_entry(name).min_image_size
+
+
+def default_recipe(arch: str) -> str:
+    return get_model_entry(arch).default_recipe
 
 
 def list_models() -> List[str]:
-    return list(_NETS)
+    return list(_ENTRIES)
 
 
 def list_recipes() -> List[str]:
@@ -54,9 +69,7 @@ def list_recipes() -> List[str]:
 
 
 def create_model(name: str, num_classes: int = 1000, **kwargs) -> nn.Module:
-    if name not in _NETS:
-        raise KeyError(f"unknown arch '{name}'; choose one of {', '.join(_NETS)}")
-    return _NETS[name].build(num_classes=num_classes, **kwargs)
+    return get_model_entry(name).build(num_classes=num_classes, **kwargs)
 
 
 def get_recipe(name: str) -> Recipe:
@@ -65,5 +78,5 @@ def get_recipe(name: str) -> Recipe:
     return _RECIPES[name]
 
 
-def default_recipe(arch: str) -> str:
-    return f"{arch}_modelzoo"
+for _net in (alexnet, vgg16, googlenet, inception_resnet_v2):
+    register_model(_net.ENTRY)

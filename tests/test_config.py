@@ -1,5 +1,7 @@
 """Flags, aliases and precedence: command line > demo profile > recipe."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from classify.config import build_config
@@ -8,7 +10,8 @@ from main import get_args_parser
 
 
 def cfg(*argv, world_size=1, local_world=1):
-    return build_config(get_args_parser().parse_args(list(argv)), world_size, local_world)
+    """The resolved config, flattened (every field at one level: what the checkpoint's ``args`` holds)."""
+    return SimpleNamespace(**build_config(get_args_parser().parse_args(list(argv)), world_size, local_world).flat())
 
 
 def test_defaults_are_googlenet_modelzoo_1p():
@@ -108,7 +111,7 @@ def test_demo_profile_applies_only_without_data():
     (["--opt-level", "O7"], "unknown --opt-level"),
     (["--loss-scale", "abc"], "--loss-scale must be a number"),
     (["--label_smooth", "2"], "--label_smooth must be 0 or 1"),
-    (["--aux-logits", "-a", "vgg16"], "GoogLeNet option"),
+    (["--aux-logits", "-a", "vgg16"], "--aux-logits is not an option of vgg16"),
     (["--val-resize", "100", "--image-size", "224"], "smaller than --image-size"),
 ])
 def test_bad_values(argv, match):

@@ -68,9 +68,9 @@ def test_val_decode_matches_the_pil_val_transform(tmp_path):
 
 
 def test_loader_yields_device_batches_and_keeps_the_sampler(image_folder):
-    data = build_datasets(DataSpec(str(image_folder), 32, 36, backend="gpu"))
+    data = build_datasets(DataSpec(root=str(image_folder), image_size=32, val_resize=36, backend="gpu"))
     assert isinstance(data.train, JpegFiles) and data.classes == ["blue", "green", "red"]
-    loader = build_loader(data.train, 8, 0, True, seed=3, device=CPU)
+    loader = build_loader(data.train, batch_size=8, workers=0, train=True, seed=3, device=CPU)
     loader.sampler.set_epoch(1)
     batches = list(loader)
     assert len(batches) == len(loader) == 36 // 8

@@ -137,17 +137,20 @@ def test_bad_images_are_skipped_and_counted(folder_with_bad_files, tmp_path, cap
     assert len(err.splitlines()) == 1 and "unreadable (more than --max-bad-images 0.01)" in err
 
 
-def test_nonfinite_loss_stops_with_last_good_state(image_folder, tmp_path, capsys, monkeypatch):
-    from classify import loop
+def test_nonfinite_loss_stops_with_last_good_state(image_folder, tmp_path, capsys, request):
+    import dataclasses
 
-    real, calls = loop.compute_loss, {"n": 0}
+    import models
+
+    entry, calls = models.get_model_entry("tinynet"), {"n": 0}
 
     def nan_from_third_step(*args):  # a bad batch from the third step on
         calls["n"] += 1
-        main_out, loss = real(*args)
+        main_out, loss = entry.loss(*args)
         return main_out, loss * float("nan") if calls["n"] >= 3 else loss
 
-    monkeypatch.setattr(loop, "compute_loss", nan_from_third_step)
+    models.register_model(dataclasses.replace(entry, loss=nan_from_third_step))
+    request.addfinalizer(lambda: models.register_model(entry))
     args = [str(image_folder), "-a", "tinynet", "-b", "4", "--workers", "0", "--epochs", "1",
             "--output-dir", str(tmp_path)]
     assert main.main(args) == 3

@@ -5,6 +5,7 @@ distributed tests (registered by them alone; see ``register_flat``)."""
 import torch.nn as nn
 
 import models
+from models import ModelEntry
 from models.recipe import Recipe
 
 RECIPE = Recipe(name="tinynet_modelzoo", arch="tinynet", seed_name="test", epochs=2, lr_1p=0.05, lr_8p=0.1,
@@ -35,7 +36,8 @@ def build_flat(num_classes: int = 1000, **kwargs) -> nn.Module:
 
 def register() -> None:
     if "tinynet" not in models.list_models():
-        models.register_model("tinynet", build, {RECIPE.name: RECIPE}, min_image_size=8)
+        models.register_model(ModelEntry(name="tinynet", build=build, recipes={RECIPE.name: RECIPE},
+                                         default_recipe=RECIPE.name, min_image_size=8))
 
 
 def register_flat() -> None:
@@ -43,4 +45,5 @@ def register_flat() -> None:
     files' model lists stay as they are)."""
     register()
     if FLAT not in models.list_models():
-        models.register_model(FLAT, build_flat, {FLAT_RECIPE.name: FLAT_RECIPE}, min_image_size=8)
+        models.register_model(ModelEntry(name=FLAT, build=build_flat, recipes={FLAT_RECIPE.name: FLAT_RECIPE},
+                                         default_recipe=FLAT_RECIPE.name, min_image_size=8))

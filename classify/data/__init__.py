@@ -18,7 +18,7 @@ from .samplers import EvalSampler, SeededDataset, TrainSampler
 BACKENDS = ("pil", "gpu", "dummy")
 
 __all__ = ["BACKENDS", "DataSpec", "Datasets", "build_datasets", "check_data_root", "build_loader", "collate_skip_bad",
-           "TrainSampler", "EvalSampler"]
+           "TrainSampler", "EvalSampler", "data_root", "count_classes", "check_splits"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,33 @@ def _check_jpeg_source(spec: DataSpec, cifar) -> None:
         raise DataError("--data-backend gpu has no colour jitter (this recipe uses it): use --data-backend pil")
 
 
+def data_root(kind: str, path: Optional[str]) -> Optional[str]:
+    """The folder to read: the demo set's (generated on first use) for ``kind == "demo"``."""
+    if kind == "demo":
+        from .demo import ensure_demo_data
+
+        return str(ensure_demo_data())
+    return path
+
+
+def count_classes(flag: Optional[int], classes: List[str]) -> int:
+    """The classifier's width: ``--num-classes`` (at least the data's classes), else the data's."""
+    if flag is None:
+        return len(classes)
+    if flag < len(classes):
+        raise DataError(f"--num-classes {flag} is less than the {len(classes)} classes in the data; "
+                        f"drop the flag or pass --num-classes {len(classes)}")
+    return flag
+
+
+def check_splits(*, path: Optional[str], has_train: bool, has_val: bool, evaluate: bool) -> None:
+    """The splits a run needs: a val split to evaluate (-e), a train split to train."""
+    if evaluate and not has_val:
+        raise DataError("-e/--evaluate needs a val/ split; pass the data root holding val/ (without --no-val)")
+    if not evaluate and not has_train:
+        raise DataError(f"'{path}' is a validation folder; training needs train/ (or pass -e to evaluate)")
+
+
 def check_data_root(root: str) -> None:
     """Raise ``DataError`` when ``root`` is not a usable data folder (launchers call this first)."""
     if find_cifar_root(root) is None:
@@ -95,7 +122,7 @@ def collate_skip_bad(batch):
     return images, targets, n_bad
 
 
-def build_loader(dataset: Dataset, batch_size: int, workers: int, train: bool, rank: int = 0,
+def build_loader(dataset: Dataset, *, batch_size: int, workers: int, train: bool, rank: int = 0,
                  world_size: int = 1, seed: int = 0, pin_memory: bool = False,
                  device: torch.device = torch.device("cpu")):
     """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last.

@@ -65,7 +65,7 @@ class SafeImageFolder(ImageFolder):
 
     def __init__(self, root: Path, transform=None):
         try:
-            super().__init__(str(root), transform=transform, loader=Image.open, is_valid_file=_visible_image)
+            super().__init__(str(root), transform=transform, is_valid_file=_visible_image)
         except FileNotFoundError as e:
             raise DataError(_empty_message(root, e)) from None
 

@@ -19,12 +19,12 @@ class TrainSampler(Sampler):
     """Shuffled, sharded over ``world_size`` ranks (padded like DistributedSampler), resumable.
 
     ``set_epoch(e)`` reshuffles; ``skip(n)`` drops the first n samples of this rank's
-    shard for the next pass (mid-epoch resume).
+    shard (mid-epoch resume) until the next ``set_epoch``.
     """
 
-    def __init__(self, size: int, rank: int = 0, world_size: int = 1, seed: int = 0, shuffle: bool = True):
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
         self.size, self.rank, self.world_size = size, rank, world_size
-        self.seed, self.shuffle = seed, shuffle
+        self.seed = seed
         self.epoch, self.start = 0, 0
         self.per_rank = math.ceil(size / world_size)
 
@@ -32,14 +32,14 @@ class TrainSampler(Sampler):
         self.epoch, self.start = epoch, 0
 
     def skip(self, n: int) -> None:
-        self.start = n
+        self.start = min(max(n, 0), self.per_rank)
 
     def __len__(self) -> int:
         return self.per_rank - self.start
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        order = torch.randperm(self.size, generator=g) if self.shuffle else torch.arange(self.size)
+        order = torch.randperm(self.size, generator=g)
         total = self.per_rank * self.world_size
         if total > self.size:  # pad with the first indices so every rank gets the same count
             order = torch.cat([order, order[: total - self.size]])

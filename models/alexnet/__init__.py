@@ -3,9 +3,10 @@
 import torch.nn as nn
 from torchvision.models import alexnet
 
+from ..entry import ModelEntry
 from ..recipe import Recipe
 
-__all__ = ["build", "INITS", "RECIPES", "MIN_IMAGE_SIZE"]
+__all__ = ["ENTRY", "build", "INITS", "RECIPES", "MIN_IMAGE_SIZE"]
 
 
 MIN_IMAGE_SIZE = 63  # conv1 stride 4 + three 3x3/2 max-pools
@@ -45,3 +46,7 @@ RECIPES = {
         lr_scheduler="cosine", label_smoothing=0.1, opt_level="O2", loss_scale=1024.0, seed=49,
     ),
 }
+
+
+ENTRY = ModelEntry(name="alexnet", build=build, recipes=RECIPES, default_recipe="alexnet_modelzoo",
+                   min_image_size=MIN_IMAGE_SIZE)

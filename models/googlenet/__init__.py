@@ -1,20 +1,35 @@
 """GoogLeNet (Inception v1 with BatchNorm), built with torchvision's builder.
 
 Two recipes: the Ascend ModelZoo PyTorch seed and the MindSpore seed (BN, exponential
-decay, label smoothing, warm-up). ``aux_logits=True`` keeps the two auxiliary heads for
-training; the trainer then uses loss = ce(main) + 0.3 * (ce(aux1) + ce(aux2)) and the
-model returns only the main head in eval mode (torchvision's behaviour).
+decay, label smoothing, warm-up).
+
+Its quirks live here, as hooks of its ``ModelEntry``:
+- ``aux_logits=True`` (``--aux-logits``) keeps the two auxiliary heads for training; in
+  training mode torchvision's model then returns ``(logits, aux2, aux1)`` and the loss is
+  ce(main) + 0.3 * (ce(aux1) + ce(aux2)) (Szegedy et al., 2014, "Going deeper with
+  convolutions", section 5: during training the auxiliary losses are added to the total
+  loss, weighted by 0.3). In eval mode it returns only the main head.
+- the aux heads' keys (``aux1.``, ``aux2.``) may be missing from, or extra in, a checkpoint;
+- torchvision's ImageNet weights were trained on inputs normalised differently and expect
+  ``transform_input=True``, set after loading them;
+- the inference model (predict, ONNX export) is built without the aux heads.
 """
 
+from typing import Optional
+
+import torch
 import torch.nn as nn
 from torchvision.models import googlenet
 
+from ..entry import ModelEntry
 from ..recipe import Recipe
 
-__all__ = ["build", "RECIPES", "MIN_IMAGE_SIZE"]
+__all__ = ["ENTRY", "build", "aux_loss", "RECIPES", "MIN_IMAGE_SIZE", "AUX_WEIGHT"]
 
 
 MIN_IMAGE_SIZE = 32  # stride 2 stem + four 3x3/2 max-pools (ceil mode)
+AUX_WEIGHT = 0.3  # Szegedy et al. 2014, section 5
+AUX_KEYS = ("aux1.", "aux2.")
 
 
 def build(num_classes: int = 1000, aux_logits: bool = False, **kwargs) -> nn.Module:
@@ -22,6 +37,20 @@ def build(num_classes: int = 1000, aux_logits: bool = False, **kwargs) -> nn.Mod
     # stated explicitly to silence its FutureWarning).
     return googlenet(weights=None, num_classes=num_classes, aux_logits=aux_logits,
                      init_weights=True, **kwargs)
+
+
+def aux_loss(criterion: nn.Module, output, target: torch.Tensor):
+    """(main logits, loss): ce(main) + 0.3 * (ce(aux1) + ce(aux2)) when the aux heads ran."""
+    if not isinstance(output, tuple):  # no aux heads (aux_logits=False)
+        return output, criterion(output, target)
+    main, *aux = output  # torchvision's GoogLeNetOutputs(logits, aux_logits2, aux_logits1)
+    extra = sum(criterion(a, target) for a in aux if a is not None)
+    return main, criterion(main, target) + AUX_WEIGHT * extra
+
+
+def _after_pretrained(model: nn.Module, source: Optional[str]) -> None:
+    if source == "torchvision":
+        model.transform_input = True  # torchvision's ImageNet GoogLeNet weights expect it
 
 
 RECIPES = {
@@ -37,3 +66,8 @@ RECIPES = {
         label_smoothing=0.1, opt_level="O2", color_jitter=0.4, seed=1234,
     ),
 }
+
+ENTRY = ModelEntry(name="googlenet", build=build, recipes=RECIPES, default_recipe="googlenet_modelzoo",
+                   min_image_size=MIN_IMAGE_SIZE, loss=aux_loss, optional_keys=AUX_KEYS,
+                   after_pretrained=_after_pretrained, train_options=("aux_logits",),
+                   inference_kwargs={"aux_logits": False})

@@ -2,10 +2,11 @@
 
 import torch.nn as nn
 
+from ..entry import ModelEntry
 from ..recipe import Recipe
 from .model import InceptionResNetV2, inception_resnet_v2
 
-__all__ = ["build", "RECIPES", "MIN_IMAGE_SIZE", "InceptionResNetV2"]
+__all__ = ["ENTRY", "build", "RECIPES", "MIN_IMAGE_SIZE", "InceptionResNetV2"]
 
 
 MIN_IMAGE_SIZE = 75  # valid-padded stem and reductions
@@ -24,3 +25,7 @@ RECIPES = {
         image_size=299, val_resize=342, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), seed=49,
     ),
 }
+
+
+ENTRY = ModelEntry(name="inception_resnet_v2", build=build, recipes=RECIPES,
+                   default_recipe="inception_resnet_v2_modelzoo", min_image_size=MIN_IMAGE_SIZE)

@@ -3,9 +3,10 @@
 import torch.nn as nn
 from torchvision.models import vgg16
 
+from ..entry import ModelEntry
 from ..recipe import Recipe
 
-__all__ = ["build", "RECIPES", "MIN_IMAGE_SIZE"]
+__all__ = ["ENTRY", "build", "RECIPES", "MIN_IMAGE_SIZE"]
 
 
 MIN_IMAGE_SIZE = 32  # five 2x2 max-pools
@@ -22,3 +23,7 @@ RECIPES = {
         lr_scheduler="cosine", opt_level="O2", loss_scale=8.0, seed=49,
     ),
 }
+
+
+ENTRY = ModelEntry(name="vgg16", build=build, recipes=RECIPES, default_recipe="vgg16_modelzoo",
+                   min_image_size=MIN_IMAGE_SIZE)

@@ -1,0 +1,49 @@
+"""Building the model and the training parts: the one place that wires them, used by
+``classify.run`` and by ``tools/bench.py`` alike (so the bench measures what trains)."""
+
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+import models
+
+from .amp import AmpSettings, make_scaler
+from .config import OptimConfig
+from .fast import prepare_model
+from .loop import TrainParts
+from .optim import make_optimizer
+from .schedules import build_scheduler
+from .transforms import Normalize
+
+__all__ = ["build_model", "build_train_parts"]
+
+
+def build_model(arch: str, *, num_classes: int, device: torch.device, channels_last: bool,
+                model_kwargs: Optional[Dict[str, Any]] = None) -> nn.Module:
+    """The registered network on ``device`` (NHWC when ``channels_last``), not compiled."""
+    model = models.create_model(arch, num_classes=num_classes, **(model_kwargs or {}))
+    return prepare_model(model, device, channels_last=channels_last, compile_model=False)
+
+
+def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_per_epoch: int,
+                      device: torch.device, amp: AmpSettings, normalize: Normalize, distributed: bool = False,
+                      compile_model: bool = False, nan_skips: int = 0) -> TrainParts:
+    """Optimizer, per-step lr schedule, grad scaler, DDP and torch.compile wrappers, and the
+    network's training loss (label smoothing from ``optim``)."""
+    optimizer = make_optimizer(model, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
+                               device=device)
+    scheduler = build_scheduler(optimizer, name=optim.lr_scheduler, epochs=optim.epochs,
+                                steps_per_epoch=steps_per_epoch, warmup_epochs=optim.warmup_epochs,
+                                milestones=optim.lr_epochs, step=optim.lr_step, gamma=optim.lr_gamma)
+    if distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
+    if compile_model:
+        model = torch.compile(model)
+    # check_finite: every loss checked on the host before the update, free on the CPU (no device to
+    # sync); accelerators check the averaged loss at print intervals instead.
+    return TrainParts(model=model, criterion=nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing).to(device),
+                      optimizer=optimizer, scheduler=scheduler, scaler=make_scaler(device, amp), device=device,
+                      amp=amp, normalize=normalize, loss_fn=models.get_model_entry(arch).loss,
+                      check_finite=device.type == "cpu", nan_skips=nan_skips)

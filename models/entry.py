@@ -1,0 +1,54 @@
+"""``ModelEntry``: everything the engine needs to know about one network, in one typed record.
+
+A network's quirks (GoogLeNet's auxiliary-head loss, the state-dict keys a checkpoint may
+lack, what to do after loading torchvision's weights) are fields of its entry, defined in
+its own folder; the engine calls the hooks and never names a network.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from .recipe import Recipe
+
+__all__ = ["ModelEntry", "LossFn", "plain_loss"]
+
+# (criterion, model output, target) -> (main-head logits, loss)
+LossFn = Callable[[nn.Module, Any, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+
+
+def plain_loss(criterion: nn.Module, output: torch.Tensor, target: torch.Tensor):
+    """One head: the logits are the output."""
+    return output, criterion(output, target)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    build: Callable[..., nn.Module]  # build(num_classes=..., **kwargs) -> nn.Module
+    recipes: Mapping[str, Recipe]
+    default_recipe: str  # a key of ``recipes``
+    min_image_size: int = 32
+    loss: LossFn = plain_loss  # training loss; evaluation is always criterion(model(x), target)
+    # State-dict key prefixes a checkpoint may lack or carry in addition (heads used in training only).
+    optional_keys: Tuple[str, ...] = ()
+    # Run on the model after loading pretrained weights; ``source`` says whose ("torchvision", or None).
+    after_pretrained: Optional[Callable[[nn.Module, Optional[str]], None]] = None
+    # Training kwargs a flag may set (main.py's --aux-logits -> "aux_logits").
+    train_options: Tuple[str, ...] = ()
+    # Overrides of the build kwargs for the inference model (predict, ONNX export).
+    inference_kwargs: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.default_recipe not in self.recipes:
+            raise ValueError(f"{self.name}: default recipe '{self.default_recipe}' is not one of its recipes "
+                             f"({', '.join(self.recipes)})")
+
+    def inference_build_kwargs(self, train_kwargs: Mapping[str, Any]) -> Dict[str, Any]:
+        """The kwargs that build the eval-only model from the ones training used."""
+        return {**train_kwargs, **self.inference_kwargs}
+
+    def is_optional_key(self, key: str) -> bool:
+        return key.startswith(self.optional_keys) if self.optional_keys else False
