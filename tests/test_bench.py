@@ -4,12 +4,17 @@ The numbers themselves are not checked (timings belong to the bench, not to test
 run here is tiny: the test-only tinynet at 32 px, a few steps, no loader workers.
 """
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
+import torch
+
+import models
+from models import ModelEntry
+from tests import tinynet
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--arch", "tinynet", "--image-size", "32", "--batch-size", "4", "--steps", "2", "--warmup", "1",
@@ -106,15 +111,73 @@ def test_make_photos_then_loader_only(bench, capsys, tmp_path):
     assert code == 2 and "is not empty" in err and len(err.strip().splitlines()) == 1
 
 
-def test_make_photos_writes_photo_sized_jpegs(bench, tmp_path):
-    root = bench.make_photos(tmp_path / "photos", count=3, classes=2)
-    files = sorted((root / "train").rglob("*.jpg"))
-    assert len(files) == 3 and {f.parent.name for f in files} == {"class_0", "class_1"}
-    for f in files:
-        with Image.open(f) as img:
-            assert img.format == "JPEG" and max(img.size) == 500 and 330 <= min(img.size) <= 500
-    again = bench.make_photos(tmp_path / "again", count=1, classes=2)
-    assert (again / "train" / "class_0" / "photo_0000.jpg").read_bytes() == files[0].read_bytes()
+def test_data_photos_uses_the_shared_generator(bench, capsys, tmp_path, monkeypatch):
+    """``--data photos``: classify.data.photos' cache under $XDG_CACHE_HOME, made once."""
+    from classify.data import photos
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code, out, err = run(bench, capsys, *TINY, "--data", "photos", "--num-photos", "2", "--loader-only",
+                         "--loader", "pil", "--workers", "0", "--batch-size", "1", "--json")
+    assert code == 0, err
+    root = photos.default_photos_root(2)
+    assert root.parent == tmp_path / "classify" and len(list(root.glob("train/*/*.jpg"))) == 2
+    assert json.loads(out)["settings"]["data"] == str(root / "train")
+    assert sorted(p.name for p in root.parent.iterdir()) == [root.name]  # no temp tree left
+
+
+def test_parts_are_the_trainers(bench):
+    """The fast step's parts come from classify.parts (the functions classify.run uses)."""
+    s = bench.Settings(torch.device("cpu"), 4, 2, 1, 1, 10, False, None, None)
+    parts = bench.make_parts(bench.Net.make("tinynet", 32), s, compile_model=False)
+    assert parts.loss_fn is models.get_model_entry("tinynet").loss
+    assert parts.check_finite and parts.scaler is None and not parts.normalize.channels_last
+    assert parts.optimizer.defaults["lr"] == bench.LR and parts.criterion.label_smoothing == 0.0
+    assert [f(step) for f in parts.scheduler.lr_lambdas for step in (0, 10**6)] == [1.0, 1.0]  # constant lr
+    assert bench.describe(parts) == "fp32 NCHW fused-SGD uint8"
+
+
+def test_flops_and_steps_use_the_entry_loss(bench):
+    """count_gflops, the baseline step and the bare loop call the net's loss hook."""
+    calls = []
+
+    def hook(criterion, output, target):
+        calls.append(output.device.type)
+        return output, criterion(output, target) * 2.0
+
+    recipe = dataclasses.replace(tinynet.RECIPE, name="tinyhook_test", arch="tinyhook")
+    models.register_model(ModelEntry(name="tinyhook", build=tinynet.build, recipes={recipe.name: recipe},
+                                     default_recipe=recipe.name, min_image_size=8, loss=hook))
+    try:
+        net = bench.Net.make("tinyhook", 32)
+        assert bench.count_gflops(net, 10) == pytest.approx(bench.count_gflops(bench.Net.make("tinynet", 32), 10))
+        assert calls == ["meta"]
+        s = bench.Settings(torch.device("cpu"), 4, 2, 1, 1, 10, False, None, None)
+        uint8, normalised, target = bench.synthetic_batch(net, s)
+        bench.baseline_step(net, s, normalised, target)()
+        assert calls == ["meta", "cpu"]
+        parts = bench.make_parts(net, s, compile_model=False)
+        assert parts.loss_fn is hook
+        assert bench.bare_loop(parts, [(uint8, target, 0)] * 3) > 0
+        assert calls == ["meta"] + ["cpu"] * 4
+    finally:
+        models.unregister_model("tinyhook")
+
+
+def test_loader_cpu_counts_the_workers(bench, image_folder, monkeypatch):
+    """img/CPU-s includes the loader's worker processes, found without DataLoader internals."""
+    seen = []
+    cpu_seconds = bench._cpu_seconds
+    monkeypatch.setattr(bench, "_cpu_seconds", lambda pids: seen.append(list(pids)) or cpu_seconds(pids))
+    s = bench.Settings(torch.device("cpu"), 4, 3, 1, 1, 10, False, None, None)
+    net = bench.Net.make("tinynet", 32)
+    normalize = bench.Normalize(net.recipe.mean, net.recipe.std)
+    for name in ("pil", "gpu", "reference"):
+        seen.clear()
+        result = bench.measure_loader(bench.make_backend(name, image_folder / "train", net, s, 2), normalize,
+                                      s.device, skip=2)
+        assert len(seen) == 2 and len(seen[0]) == 2 and seen[0] == seen[1], (name, seen)
+        assert result["img_per_cpu_s"] > 0 and result["img_s"] > 0
+        assert not set(seen[0]) & bench._child_pids(), name  # the workers are gone once it returns
 
 
 @pytest.mark.parametrize("argv, message", [

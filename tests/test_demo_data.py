@@ -1,4 +1,5 @@
-"""The built-in demo data set: deterministic, ImageFolder layout, cached once, race-safe."""
+"""The built-in demo data set and the bench's photo set: deterministic, ImageFolder layout,
+cached once, race-safe (one shared atomic publish)."""
 
 import multiprocessing
 import os
@@ -7,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from classify.data import demo
+from classify.data import demo, photos
+from classify.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"train_per_class": 3, "val_per_class": 2, "size": 32, "num_classes": 4}
@@ -119,3 +122,86 @@ def test_cli(tmp_path):
         f"demo data: {n} classes, {2 * n} train and {n} val images in {out}"]
     assert (out / "train" / "circle" / "circle_0001.jpg").is_file()
     assert (out / "val" / "star" / "star_0000.jpg").is_file()
+
+
+# ---------------------------------------------------------------- the shared atomic publish
+
+
+def test_publish_leaves_nothing_when_generation_fails(tmp_path):
+    root = tmp_path / "set"
+
+    def write(tmp):
+        (tmp / "train").mkdir()
+        (tmp / "train" / "half.jpg").write_bytes(b"...")
+        raise KeyboardInterrupt  # e.g. Ctrl-C half-way
+
+    with pytest.raises(KeyboardInterrupt):
+        demo.publish_atomically(root, write, lambda r: True)
+    assert os.listdir(tmp_path) == []  # no half-written tree, no temp tree
+
+
+def test_publish_refuses_to_lose_to_an_unfinished_tree(tmp_path):
+    root = tmp_path / "set"
+    (root / "other").mkdir(parents=True)
+    with pytest.raises(OSError):
+        demo.publish_atomically(root, lambda tmp: (tmp / "x").write_text("x"), lambda r: (r / "x").is_file())
+    assert os.listdir(tmp_path) == ["set"] and os.listdir(root) == ["other"]
+
+
+def test_demo_and_photos_share_one_publish():
+    assert photos.publish_atomically is demo.publish_atomically
+
+
+# ---------------------------------------------------------------- photos (tools/bench.py --data photos)
+
+
+def test_make_photos_writes_photo_sized_jpegs(tmp_path):
+    root = photos.make_photos(tmp_path / "photos", count=3, classes=2)
+    files = sorted((root / "train").rglob("*.jpg"))
+    assert len(files) == 3 and {f.parent.name for f in files} == {"class_0", "class_1"}
+    for f in files:
+        with Image.open(f) as img:
+            assert img.format == "JPEG" and max(img.size) == 500 and 330 <= min(img.size) <= 500
+    again = photos.make_photos(tmp_path / "again", count=1, classes=2)
+    assert (again / "train" / "class_0" / "photo_0000.jpg").read_bytes() == files[0].read_bytes()
+
+
+def test_photos_default_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert photos.default_photos_root(7) == tmp_path / "classify" / f"bench-photos-v{photos.PHOTOS_VERSION}-7"
+
+
+def test_ensure_photos_creates_once_then_reuses(monkeypatch, tmp_path):
+    root = photos.ensure_photos(tmp_path / "photos", 2)
+    assert root == tmp_path / "photos" and len(list(root.glob("train/*/*.jpg"))) == 2
+    monkeypatch.setattr(photos, "make_photos", lambda *a, **k: pytest.fail("photos regenerated"))
+    assert photos.ensure_photos(root, 2) == root and photos.ensure_photos(root, 1) == root
+    assert os.listdir(tmp_path) == ["photos"]  # no temp dir left behind
+
+
+def test_ensure_photos_refuses_foreign_dir_but_takes_empty_one(tmp_path):
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("not photos")
+    with pytest.raises(UserError, match="is not empty and holds fewer than 2 photos"):
+        photos.ensure_photos(tmp_path / "foreign", 2)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        photos.ensure_photos(tmp_path / "file", 2)
+    (tmp_path / "empty").mkdir()
+    assert len(list(photos.ensure_photos(tmp_path / "empty", 1).glob("train/*/*.jpg"))) == 1
+
+
+def _photos_after_barrier(root):
+    _BARRIER.wait(timeout=60)
+    return str(photos.ensure_photos(root, 2))
+
+
+def test_concurrent_processes_get_one_photo_set(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    root = tmp_path / "photos"
+    n = 3
+    with ctx.Pool(n, initializer=_init_worker, initargs=(ctx.Barrier(n),)) as pool:
+        results = pool.map(_photos_after_barrier, [root] * n, chunksize=1)
+    assert results == [str(root)] * n
+    assert os.listdir(tmp_path) == ["photos"]  # losers removed their temp trees
+    assert _tree(root) == _tree(photos.make_photos(tmp_path / "ref", 2))

@@ -1,4 +1,4 @@
-"""tools/predict.py, tools/export_onnx.py, tools/plot.py and classify.plots.
+"""tools/predict.py, tools/export_onnx.py, tools/plot.py, classify.inference and classify.plots.
 
 One tinynet trained for an epoch feeds predict, export and plot. Each tool runs once as a
 real ``python tools/x.py`` subprocess (sys.path, exit code, one-line errors); the rest runs
@@ -9,6 +9,7 @@ AlexNet and VGG16 parity exports ~200/500 MB of weights (tens of seconds on 2 co
 run with RUN_SLOW=1.
 """
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -20,10 +21,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 
 import main
 import models
+from classify import inference
 from classify.checkpoint import load_checkpoint, save_atomic
+from classify.errors import CheckpointError
 from tests import tinynet
 from tests.conftest import Background, start_ahead
 from tools import export_onnx, plot, predict
@@ -166,6 +170,67 @@ def test_predict_errors(trained, predict_missing_checkpoint, tmp_path, capsys):
         assert_one_line_error(code, err, match)
 
 
+# ---------------------------------------------------------------- classify.inference
+
+def test_googlenet_trained_with_aux_heads_loads_without_them(tmp_path):
+    """The inference model is built with entry.inference_build_kwargs(the run's model_kwargs)."""
+    net = models.create_model("googlenet", num_classes=4, aux_logits=True)
+    ckpt = tmp_path / "g.pth.tar"
+    save_atomic({"state_dict": net.state_dict(), "arch": "googlenet", "recipe": "googlenet_modelzoo",
+                 "classes": ["a", "b", "c", "d"],
+                 "args": {"image_size": 32, "val_resize": 36, "model_kwargs": {"aux_logits": True}}}, ckpt)
+    loaded = inference.load_trained_model(ckpt)
+    entry = models.get_model_entry("googlenet")
+    assert entry.inference_build_kwargs({"aux_logits": True}) == {"aux_logits": False}
+    assert not loaded.model.training and loaded.num_classes == 4 and loaded.image_size == 32
+    assert not any(entry.is_optional_key(k) for k in loaded.model.state_dict())  # no aux heads
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.fc.weight, net.fc.weight)
+        assert loaded.model(torch.randn(1, 3, 32, 32)).shape == (1, 4)
+
+
+def test_bare_googlenet_state_dict_with_arch(tmp_path):
+    """No arch, args or classes: the arch is --arch's, the width the classifier's (aux heads skipped)."""
+    net = models.create_model("googlenet", num_classes=6, aux_logits=True)
+    bare = tmp_path / "bare.pth"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, bare)  # as DDP saves it
+    loaded = inference.load_trained_model(bare, arch="googlenet")
+    assert loaded.arch == "googlenet" and loaded.num_classes == 6 and loaded.classes == []
+    assert (loaded.image_size, loaded.val_resize) == (224, 256)  # its default recipe's
+    with pytest.raises(CheckpointError, match="does not name its network; pass --arch"):
+        inference.load_trained_model(bare)
+
+
+class _WithHead(nn.Module):
+    """A test-only net whose training-only head is registered after the classifier."""
+
+    def __init__(self, num_classes=1000, head=False):
+        super().__init__()
+        self.body = tinynet.build(num_classes=num_classes)
+        self.head = nn.Linear(16, 7) if head else None
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_any_net_declares_its_inference_model(tmp_path):
+    """Nothing network-specific in classify.inference: the entry's inference_kwargs and
+    optional_keys decide (here a head whose 2-D weight comes last in the state_dict)."""
+    recipe = dataclasses.replace(tinynet.RECIPE, name="tinyhead_test", arch="tinyhead")
+    models.register_model(models.ModelEntry(
+        name="tinyhead", build=_WithHead, recipes={recipe.name: recipe}, default_recipe=recipe.name,
+        min_image_size=8, optional_keys=("head.",), inference_kwargs={"head": False}))
+    try:
+        bare = tmp_path / "bare.pth"
+        torch.save(_WithHead(num_classes=3, head=True).state_dict(), bare)
+        loaded = inference.load_trained_model(bare, arch="tinyhead")
+        assert loaded.num_classes == 3 and loaded.model.head is None and loaded.image_size == 32
+        model = inference.build_inference_model("tinyhead", num_classes=5, train_kwargs={"head": True})
+        assert model.head is None and not model.training
+    finally:
+        models.unregister_model("tinyhead")
+
+
 # ---------------------------------------------------------------- ONNX export
 
 def test_fixed_adaptive_pool_matches_pytorch():
@@ -217,7 +282,7 @@ def test_export_parity(arch, size, tmp_path, capsys):
 def test_verify_catches_a_mismatch(trained, tmp_path, capsys):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    net = predict.load_trained_model(trained / "model_best.pth.tar")
+    net = inference.load_trained_model(trained / "model_best.pth.tar")
     path = tmp_path / "tiny.onnx"
     export_onnx.export(net, path, 32)
     with torch.no_grad():

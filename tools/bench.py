@@ -2,7 +2,8 @@
 
 Compute (synthetic data already on the device)::
 
-    python tools/bench.py --arch alexnet,vgg16,googlenet,inception_resnet_v2 --device auto --batch-size 64 --steps 50
+    python tools/bench.py --device auto --batch-size 64 --steps 50          # every registered net
+    python tools/bench.py --arch alexnet --device auto --batch-size 64 --steps 50
     python tools/bench.py --image-size 64 --batch-size 32 --steps 20        # a CPU-sized run
     python tools/bench.py --modes baseline,fast,compiled --peak-tflops 989  # + torch.compile, utilisation
 
@@ -10,8 +11,11 @@ Data (loader-only, end-to-end, loop overhead)::
 
     python tools/bench.py --data /path/to/imagefolder --loader pil,gpu,reference --workers 8
     python tools/bench.py --data demo       # the built-in demo set (72 px JPEGs)
-    python tools/bench.py --data photos     # ~500x375 photo-like JPEGs, generated once and cached
+    python tools/bench.py --data photos     # ~500x375 photo-like JPEGs (classify.data.photos), cached
     python tools/bench.py --make-photos DIR # generate them into DIR (and benchmark on them)
+
+Without ``--arch`` the compute tables cover every registered net, the data tables the default
+arch (``models.DEFAULT_ARCH``).
 
 What is measured (the same definitions in every table):
 
@@ -19,9 +23,10 @@ What is measured (the same definitions in every table):
   CrossEntropyLoss, ``optimizer.zero_grad()``, ``loss.backward()``, ``torch.optim.SGD``
   with its default implementation, and ``loss.item()`` every step as its meters do.
 - ``fast``: our default training step: ``classify.loop.train_step`` on ``TrainParts`` built
-  with ``classify.fast`` (channels_last and SGD kind per device) and ``classify.amp``
-  (the recipe's mixed precision on accelerators, off on CPU unless ``--amp``), uint8 input
-  normalised on the device, metrics summed on the device.
+  by ``classify.parts.build_model`` + ``build_train_parts``, the functions ``classify.run``
+  uses (channels_last per device, fused/foreach SGD, the net's training loss, a constant lr
+  here) with ``classify.amp`` (the recipe's mixed precision on accelerators, off on CPU
+  unless ``--amp``), uint8 input normalised on the device, metrics summed on the device.
 - ``compiled``: ``fast`` with ``torch.compile`` (first steps = compile time, reported).
 - img/s: ``--steps`` steps after ``--warmup`` steps, the device synchronised at both edges;
   with ``--repeat N`` the modes run interleaved N times and the best window is kept.
@@ -34,7 +39,9 @@ What is measured (the same definitions in every table):
   device); ``gpu`` = the trainer's ``--data-backend gpu`` (workers read JPEG bytes,
   batched ``torchvision.io.decode_jpeg`` + random-resized-crop/flip as tensor ops on the
   device, on the CPU when the device is the CPU). Per core: img/s per worker, and images
-  per CPU-second actually used by the main process and its workers (Linux).
+  per CPU-second actually used by the main process and its workers (Linux: the workers are
+  the child processes that appear with the loader's iterator, read from
+  ``multiprocessing.active_children()``, their CPU time from ``/proc/PID/stat``).
 - end-to-end: ``train_one_epoch`` (fast step) fed by each loader; loop overhead: our
   ``train_one_epoch`` vs a bare ``for x, y in loader: forward/backward/step`` loop on the same
   model, optimizer and batches, both timed over the same steady-state window.
@@ -44,16 +51,16 @@ import argparse
 import gc
 import io
 import json
+import multiprocessing
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -64,25 +71,24 @@ from torch.utils.data import DataLoader, Subset  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import models  # noqa: E402
-from classify.amp import make_scaler, resolve_amp, autocast  # noqa: E402
-from classify.config import OneLineParser  # noqa: E402
+from classify.amp import autocast, resolve_amp  # noqa: E402
+from classify.config import OneLineParser, OptimConfig  # noqa: E402
 from classify.data import build_loader  # noqa: E402
 from classify.data.device_decode import JpegFiles  # noqa: E402
 from classify.data.folder import SafeImageFolder  # noqa: E402
+from classify.data.photos import default_photos_root, ensure_photos  # noqa: E402
 from classify.devices import pin_memory, resolve_device, synchronize  # noqa: E402
 from classify.errors import DataError, UserError  # noqa: E402
-from classify.fast import make_optimizer, prepare_model, use_channels_last  # noqa: E402
-from classify.loop import EpochPlan, TrainParts, compute_loss, train_one_epoch, train_step  # noqa: E402
+from classify.fast import use_channels_last  # noqa: E402
+from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step  # noqa: E402
 from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps  # noqa: E402
+from classify.parts import build_model, build_train_parts  # noqa: E402
 from classify.report import Reporter  # noqa: E402
-from classify.schedules import build_scheduler  # noqa: E402
 from classify.transforms import Normalize, train_transform  # noqa: E402
 
-NETS = ("alexnet", "vgg16", "googlenet", "inception_resnet_v2")
 MODES = ("baseline", "fast", "compiled")
 LOADERS = ("pil", "gpu", "reference")
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4  # irrelevant to speed; small enough to stay finite
-PHOTOS_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,11 @@ class Net:
     size: int
     recipe: models.Recipe
 
+    @property
+    def loss(self) -> models.LossFn:
+        """The net's training loss hook (its ``ModelEntry.loss``)."""
+        return models.get_model_entry(self.arch).loss
+
     @classmethod
     def make(cls, arch: str, asked_size: Optional[int]) -> "Net":
         recipe = models.get_recipe(models.default_recipe(arch))
@@ -119,13 +130,13 @@ class Net:
 def count_gflops(net: Net, num_classes: int) -> float:
     """GFLOP per image of one training forward + backward (meta tensors: nothing is computed)."""
     with torch.device("meta"):
-        model = models.create_model(net.arch, num_classes=num_classes)
+        model = models.create_model(net.arch, num_classes=num_classes, **net.recipe.model_kwargs)
         images = torch.empty(2, 3, net.size, net.size)  # 2: BatchNorm refuses a batch of 1
         target = torch.zeros(2, dtype=torch.long)
     model.train()
     counter = FlopCounterMode(display=False)
     with counter:
-        _, loss = compute_loss(nn.CrossEntropyLoss(), model(images), target, 0.3)
+        _, loss = net.loss(nn.CrossEntropyLoss(), model(images), target)
         loss.backward()
     return counter.get_total_flops() / 2 / 1e9
 
@@ -140,18 +151,23 @@ def synthetic_batch(net: Net, s: Settings):
     return images, normalised, target
 
 
+def bench_optim(s: Settings) -> OptimConfig:
+    """SGD as the recipes use it, at a constant lr (the schedule does not change a step's cost)."""
+    return OptimConfig(epochs=1, start_epoch=0, batch_size=s.batch_size, per_device_batch=s.batch_size, lr=LR,
+                       momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, label_smoothing=0.0, lr_scheduler="constant",
+                       lr_epochs=(), lr_step=30, lr_gamma=0.1, warmup_epochs=0.0)
+
+
 def make_parts(net: Net, s: Settings, compile_model: bool) -> TrainParts:
-    """Our default training step's pieces, built the way classify.run builds them."""
+    """Our default training step's pieces, from ``classify.parts.build_model`` + ``build_train_parts``
+    (what ``classify.run`` calls): the bench measures what trains."""
     channels_last = use_channels_last(s.device, s.channels_last)
-    model = prepare_model(models.create_model(net.arch, num_classes=s.num_classes), s.device, channels_last,
-                          compile_model)
+    model = build_model(net.arch, num_classes=s.num_classes, device=s.device, channels_last=channels_last,
+                        model_kwargs=net.recipe.model_kwargs)
     amp = resolve_amp(s.device, s.amp_asked, None, net.recipe.opt_level, net.recipe.loss_scale)
-    optimizer = make_optimizer(model, LR, MOMENTUM, WEIGHT_DECAY, s.device)
-    # check_finite as classify.run sets it: every loss checked on the host on CPU (no extra sync there).
-    return TrainParts(model, nn.CrossEntropyLoss().to(s.device), optimizer,
-                      build_scheduler(optimizer, "constant", 1, 1), make_scaler(s.device, amp), s.device, amp,
-                      Normalize(net.recipe.mean, net.recipe.std, channels_last).to(s.device),
-                      check_finite=s.device.type == "cpu")
+    return build_train_parts(model, arch=net.arch, optim=bench_optim(s), steps_per_epoch=s.steps, device=s.device,
+                             amp=amp, normalize=Normalize(net.recipe.mean, net.recipe.std, channels_last).to(s.device),
+                             compile_model=compile_model)
 
 
 def describe(parts: TrainParts) -> str:
@@ -160,11 +176,12 @@ def describe(parts: TrainParts) -> str:
     return f"{parts.amp.name if parts.amp.enabled else 'fp32'} {fmt} {kind}-SGD uint8"
 
 
-def plain_step(model: nn.Module, criterion: nn.Module, optimizer, images, target, precision=nullcontext(),
-               scaler=None):
-    """forward / backward / step and nothing else; returns (main logits, loss)."""
-    with precision:
-        main, loss = compute_loss(criterion, model(images), target, 0.3)
+def plain_step(model: nn.Module, criterion: nn.Module, optimizer, images, target, *, loss_fn: models.LossFn,
+               precision=None, scaler=None):
+    """forward / backward / step and nothing else (``loss_fn``: the net's training loss hook);
+    returns (main logits, loss)."""
+    with precision if precision is not None else nullcontext():
+        main, loss = loss_fn(criterion, model(images), target)
     optimizer.zero_grad()
     if scaler is None:
         loss.backward()
@@ -178,13 +195,14 @@ def plain_step(model: nn.Module, criterion: nn.Module, optimizer, images, target
 
 def baseline_step(net: Net, s: Settings, images, target) -> Callable[[], None]:
     """pytorch/examples imagenet/main.py's step: fp32 NCHW, plain SGD, loss.item() for its meter."""
-    model = models.create_model(net.arch, num_classes=s.num_classes).to(s.device)
+    model = models.create_model(net.arch, num_classes=s.num_classes, **net.recipe.model_kwargs).to(s.device)
     model.train()
     criterion = nn.CrossEntropyLoss().to(s.device)
     optimizer = torch.optim.SGD(model.parameters(), LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    loss_fn = net.loss
 
     def step():
-        main, loss = plain_step(model, criterion, optimizer, images, target)
+        main, loss = plain_step(model, criterion, optimizer, images, target, loss_fn=loss_fn)
         loss.item()
         accuracy_counts(main.detach(), target)  # its top-1/top-5 meters (tensors, no sync)
 
@@ -312,8 +330,8 @@ def make_backend(name: str, folder: Path, net: Net, s: Settings, workers: int) -
     if name == "pil":
         data = SafeImageFolder(folder, train_transform(net.size))
         subset = Subset(data, _indices(len(data), count))
-        return Backend(name, lambda: build_loader(subset, s.batch_size, workers, True, pin_memory=pin),
-                       lambda batch: batch)
+        return Backend(name, lambda: build_loader(subset, batch_size=s.batch_size, workers=workers, train=True,
+                                                  pin_memory=pin), lambda batch: batch)
     if name == "reference":
         from torchvision import transforms as T
 
@@ -326,17 +344,14 @@ def make_backend(name: str, folder: Path, net: Net, s: Settings, workers: int) -
     folder_data = SafeImageFolder(folder)  # gpu: the trainer's --data-backend gpu
     samples = [folder_data.samples[i] for i in _indices(len(folder_data), count)]
     jpeg = JpegFiles(samples, folder_data.classes, True, net.size, net.size)
-    return Backend(name, lambda: build_loader(jpeg, s.batch_size, workers, True, pin_memory=pin, device=s.device),
-                   lambda batch: batch)
+    return Backend(name, lambda: build_loader(jpeg, batch_size=s.batch_size, workers=workers, train=True,
+                                              pin_memory=pin, device=s.device), lambda batch: batch)
 
 
-def _worker_pids(loader, iterator) -> List[int]:
-    """PIDs of the loader's workers (a DeviceBatches wraps its DataLoader, whose persistent
-    iterator its ``iter()`` has already created: ask that one)."""
-    inner = getattr(loader, "loader", None)
-    if inner is not None and inner._iterator is not None:
-        iterator = inner._iterator
-    return [w.pid for w in getattr(iterator, "_workers", [])]
+def _child_pids() -> Set[int]:
+    """PIDs of this process's live child processes, from multiprocessing's own registry (a
+    DataLoader starts its workers as ``multiprocessing`` processes, whatever the start method)."""
+    return {p.pid for p in multiprocessing.active_children()}
 
 
 def _cpu_seconds(pids: Sequence[int]) -> Optional[float]:
@@ -353,9 +368,10 @@ def _cpu_seconds(pids: Sequence[int]) -> Optional[float]:
 
 def measure_loader(backend: Backend, normalize: Normalize, device: torch.device, skip: int) -> Dict:
     """Batches ready for the model (on the device, normalised) per second, after ``skip`` batches."""
+    before = _child_pids()
     loader = backend.make()
-    it = iter(loader)
-    pids, batches = _worker_pids(loader, it), len(loader)
+    it = iter(loader)  # starts the loader's workers (if any): the children that were not there before
+    pids, batches = sorted(_child_pids() - before), len(loader)
     skip = min(skip, batches - 1)
     images = bad = 0
     begin = time.perf_counter() if skip == 0 else None
@@ -372,6 +388,7 @@ def measure_loader(backend: Backend, normalize: Normalize, device: torch.device,
     synchronize(device)
     seconds, cpu1 = time.perf_counter() - begin, _cpu_seconds(pids)
     del it, loader
+    gc.collect()  # the workers exit now, not during the next measurement
     cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     return {"img_s": images / seconds, "img_per_cpu_s": images / cpu if cpu else None, "bad": bad}
 
@@ -407,8 +424,8 @@ def bare_loop(parts: TrainParts, feed) -> float:
             continue
         images = parts.normalize(images.to(device, non_blocking=True))
         target = target.to(device, non_blocking=True)
-        plain_step(parts.model, parts.criterion, parts.optimizer, images, target, autocast(device, parts.amp),
-                   parts.scaler)
+        plain_step(parts.model, parts.criterion, parts.optimizer, images, target, loss_fn=parts.loss_fn,
+                   precision=autocast(device, parts.amp), scaler=parts.scaler)
         speed.step(images.shape[0])
     return speed.fps()
 
@@ -484,72 +501,6 @@ def bench_data(folder: Path, nets: List[Net], s: Settings, loaders: Sequence[str
         del parts, feeds
         gc.collect()
     return out
-
-
-# ----------------------------------------------------------------------------- photos
-
-
-def default_photos_root(count: int) -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "classify" / f"bench-photos-v{PHOTOS_VERSION}-{count}"
-
-
-def render_photo(seed: int):
-    """A ~500x375 photo-like image: multi-scale colour fields (a 1/f-ish spectrum, like natural
-    images), a few soft-edged blobs, sensor-like noise. At JPEG quality 90 that is ~60 KB and
-    ~1.4 ms of PIL decode here, the pixel count and the order of the entropy of an ImageNet photo
-    (decode time follows the pixel count more than the file size)."""
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFilter
-
-    rng = np.random.default_rng(seed)
-    w, h = [(500, 375), (375, 500), (500, 333), (480, 360), (500, 400)][rng.integers(0, 5)]
-    img = np.full((h, w, 3), rng.uniform(60, 190, 3), dtype=np.float32)
-    for cells, amplitude in ((3, 70), (7, 45), (17, 30), (41, 30), (97, 40), (211, 40)):
-        grid = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
-        field = np.asarray(Image.fromarray(grid).resize((w, h), Image.BICUBIC), dtype=np.float32)
-        img += (field / 255 - 0.5) * amplitude
-    canvas = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    overlay = canvas.copy()
-    draw = ImageDraw.Draw(overlay)
-    for _ in range(rng.integers(3, 9)):
-        x, y = rng.uniform(0, w), rng.uniform(0, h)
-        rx, ry = rng.uniform(15, w / 3), rng.uniform(15, h / 3)
-        draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=tuple(rng.integers(0, 256, 3).tolist()))
-    canvas = Image.blend(canvas, overlay.filter(ImageFilter.GaussianBlur(2)), 0.7)
-    pixels = np.asarray(canvas, dtype=np.float32) + rng.normal(0, rng.uniform(5, 11), (h, w, 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
-def make_photos(out: Path, count: int = 300, classes: int = 10) -> Path:
-    """Write ``count`` JPEGs (quality 90) as ``OUT/train/class_K/photo_NNNN.jpg``; deterministic."""
-    for i in range(count):
-        folder = Path(out) / "train" / f"class_{i % classes}"
-        folder.mkdir(parents=True, exist_ok=True)
-        render_photo(i).save(folder / f"photo_{i:04d}.jpg", quality=90)
-    return Path(out)
-
-
-def ensure_photos(root: Path, count: int) -> Path:
-    """``root`` holding ``count`` photos; generated into a temp sibling and renamed into place, so
-    that an interrupted run never leaves a half-written set that a later run would trust."""
-    if len(list(root.glob("train/*/*.jpg"))) >= count:
-        return root
-    if root.exists() and any(root.iterdir()):
-        raise UserError(f"'{root}' is not empty and holds fewer than {count} photos; pass a new or empty "
-                        f"folder to --make-photos")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        make_photos(tmp, count)
-        try:
-            os.rename(tmp, root)  # replaces an empty folder
-        except OSError:  # another process finished first
-            if not (root / "train").is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
 
 # ----------------------------------------------------------------------------- output
@@ -645,14 +596,14 @@ def get_args_parser() -> OneLineParser:
     p = OneLineParser(prog="bench.py", description="Throughput benchmark (see the module docstring).")
     add = p.add_argument
     add("--arch", "-a", type=_csv(), default=None,
-        help="comma list (default: all four nets; googlenet with --data)")
+        help=f"comma list (default: every registered net; {models.DEFAULT_ARCH} with --data)")
     add("--device", default="auto", help="auto | cpu | cuda | gpu | npu")
     add("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
     add("--steps", type=int, default=50, help="timed steps (with --data: batches per pass)")
     add("--warmup", type=int, default=5, help="untimed steps first (loaders: at least --workers batches)")
     add("--repeat", type=int, default=1, help="interleaved rounds; the best is reported")
     add("--image-size", "--image_size", type=int, default=None,
-        help="default: the recipe's (224, IRv2 299); raised to a net's minimum")
+        help="default: each net's recipe's (e.g. 224); raised to a net's minimum")
     add("--num-classes", "--num_classes", type=int, default=1000)
     add("--modes", type=_csv(MODES), default=None,
         help="baseline,fast,compiled (default: all; on cpu baseline,fast)")
@@ -686,7 +637,7 @@ def _settings(args, device: torch.device) -> Settings:
 
 
 def _nets(args) -> List[Net]:
-    archs = args.arch or (["googlenet"] if args.data or args.make_photos else list(NETS))
+    archs = args.arch or ([models.DEFAULT_ARCH] if args.data or args.make_photos else models.list_models())
     unknown = [a for a in archs if a not in models.list_models()]
     if unknown:
         raise UserError(f"unknown --arch {', '.join(unknown)}; choose from {', '.join(models.list_models())}")

@@ -2,9 +2,10 @@
 
     python tools/export_onnx.py --checkpoint model_best.pth.tar --output model.onnx [--dynamic-batch]
                                 [--image-size N] [--opset 17] [--atol 1e-4]
-    python tools/export_onnx.py --arch googlenet --output googlenet.onnx    # random weights
+    python tools/export_onnx.py --arch alexnet --output alexnet.onnx    # random weights
 
-The graph is the main head only (GoogLeNet's aux heads are dropped, every net in eval mode).
+The graph is the net's inference model in eval mode (``classify.inference``: built with
+``ModelEntry.inference_build_kwargs``, so training-only heads are dropped).
 
 Input ``input``: float32 N x 3 x H x W, an RGB image resized/centre-cropped like validation
 and normalised, (x / 255 - mean) / std, the torchvision convention; H = W = the run's
@@ -38,7 +39,7 @@ import torch.nn as nn  # noqa: E402
 
 import models  # noqa: E402
 from classify.errors import UserError  # noqa: E402
-from tools.predict import TrainedModel, load_trained_model  # noqa: E402
+from classify.inference import TrainedModel, build_inference_model, load_trained_model  # noqa: E402
 
 __all__ = ["random_model", "export", "verify", "exportable_pooling", "FixedAdaptiveAvgPool2d", "ExportFailed", "main"]
 
@@ -69,8 +70,8 @@ def random_model(arch: str, num_classes: int) -> TrainedModel:
     if arch not in models.list_models():
         raise UserError(f"unknown --arch '{arch}'; choose one of {', '.join(models.list_models())}")
     recipe = models.get_recipe(models.default_recipe(arch))
-    kwargs = {k: v for k, v in recipe.model_kwargs.items() if k != "aux_logits"}
-    model = models.create_model(arch, num_classes=num_classes, **kwargs).eval()
+    # build_inference_model: entry.inference_build_kwargs(recipe.model_kwargs), in eval mode
+    model = build_inference_model(arch, num_classes=num_classes, train_kwargs=recipe.model_kwargs)
     return TrainedModel(model=model, arch=arch, num_classes=num_classes, classes=[],
                         image_size=recipe.image_size, val_resize=recipe.val_resize,
                         mean=tuple(recipe.mean), std=tuple(recipe.std))

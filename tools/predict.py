@@ -16,86 +16,25 @@ a checkpoint without them (torchvision/timm weights) prints class indices.
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
-import models  # noqa: E402
-from models.recipe import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from classify.checkpoint import load_checkpoint, load_model_weights  # noqa: E402
 from classify.devices import resolve_device  # noqa: E402
-from classify.errors import CheckpointError, UserError  # noqa: E402
+from classify.errors import UserError  # noqa: E402
+from classify.inference import TrainedModel, load_trained_model  # noqa: E402
 from classify.transforms import Normalize, val_transform  # noqa: E402
 
-__all__ = ["TrainedModel", "load_trained_model", "find_images", "predict", "main"]
+__all__ = ["find_images", "predict", "main"]
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-# Preprocessing for a checkpoint that names neither its run's settings nor a known recipe.
-_FALLBACK = SimpleNamespace(image_size=224, val_resize=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-
-
-@dataclass
-class TrainedModel:
-    """A network in eval mode on the CPU plus what is needed to feed it like the trainer did."""
-
-    model: nn.Module
-    arch: str
-    num_classes: int
-    classes: List[str]  # may be empty: print indices then
-    image_size: int
-    val_resize: int
-    mean: Tuple[float, float, float]
-    std: Tuple[float, float, float]
-
-
-def load_trained_model(path, arch: Optional[str] = None) -> TrainedModel:
-    """Build the checkpoint's network (main head only: GoogLeNet without aux heads) with its
-    weights, in eval mode. ``arch`` is needed only for a bare state_dict without one."""
-    state = load_checkpoint(path)
-    arch = state.get("arch") or arch
-    if not arch:
-        raise CheckpointError(f"checkpoint '{path}' does not name its network; pass --arch "
-                              f"({', '.join(models.list_models())})")
-    if arch not in models.list_models():
-        raise CheckpointError(f"checkpoint '{path}' is for '{arch}', which this code does not know; "
-                              f"known: {', '.join(models.list_models())}")
-    args = state.get("args") or {}
-    recipe_name = state.get("recipe") or models.default_recipe(arch)
-    recipe = models.get_recipe(recipe_name) if recipe_name in models.list_recipes() else _FALLBACK
-    classes = [str(c) for c in state.get("classes") or []]
-    num_classes = args.get("num_classes") or len(classes) or _classifier_width(state["state_dict"])
-    kwargs = dict(args.get("model_kwargs") or {})
-    kwargs.pop("aux_logits", None)  # the aux heads only help training; predict/export use the main head
-    model = models.create_model(arch, num_classes=num_classes, **kwargs)
-    load_model_weights(model, state, path, arch)
-    model.eval()
-
-    def pick(key):  # the run's value (flags included), else its recipe's
-        value = args.get(key)
-        return getattr(recipe, key) if value is None else value
-
-    return TrainedModel(model=model, arch=arch, num_classes=num_classes, classes=classes,
-                        image_size=int(pick("image_size")), val_resize=int(pick("val_resize")),
-                        mean=tuple(pick("mean")), std=tuple(pick("std")))
-
-
-def _classifier_width(state_dict) -> int:
-    """Number of classes of a bare state_dict: rows of its last 2-D weight (the classifier)."""
-    weights = [v for k, v in state_dict.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2
-               and not k.startswith(("aux1.", "aux2."))]
-    if not weights:
-        raise CheckpointError("cannot tell the number of classes from the checkpoint (no classifier weight)")
-    return int(weights[-1].shape[0])
 
 
 def find_images(inputs: Sequence[str]) -> List[Path]:

@@ -37,8 +37,10 @@ __all__ = [
     "DEMO_PROFILE",
     "DEMO_VERSION",
     "default_demo_root",
+    "is_complete",
     "ensure_demo_data",
     "make_demo_data",
+    "publish_atomically",
     "render_image",
 ]
 
@@ -235,7 +237,8 @@ def default_demo_root():
     return Path(cache) / "classify" / f"demo-v{DEMO_VERSION}"
 
 
-def _is_complete(root):
+def is_complete(root):
+    """``root`` holds a finished demo set (its marker file is written last)."""
     return (root / _MARKER).is_file()
 
 
@@ -255,34 +258,53 @@ def ensure_demo_data(root=None, **make_kwargs):
     ``root`` defaults to :func:`default_demo_root`; ``make_kwargs`` go to
     :func:`make_demo_data` when the tree has to be generated (tests make tiny sets).
 
-    Safe for concurrent callers (e.g. every rank of a distributed run): each one that
-    finds no complete tree writes its own into a temporary sibling directory, writes
-    the marker file last and renames the directory into place. ``rename`` onto an
-    existing non-empty directory fails, so the first finisher wins and the others
-    delete their copy and use the winner's; a half-written tree is never at ``root``.
+    Safe for concurrent callers (e.g. every rank of a distributed run), through
+    :func:`publish_atomically`: the marker file is written last, inside the temporary tree,
+    so a tree at ``root`` without it was never published by this code.
     """
     root = Path(root).expanduser() if root is not None else default_demo_root()
-    if _is_complete(root):
+    if is_complete(root):
         return root
-    if root.is_dir() and any(root.iterdir()) and not _is_complete(root):
+    if root.is_dir() and any(root.iterdir()) and not is_complete(root):
         raise RuntimeError(
             f"demo data dir {root} exists but is not a complete demo set "
             f"(no {_MARKER}); delete it or set CLASSIFY_DEMO_DIR to another path")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+
+    def write(tmp):
         make_demo_data(tmp, **make_kwargs)
         (tmp / _MARKER).write_text(json.dumps({"version": DEMO_VERSION, "classes": CLASSES}))
-        _publish(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # no-op when the rename succeeded
-    if not _is_complete(root):
+
+    publish_atomically(root, write, is_complete)
+    if not is_complete(root):
         raise RuntimeError(f"demo data dir {root} is incomplete after generation")
     return root
 
 
-def _publish(tmp, root):
+def publish_atomically(root, write, is_complete):
+    """Generate a tree at ``root`` without ever leaving a half-written one there.
+
+    ``write(tmp)`` fills a fresh temporary sibling directory (``.<name>.tmp-*``), which is
+    then renamed to ``root``. Safe for concurrent callers: each one writes its own copy;
+    ``rename`` onto an existing non-empty directory fails, so the first finisher wins and
+    the others delete their copy and use the winner's, provided ``is_complete(root)`` says
+    it is one (else the rename's ``OSError`` propagates). An empty ``root`` (e.g. made by
+    the user) is replaced. Temporary trees that a killed process left behind are removed
+    once they are an hour old. Returns ``root`` as a ``Path``; the demo set and the bench's
+    photo set (``classify.data.photos``) share this.
+    """
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        write(tmp)
+        _publish(tmp, root, is_complete)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # no-op when the rename succeeded
+    return root
+
+
+def _publish(tmp, root, is_complete):
     """Atomically move the finished ``tmp`` tree to ``root`` unless another won."""
     try:
         os.rmdir(root)  # an empty dir (e.g. made by the user) does not block us
@@ -291,5 +313,5 @@ def _publish(tmp, root):
     try:
         os.rename(tmp, root)
     except OSError:
-        if not _is_complete(root):  # lost to something that is not a demo tree
+        if not is_complete(root):  # lost to something that is not a finished tree
             raise
