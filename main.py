@@ -15,9 +15,9 @@ import sys
 
 import torch
 
+import models
 from classify.config import OneLineParser, build_config, parse_int_list
-from classify.errors import UserError
-from classify.guard import Interrupted, NonFiniteLoss
+from classify.errors import Interrupted, NonFiniteLoss, UserError
 from classify.schedules import SCHEDULES
 
 
@@ -42,9 +42,11 @@ def get_args_parser() -> OneLineParser:
     add("--no-val", "--no_val", action="store_true", help="skip validation (train only)")
     # model and recipe
     add("-a", "--arch", "--model", "--backbone", dest="arch", default=None,
-        help="alexnet | vgg16 | googlenet (default) | inception_resnet_v2")
+        help=f"{' | '.join(models.list_models())} (default {models.DEFAULT_ARCH})")
     add("--recipe", default=None, help="hyperparameter set (default: the net's ModelZoo recipe)")
-    add("--aux-logits", "--aux_logits", action="store_true", help="GoogLeNet: train with the aux heads")
+    # A network's training options (its ModelEntry.train_options) all go into one list.
+    add("--aux-logits", "--aux_logits", dest="model_options", action="append_const", const="aux_logits",
+        help="GoogLeNet: train with the aux heads")
     add("--pretrained", nargs="?", const="torchvision", default=None, metavar="PATH",
         help="start from weights: a file, or torchvision's from the local cache when no PATH")
     # optimisation
@@ -77,20 +79,24 @@ def get_args_parser() -> OneLineParser:
     # devices and distribution (torchrun/main_8p.py set RANK/WORLD_SIZE/LOCAL_RANK)
     add("--device", default="auto", help="auto | cpu | cuda | gpu | npu")
     add("--device-id", "--device_id", "--gpu", dest="device_id", type=int, default=None)
-    add("--device-list", "--device_list", default=None, help="used by main_8p.py")
+    add("--device-list", "--device_list", default=None,
+        help="devices to use: one id = --device-id; several = one worker each (as main_8p.py)")
     add("--dist-url", "--dist_url", default=None, help="accepted for compatibility (torchrun sets it)")
     add("--dist-backend", "--dist_backend", default=None)
     add("--world-size", "--world_size", type=int, default=None)
     add("--rank", type=int, default=None)
     add("--multiprocessing-distributed", "--multiprocessing_distributed", action="store_true")
     add("--addr", default=None)
-    add("--is_distributed", "--is-distributed", type=int, default=None)
+    add("--is_distributed", "--is-distributed", type=int, choices=(0, 1), default=None,
+        help="MindSpore style: 1 = one worker per device (as --multiprocessing-distributed)")
     add("--benchmark", type=int, default=1, help="cudnn.benchmark 0|1")
     # logging, checkpoints, control
     add("-p", "--print-freq", "--print_freq", "--log_interval", dest="print_freq", type=int, default=None)
     add("--output-dir", "--output_dir", "--ckpt_path", "--ckpt-path", "--log_path", dest="output_dir",
         default=None, help="checkpoints, metrics.jsonl, summary.json (default: current dir)")
     add("--ckpt-interval", "--ckpt_interval", type=int, default=None, help="also save every N steps")
+    add("--keep-checkpoints", "--keep_checkpoints", type=int, default=None, metavar="N",
+        help="also keep the N newest epoch checkpoints, checkpoint-<epoch>.pth.tar (default 0)")
     add("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
     add("-e", "--evaluate", action="store_true", help="evaluate only (with --resume/--pretrained)")
     add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
@@ -99,22 +105,31 @@ def get_args_parser() -> OneLineParser:
     add("--max-bad-images", "--max_bad_images", type=float, default=0.01, metavar="FRACTION",
         help="abort when more than this fraction of images is unreadable (default 0.01)")
     add("--nan-policy", "--nan_policy", default="stop", help="stop | skip | skip:N (non-finite loss)")
+    from classify.check import CheckFlag
+
+    add("--check", action=CheckFlag, help="print what a run with these flags would use (device, world size, "
+        "batch, data layout, checkpoint) as key = value lines and exit: 0, or 1 with one error line")
     return p
 
 
 def check(argv, world_size: int, local_world: int):
-    """Resolve the config and check the data path without starting anything (launchers use it)."""
-    cfg = build_config(get_args_parser().parse_args(argv), world_size, local_world)
-    if cfg.data_kind == "folder":
-        from classify.data import check_data_root
+    """Resolve the config and check what the run reads first (data layout, checkpoint or
+    weights file, output dir) without starting anything: the launcher calls it before it
+    starts the workers (``classify.launch``). Returns the config."""
+    from classify.check import inspect
 
-        check_data_root(cfg.data)
+    args = get_args_parser().parse_args(argv)
+    if args.check:  # an abbreviation that main_8p.py did not take for --check: it would reach the workers
+        raise UserError("write --check in full (main_8p.py looks for the whole word)")
+    cfg = build_config(args, world_size, local_world)
+    inspect(cfg, resolve_auto=False)  # --resume auto: each worker's run resolves it
     return cfg
 
 
 def _wants_launcher(args) -> bool:
     """pytorch/examples: ``main.py --multiprocessing-distributed`` spawns one worker per device."""
-    many = args.multiprocessing_distributed or len((args.device_list or "").split(",")) > 1
+    many = (args.multiprocessing_distributed or args.is_distributed == 1
+            or len((args.device_list or "").split(",")) > 1)
     return many and "LOCAL_RANK" not in os.environ
 
 
@@ -122,6 +137,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
+    if args.check:  # what this run would use, checked (classify/check.py): 0, or 1 with one error line
+        from classify.check import check_args
+
+        return check_args(args, launcher=_wants_launcher(args))
     try:
         if _wants_launcher(args):
             from classify.launch import launch

@@ -6,6 +6,7 @@
         --world-size=1 --rank=0 --benchmark=0 --device=npu --epochs=150 --batch-size=4096
     python main_8p.py --nproc_per_node=8 --visible_devices=0,1,2,3,4,5,6,7 main.py --per_batch_size=256 ...
     python main_8p.py --device cpu --device-list 0,1 --dummy ...      # two gloo processes on a laptop
+    python main_8p.py --check --nproc_per_node=8 --data /data/imagenet  # what that run would use (classify/check.py)
 
 It starts one ``main.py`` worker per device through torch.distributed.run (see
 classify/launch.py); it holds no training logic.
@@ -14,6 +15,7 @@ classify/launch.py); it holds no training logic.
 import sys
 
 import main
+from classify.check import check_launcher
 from classify.errors import UserError
 from classify.launch import launch
 
@@ -23,8 +25,11 @@ def run(argv=None) -> int:
     if "-h" in argv or "--help" in argv:
         main.get_args_parser().print_help()
         print("\nmain_8p.py also takes: --nproc_per_node N, --device-list/--visible_devices 0,1,..., "
-              "--max-restarts N; --world-size/--rank are nodes/node rank as in pytorch/examples.")
+              "--device-id N (the first device, without a list), --max-restarts N; --world-size/--rank are "
+              "nodes/node rank as in pytorch/examples. --check: print what the run would use and exit.")
         return 0
+    if "--check" in argv:  # the workers, their devices and config, resolved and checked; nothing started
+        return check_launcher(argv, main.get_args_parser().parse_args)
     try:
         return launch(argv, validate=main.check)
     except UserError as e:

@@ -1,14 +1,17 @@
 # shellcheck shell=bash
-# The one helper behind the ModelZoo launcher scripts in test/ (DESIGN.md "Launcher scripts").
+# The one helper behind the ModelZoo launcher scripts in test/ (docs/architecture.md, "Contracts").
 #
 # Each script is two lines:
 #     source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 #     launcher_main <full|performance|eval> <1p|8p> "$@"
 #
-# launcher_main maps the ModelZoo flags onto main.py / main_8p.py, runs the trainer with its
-# output copied into test/output/<device id>/train_<device id>.log, and reads the numbers back
-# from that log (the line formats of DESIGN.md "Logs"). No training logic lives here: the
-# recipe, the demo profile, batch splitting and lr scaling are main.py's.
+# launcher_main maps the ModelZoo flags onto main.py / main_8p.py, asks Python once what the run
+# would use (`main.py --check` / `main_8p.py --check`, classify/check.py: the device kind, the
+# processes, the data layout, the checkpoint; a mistake is its one-line error and exit 1), runs
+# the trainer with its output copied into test/output/<device id>/train_<device id>.log, and
+# reads the numbers back from that log (the log line formats of docs/architecture.md). No training,
+# device or data logic lives here: the recipe, the demo profile, device resolution, worker
+# counts, batch splitting, lr scaling and the data and checkpoint checks are Python's.
 
 # Steps of a performance run (--stop_step_num= overrides): on an accelerator a steady-state
 # window far longer than the 10 warm-up steps main.py leaves out of FPS (about a minute for
@@ -36,9 +39,12 @@ usage: bash test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batc
           [--epochs=N] [--lr=X] [--workers=N] [--image_size=N] [--device=auto|cpu|cuda|npu]
           [--device_id=N] [--rank_size=N] [--stop_step_num=N] [--pth_path=FILE] [main.py flags...]
 
-  --data_path   ImageFolder root holding train/ and val/ (default: the built-in demo set)
-  --batch_size  global batch of the node (main.py -b); --rank_size: processes (8p scripts)
-  --device      auto (default): npu if torch_npu imports, else cuda if available, else cpu
+  --data_path   ImageFolder root holding train/ and val/, or val/ itself for the eval scripts
+                (default: the built-in demo set)
+  --batch_size  global batch of the node (main.py -b); --rank_size: processes (8p scripts;
+                default every visible device from --device_id on, 2 gloo processes on cpu)
+  --device      auto (default): npu if torch_npu imports and sees an NPU, else cuda if
+                available, else cpu
   --device_id   first device; outputs go to test/output/<device_id>/ (default 0)
   --pth_path    checkpoint to evaluate (eval scripts; default test/output/<id>/model_best.pth.tar)
 Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). See README.md.
@@ -46,7 +52,9 @@ EOF
 }
 
 # Sets DATA_PATH ARCH RECIPE BATCH_SIZE EPOCHS LR WORKERS IMAGE_SIZE DEVICE DEVICE_ID
-# RANK_SIZE STOP_STEP_NUM PTH_PATH and EXTRA (the flags passed through to main.py).
+# RANK_SIZE STOP_STEP_NUM PTH_PATH and EXTRA (the flags passed through to main.py). Only the
+# flags themselves are checked here (a value, a whole number, the script that takes them);
+# what they name (devices, data, checkpoints) is the check's.
 _parse_args() {
     DATA_PATH="" DATA_GIVEN=0 ARCH="" RECIPE="" BATCH_SIZE="" EPOCHS="" LR="" WORKERS=""
     IMAGE_SIZE="" DEVICE=auto DEVICE_ID="" RANK_SIZE="" STOP_STEP_NUM="" PTH_PATH=""
@@ -98,39 +106,8 @@ _parse_args() {
     [[ $STOP_STEP_NUM != 0 ]] || _die "--stop_step_num must be at least 1"
     [[ $SCALE == 8p || -z $RANK_SIZE || $RANK_SIZE == 1 ]] ||
         _die "--rank_size=$RANK_SIZE: this script runs one device; use ${SCRIPT/_1p/_8p} for several"
-    [[ $DEVICE == gpu ]] && DEVICE=cuda
-    case $DEVICE in
-        auto | cpu | cuda | npu) ;;
-        *) _die "unknown --device '$DEVICE'; use auto, cpu, cuda (gpu) or npu" ;;
-    esac
-}
-
-_check_paths() {  # the user's mistakes, caught in bash before any process starts
-    if ((DATA_GIVEN)); then
-        local shown=$DATA_PATH missing=""
-        DATA_PATH=$(_abspath "$DATA_PATH")
-        [[ -e $DATA_PATH ]] || _die "--data_path '$shown' does not exist; pass the folder that holds train/ and val/"
-        [[ -d $DATA_PATH ]] || _die "--data_path '$shown' is not a folder; pass the folder that holds train/ and val/"
-        # CIFAR-10 python batches are the one other layout main.py reads.
-        if [[ ! -f $DATA_PATH/data_batch_1 && ! -f $DATA_PATH/cifar-10-batches-py/data_batch_1 ]]; then
-            [[ -d $DATA_PATH/train ]] || missing="train/"
-            [[ -d $DATA_PATH/val ]] || missing="${missing:+$missing and }val/"
-            [[ -z $missing ]] || _die "--data_path '$shown' has no $missing;" \
-                "expected an ImageFolder root with train/<class>/*.jpg and val/<class>/*.jpg"
-        fi
-    fi
-    if [[ $MODE == eval ]]; then
-        local shown=${PTH_PATH:-test/output/$DEVICE_ID/model_best.pth.tar}
-        PTH_PATH=$([[ -n $PTH_PATH ]] && _abspath "$PTH_PATH" || echo "$REPO_ROOT/$shown")
-        [[ -f $PTH_PATH ]] && return
-        if [[ $PTH_PATH == */model_best.pth.tar && -f ${PTH_PATH%/*}/checkpoint.pth.tar ]]; then
-            _die "no checkpoint '$shown' (written when an epoch beats 0% Acc@1); pass" \
-                "--pth_path=${shown%/*}/checkpoint.pth.tar for the last epoch's weights"
-        fi
-        _die "no checkpoint '$shown'; train first (bash test/train_full_${SCALE}.sh) or pass --pth_path=FILE"
-    elif [[ -n $PTH_PATH ]]; then
+    [[ $MODE == eval || -z $PTH_PATH ]] ||
         _die "--pth_path is for train_eval_*.sh; to continue a run pass --resume=FILE (main.py's flag)"
-    fi
 }
 
 _find_python() {
@@ -142,91 +119,89 @@ _find_python() {
     command -v "${PY[0]}" >/dev/null 2>&1 || _die "no '${PY[0]}' found; activate your environment or set PYTHON"
 }
 
-_device_count() {  # $1 = cuda | npu
-    local import="import torch"
-    [[ $1 == npu ]] && import="import torch, torch_npu"
-    "${PY[@]}" -c "$import; print(torch.$1.device_count() if torch.$1.is_available() else 0)" 2>/dev/null || echo 0
-}
-
-_npu_importable() {  # with the Ascend environment sourced, as a run on npu would have it
-    (
-        [[ -f $LAUNCHER_DIR/env_npu.sh ]] && source "$LAUNCHER_DIR/env_npu.sh"
-        "${PY[@]}" -c "import torch_npu"
-    ) >/dev/null 2>&1
-}
-
-# Sets DEVICE (cpu | cuda | npu) and, on accelerators, DEVICE_COUNT; sources env_npu.sh on npu.
-_resolve_device() {
-    DEVICE_COUNT=""
-    if [[ $DEVICE == auto ]]; then
-        if _npu_importable; then
-            DEVICE=npu
-        else
-            DEVICE_COUNT=$(_device_count cuda)
-            ((DEVICE_COUNT > 0)) && DEVICE=cuda || DEVICE=cpu
-        fi
+# Sets ENTRY (main.py or main_8p.py) and ARGS, its flags for this run: the check's and the
+# trainer's, less the performance runs' step count (it depends on the device kind).
+_build_args() {
+    if [[ $SCALE == 1p ]]; then
+        ENTRY=main.py
+    else
+        ENTRY=main_8p.py
     fi
+    ARGS=("--device=$DEVICE" "--device-id=$DEVICE_ID")  # ignored on cpu
+    [[ -n $RANK_SIZE && $SCALE == 8p ]] && ARGS+=("--nproc_per_node=$RANK_SIZE")
+    ((DATA_GIVEN)) && ARGS+=("--data_path=$(_abspath "$DATA_PATH")")
+    [[ -n $ARCH ]] && ARGS+=("--arch=$ARCH")
+    [[ -n $RECIPE ]] && ARGS+=("--recipe=$RECIPE")
+    [[ -n $BATCH_SIZE ]] && ARGS+=("--batch-size=$BATCH_SIZE")
+    [[ -n $EPOCHS ]] && ARGS+=("--epochs=$EPOCHS")
+    [[ -n $LR ]] && ARGS+=("--lr=$LR")
+    [[ -n $WORKERS ]] && ARGS+=("--workers=$WORKERS")
+    [[ -n $IMAGE_SIZE ]] && ARGS+=("--image-size=$IMAGE_SIZE")
+    case $MODE in
+        performance)
+            [[ -n $STOP_STEP_NUM ]] && ARGS+=("--stop-step-num=$STOP_STEP_NUM")
+            ARGS+=(--no-val) ;;
+        full)
+            [[ -n $STOP_STEP_NUM ]] && ARGS+=("--stop-step-num=$STOP_STEP_NUM")
+            # Never lose work: a full run whose output dir holds a checkpoint continues from it
+            # (a --resume among the other flags comes later and wins).
+            ARGS+=(--resume=auto) ;;
+        eval)
+            local pth=$REPO_ROOT/test/output/$DEVICE_ID/model_best.pth.tar
+            [[ -n $PTH_PATH ]] && pth=$(_abspath "$PTH_PATH")
+            ARGS+=(-e "--resume=$pth") ;;
+    esac
+    ARGS+=("--output-dir=$RUN_DIR" "${EXTRA[@]}")
+}
+
+# The one question to Python: what would this run use? Sets CHECK_<key> for each
+# `key = value` line of `$ENTRY --check` (classify/check.py). A mistake is the check's one
+# line on stderr and exit 1, before anything is created or started. The check sees the
+# Ascend environment (test/env_npu.sh) whenever the device may be npu, as the run will.
+_check() {
+    local out line key
+    out=$(
+        if [[ ($DEVICE == auto || $DEVICE == npu) && -f $LAUNCHER_DIR/env_npu.sh ]]; then
+            # shellcheck source=env_npu.sh
+            source "$LAUNCHER_DIR/env_npu.sh" >/dev/null 2>&1
+        fi
+        "${PY[@]}" "$ENTRY" --check "${ARGS[@]}"
+    ) || exit 1
+    while IFS= read -r line; do
+        [[ $line == *" = "* ]] || continue
+        key=${line%% = *}
+        [[ $key =~ ^[a-z_]+$ ]] && printf -v "CHECK_$key" '%s' "${line#* = }"
+    done <<<"$out"
+    [[ -n ${CHECK_device:-} && -n ${CHECK_world_size:-} ]] ||
+        _die "no device in the output of $ENTRY --check; is $REPO_ROOT this suite's checkout?"
+}
+
+# Sets DEVICE RANK_SIZE (what the check resolved), RESUMING and CMD: the trainer's command line.
+_build_command() {
+    DEVICE=$CHECK_device
+    RANK_SIZE=$CHECK_world_size
     if [[ $DEVICE == npu && -f $LAUNCHER_DIR/env_npu.sh ]]; then
         # shellcheck source=env_npu.sh
         source "$LAUNCHER_DIR/env_npu.sh"
     fi
-    if [[ $DEVICE != cpu && $SCALE == 8p && -z $DEVICE_COUNT ]]; then
-        DEVICE_COUNT=$(_device_count "$DEVICE")
-    fi
-}
-
-_resolve_ranks() {
-    if [[ $SCALE == 1p ]]; then
-        RANK_SIZE=1
-        return
-    fi
-    if [[ $DEVICE == cpu ]]; then
-        RANK_SIZE=${RANK_SIZE:-2}  # two gloo processes on a laptop
-        return
-    fi
-    RANK_SIZE=${RANK_SIZE:-8}
-    local last=$((DEVICE_ID + RANK_SIZE))
-    ((last <= DEVICE_COUNT)) || _die "--rank_size=$RANK_SIZE needs $RANK_SIZE $DEVICE devices" \
-        "(from device $DEVICE_ID) but $DEVICE_COUNT are visible; pass --rank_size=N or --device=cpu"
-}
-
-# Sets CMD: the trainer's command line.
-_build_command() {
-    if [[ $SCALE == 1p ]]; then
-        CMD=("${PY[@]}" main.py "--device=$DEVICE")
-        [[ $DEVICE == cpu ]] || CMD+=("--device-id=$DEVICE_ID")
-    else
-        CMD=("${PY[@]}" main_8p.py "--device=$DEVICE")
-        if [[ $DEVICE != cpu && $DEVICE_ID != 0 ]]; then
-            CMD+=("--device-list=$(seq -s, "$DEVICE_ID" $((DEVICE_ID + RANK_SIZE - 1)))")
-        else
-            CMD+=("--nproc_per_node=$RANK_SIZE")
+    CMD=("${PY[@]}" "$ENTRY")
+    local arg
+    RESUMING=0
+    for arg in "${ARGS[@]}"; do
+        if [[ $arg == --resume=auto && $MODE == full ]]; then
+            # only when it found a checkpoint to continue (else the run starts fresh, without it)
+            [[ $CHECK_checkpoint == *" (--resume auto)" ]] || continue
+            echo "=> $RUN_DIR holds a checkpoint: continuing it (--resume auto); delete it to start over"
+            RESUMING=1
         fi
-    fi
-    ((DATA_GIVEN)) && CMD+=("--data_path=$DATA_PATH")
-    [[ -n $ARCH ]] && CMD+=("--arch=$ARCH")
-    [[ -n $RECIPE ]] && CMD+=("--recipe=$RECIPE")
-    [[ -n $BATCH_SIZE ]] && CMD+=("--batch-size=$BATCH_SIZE")
-    [[ -n $EPOCHS ]] && CMD+=("--epochs=$EPOCHS")
-    [[ -n $LR ]] && CMD+=("--lr=$LR")
-    [[ -n $WORKERS ]] && CMD+=("--workers=$WORKERS")
-    [[ -n $IMAGE_SIZE ]] && CMD+=("--image-size=$IMAGE_SIZE")
-    case $MODE in
-        performance)
+        [[ $arg == --device=* ]] && arg=--device=$DEVICE  # the kind the check resolved
+        if [[ $arg == --no-val && $MODE == performance && -z $STOP_STEP_NUM ]]; then
             local steps=$PERF_STEPS_ACCELERATOR
             [[ $DEVICE == cpu ]] && steps=$PERF_STEPS_CPU
-            CMD+=("--stop-step-num=${STOP_STEP_NUM:-$steps}" --no-val) ;;
-        full)
-            [[ -n $STOP_STEP_NUM ]] && CMD+=("--stop-step-num=$STOP_STEP_NUM")
-            # Never lose work: a full run whose output dir holds a checkpoint continues from it.
-            if [[ -f $RUN_DIR/checkpoint.pth.tar && " ${EXTRA[*]} " != *" --resume"* ]]; then
-                echo "=> $RUN_DIR holds a checkpoint: continuing it (--resume auto); delete it to start over"
-                CMD+=(--resume=auto)
-                RESUMING=1
-            fi ;;
-        eval) CMD+=(-e "--resume=$PTH_PATH") ;;
-    esac
-    CMD+=("--output-dir=$RUN_DIR" "${EXTRA[@]}")
+            CMD+=("--stop-step-num=$steps")
+        fi
+        CMD+=("$arg")
+    done
 }
 
 # Runs CMD: stdout and stderr go to the terminal as they are and both into TRAIN_LOG.
@@ -235,7 +210,7 @@ _run_trainer() {
     local start
     start=$(date +%s)
     : >"$TRAIN_LOG"
-    ((DATA_GIVEN)) || echo "=> no --data_path: using the built-in demo set and its short schedule" \
+    [[ $CHECK_data != demo ]] || echo "=> no --data_path: using the built-in demo set and its short schedule" \
         "(generated on first use; pass --data_path=DIR for real data)" | tee -a "$TRAIN_LOG"
     echo "=> ${CMD[*]}" | tee -a "$TRAIN_LOG"
     export PYTHONUNBUFFERED=1
@@ -296,11 +271,8 @@ launcher_main() {
     USER_CWD=$PWD
     _parse_args "$@"
     DEVICE_ID=${DEVICE_ID:-0}
-    _check_paths
     cd "$REPO_ROOT" || _die "cannot cd to $REPO_ROOT"
     _find_python
-    _resolve_device
-    _resolve_ranks
     CASE_KIND=${MODE/full/acc}
     CASE_KIND=${CASE_KIND/performance/perf}
     OUTPUT_DIR=$REPO_ROOT/test/output/$DEVICE_ID
@@ -309,11 +281,13 @@ launcher_main() {
     # training run's summary.json beside the checkpoints survives.
     RUN_DIR=$OUTPUT_DIR
     [[ $MODE == eval ]] && RUN_DIR=$OUTPUT_DIR/eval
+    _build_args
+    _check
     _build_command
     mkdir -p "$RUN_DIR" || _die "cannot create $RUN_DIR"
     # Stale reports of the same kind go (checkpoints stay: the eval scripts read them).
     # A continued run keeps its metrics.jsonl (the earlier epochs' records).
-    ((${RESUMING:-0})) || rm -f "$RUN_DIR/metrics.jsonl"
+    ((RESUMING)) || rm -f "$RUN_DIR/metrics.jsonl"
     rm -f "$RUN_DIR/summary.json" "$OUTPUT_DIR"/*_[0-9]*p_"$CASE_KIND".log \
         "$OUTPUT_DIR"/train_*_"$CASE_KIND"_loss.txt
     _run_trainer

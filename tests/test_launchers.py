@@ -1,4 +1,4 @@
-"""The ModelZoo launcher scripts in test/ (DESIGN.md "Launcher scripts (test/)").
+"""The ModelZoo launcher scripts in test/ (docs/architecture.md, "Contracts").
 
 Real runs, shared by the tests through module-scoped fixtures, at 32 px on the tiny
 ``image_folder`` tree, no loader workers. Full 1p (from the repo root, default device), eval 1p
@@ -8,7 +8,9 @@ subprocesses through conftest's ``subprocess_env``): the scripts are under test,
 network. Performance 1p on a stand-in demo set keeps the default arch (GoogLeNet, 2 steps)
 covered. Runs that need no other run start together when the module starts (conftest's
 ``start_ahead``) and run side by side. Everything else (bad data paths, missing checkpoint,
-usage errors) is caught in bash and takes milliseconds. Outputs go to
+usage errors) is caught before anything starts: the flags' own mistakes in bash, in
+milliseconds, the rest by the scripts' one ``main.py --check`` / ``main_8p.py --check`` call
+(a Python start-up each; the check itself is tests/test_check.py's). Outputs go to
 test/output/<device id>/ with ids unique to this process, removed afterwards.
 """
 
@@ -46,6 +48,13 @@ def start(script, *args, cwd=ROOT, env=None) -> Background:
 def launch(script, *args, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProcess:
     """``start`` and wait for it."""
     return start(script, *args, cwd=cwd, env=env).result(timeout)
+
+
+def launch_all(*runs, timeout=300):
+    """Several ``(script, args, kwargs)`` started together (each waits on a Python start-up),
+    their CompletedProcesses in order."""
+    started = [start(script, *args, **kwargs) for script, args, kwargs in runs]
+    return [run.result(timeout) for run in started]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -131,10 +140,11 @@ def full_1p(full_1p_started, request):
 
 @pytest.fixture(scope="module")
 def eval_1p_started(full_1p_started, image_folder, subprocess_env):
-    """Eval 1p of the full run's model_best (its default --pth_path), from test/."""
+    """Eval 1p of the full run's model_best (its default --pth_path), from test/, on the val/
+    split folder itself (MindSpore style, as main.py reads it)."""
     full, device_id = full_1p_started
     full.result()
-    data = os.path.relpath(image_folder, TEST_DIR)  # relative to where the user stands
+    data = os.path.relpath(image_folder / "val", TEST_DIR)  # relative to where the user stands
     run = start("train_eval_1p.sh", f"--data_path={data}", "--arch=tinynet", "--image_size=32", "--batch_size=12",
                 "--workers=0", "--device=cpu", f"--device_id={device_id}", cwd=TEST_DIR, env=subprocess_env)
     yield run, device_id
@@ -205,14 +215,18 @@ def test_full_1p(full_1p):
     assert " main.py " in command
     assert "--arch=tinynet --batch-size=12 --epochs=1 --workers=0 --image-size=32" in command
     assert "--output-dir=" + str(run.dir) in command and "--no-val" not in command
+    assert f"--device={run.case['DeviceType']} " in command  # the kind the check resolved
+    assert "--resume" not in command and "continuing it" not in run.proc.stdout  # a fresh run
     assert "demo set" not in run.proc.stdout
 
 
-def test_eval_1p_reads_the_full_run_checkpoint_from_test_dir(full_1p, eval_1p_started):
+def test_eval_1p_reads_the_full_run_checkpoint_from_test_dir(full_1p, eval_1p_started, image_folder):
     run, device_id = eval_1p_started  # default --pth_path: test/output/<id>/model_best.pth.tar
     run = Run(run.result(), device_id, "eval").check()
     assert run.case["CaseName"] == "tinynet_bs12_1p_eval"
-    assert run.acc == full_1p.acc  # same weights, same val set
+    assert run.acc == full_1p.acc  # same weights, same val set (given as val/ itself)
+    given = re.search(r"--data_path=(\S+)", _command(run)).group(1)
+    assert os.path.realpath(given) == os.path.realpath(image_folder / "val")
     assert run.fps == "N/A" and run.case["TrainingTime"] == "N/A"
     assert f"-e --resume={full_1p.dir / 'model_best.pth.tar'}" in _command(run)
     assert (full_1p.dir / "tinynet_bs12_1p_acc.log").is_file()  # the training reports stay
@@ -237,7 +251,7 @@ def test_full_8p_two_gloo_processes(full_8p):
     assert run.case["CaseName"] == "tinynet_bs12_2p_acc"
     assert run.case["RankSize"] == "2" and run.case["DeviceType"] == "cpu"
     assert 0 <= float(run.acc) <= 100 and float(run.fps) > 0
-    assert " main_8p.py --device=cpu --nproc_per_node=2 " in _command(run)
+    assert f" main_8p.py --device=cpu --device-id={run.dir.name} --nproc_per_node=2 " in _command(run)
     assert "on cpu x2" in run.train_log
     assert (run.dir / "model_best.pth.tar").is_file()
 
@@ -255,28 +269,34 @@ def _assert_one_line_error(proc, device_id, *fragments):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_bad_data_path_is_one_line_before_anything_starts(script, tmp_path, new_id):
     device_id = new_id()
-    proc = launch(script, f"--data_path={tmp_path / 'nonexistent'}", f"--device_id={device_id}")
-    _assert_one_line_error(proc, device_id, "does not exist", "nonexistent")
-    (tmp_path / "train" / "a").mkdir(parents=True)  # no val/
-    proc = launch(script, "--data_path", tmp_path, f"--device_id={device_id}", cwd=TEST_DIR)
-    _assert_one_line_error(proc, device_id, "has no val/", str(tmp_path))
+    (tmp_path / "notval" / "train" / "a").mkdir(parents=True)  # no val/
+    missing, no_val = launch_all(
+        (script, [f"--data_path={tmp_path / 'nonexistent'}", f"--device_id={device_id}"], {}),
+        (script, ["--data_path", tmp_path / "notval", f"--device_id={device_id}"], {"cwd": TEST_DIR}))
+    _assert_one_line_error(missing, device_id, "does not exist", "nonexistent")
+    _assert_one_line_error(no_val, device_id, "has no val/", str(tmp_path / "notval"))
 
 
 @pytest.mark.parametrize("script", ["train_eval_1p.sh", "train_eval_8p.sh"])
 def test_missing_checkpoint_is_one_line(script, image_folder, new_id):
     device_id = new_id()
-    proc = launch(script, f"--data_path={image_folder}", f"--device_id={device_id}")
-    _assert_one_line_error(proc, device_id, f"test/output/{device_id}/model_best.pth.tar")
-    proc = launch(script, f"--data_path={image_folder}", "--pth_path=missing.pth.tar",
-                  f"--device_id={device_id}", cwd=TEST_DIR)
-    _assert_one_line_error(proc, device_id, "missing.pth.tar", "--pth_path")
+    default, given = launch_all(
+        (script, [f"--data_path={image_folder}", f"--device_id={device_id}"], {}),
+        (script, [f"--data_path={image_folder}", "--pth_path=missing.pth.tar", f"--device_id={device_id}"],
+         {"cwd": TEST_DIR}))
+    _assert_one_line_error(default, device_id, f"test/output/{device_id}/model_best.pth.tar", "not found")
+    _assert_one_line_error(given, device_id, str(TEST_DIR / "missing.pth.tar"), "--pth_path")
 
 
 def test_usage_errors_and_help(image_folder, new_id):
     device_id = new_id()
-    for args, fragment in ((["--pth_path=x.pth.tar"], "train_eval"), (["--rank_size=2"], "train_full_8p.sh"),
-                           (["--device=tpu"], "unknown --device"), (["--epochs"], "needs a value")):
-        proc = launch("train_full_1p.sh", f"--data_path={image_folder}", f"--device_id={device_id}", *args)
+    cases = ((["--pth_path=x.pth.tar"], "train_eval"), (["--rank_size=2"], "train_full_8p.sh"),
+             (["--epochs"], "needs a value"), (["--device_id=x"], "not a whole number"),  # bash: the flags
+             (["--device=tpu"], "unknown --device 'tpu'"), (["--arch=nosuchnet"], "unknown arch 'nosuchnet'"),
+             (["--bogus-flag"], "unrecognized arguments: --bogus-flag"))  # the check: what they name
+    procs = launch_all(*(("train_full_1p.sh", [f"--data_path={image_folder}", f"--device_id={device_id}", *args],
+                          {}) for args, _ in cases))
+    for proc, (args, fragment) in zip(procs, cases):
         _assert_one_line_error(proc, device_id, fragment)
     proc = launch("train_performance_8p.sh", "--help")
     assert proc.returncode == 0 and "--data_path" in proc.stdout and "--rank_size" in proc.stdout
@@ -289,25 +309,34 @@ def too_few_devices_started(image_folder, new_id):
 
 
 def test_too_few_devices_is_one_line(too_few_devices_started):
+    import torch
+
     run, device_id = too_few_devices_started
-    _assert_one_line_error(run.result(), device_id, "--rank_size=999 needs 999 cuda devices")
+    if torch.cuda.is_available():  # the check's count of visible devices
+        _assert_one_line_error(run.result(), device_id, "--nproc_per_node 999 needs 999 cuda devices", "--rank_size")
+    else:
+        _assert_one_line_error(run.result(), device_id, "no CUDA device is visible", "--device cpu")
 
 
 @pytest.fixture(scope="module")
-def failing_trainer_started(image_folder, new_id):
-    yield from started(new_id, "train_full_1p.sh", f"--data_path={image_folder}", "--arch=nosuchnet",
-                       "--device=cpu")
+def failing_trainer_started(image_folder, new_id, tmp_path_factory, subprocess_env):
+    """A mistake the check cannot see (it checks that the checkpoint exists; the run reads it)."""
+    garbage = tmp_path_factory.mktemp("garbage") / "model_best.pth.tar"
+    garbage.write_bytes(b"")  # truncated to nothing
+    yield from started(new_id, "train_eval_1p.sh", f"--data_path={image_folder}", f"--pth_path={garbage}",
+                       "--arch=tinynet", "--image_size=32", "--workers=0", "--device=cpu", env=subprocess_env)
 
 
 def test_trainer_failure_is_its_exit_code_without_closing_lines(failing_trainer_started):
     run, device_id = failing_trainer_started
     proc = run.result()
     assert proc.returncode == 2, proc.stdout + proc.stderr  # main.py's usage-error code
-    assert "unknown arch 'nosuchnet'" in proc.stderr and "exited with code 2" in proc.stderr
+    error = next(line for line in proc.stderr.splitlines() if "model_best.pth.tar" in line)  # the run's
+    assert error.startswith("error: checkpoint ") and "exited with code 2" in proc.stderr
     assert "Final " not in proc.stdout
     out = OUTPUT / str(device_id)
     assert [p.name for p in out.glob("*.log")] == [f"train_{device_id}.log"]
-    assert "unknown arch 'nosuchnet'" in (out / f"train_{device_id}.log").read_text()
+    assert error in (out / f"train_{device_id}.log").read_text()
 
 
 def test_full_run_continues_from_its_checkpoint(full_1p, continued_started):
@@ -315,6 +344,7 @@ def test_full_run_continues_from_its_checkpoint(full_1p, continued_started):
     run, device_id = continued_started
     run = Run(run.result(), device_id, "acc").check()
     assert "--resume=auto" in _command(run) and "=> resumed from" in run.train_log
+    assert run.proc.stdout.startswith(f"=> {run.dir} holds a checkpoint: continuing it (--resume auto)")
     assert "Epoch: [0]" not in run.train_log and "Epoch: [1]" in run.train_log
     epochs = [json.loads(line)["epoch"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]

@@ -1,0 +1,292 @@
+"""``python main.py --check ...`` / ``python main_8p.py --check ...``: what a run with those
+flags would use, resolved and checked without starting it.
+
+The check resolves exactly what the run would (the config of ``classify.config``, the device
+of ``classify.devices``, for ``main_8p.py`` the workers and devices of ``classify.launch``),
+checks what the run reads before it spends minutes building a model (the data layout, the
+checkpoint or weights file, the output dir's parent), and prints one ``key = value`` line per
+item on stdout, in this order (``KEYS``)::
+
+    arch = googlenet
+    recipe = googlenet_modelzoo
+    mode = train                        # train | evaluate (-e)
+    device = cuda                       # cpu | cuda | npu (--device auto resolved)
+    device_count = 8                    # visible devices of that kind (cpu: CPUs of this process)
+    devices = 0,1,2,3,4,5,6,7           # the ids the run uses; "-" on cpu
+    world_size = 8                      # processes in all (nodes x nproc_per_node)
+    nproc_per_node = 8                  # processes on this node
+    global_batch = 256
+    per_device_batch = 32
+    data = folder train+val             # folder train+val | folder train only | folder val only
+                                        # | cifar10 | demo | dummy
+    data_path = /data/imagenet          # absolute; "none" for dummy; demo: its cache folder, with
+                                        # " (generated on first use)" while it does not exist yet
+    checkpoint = none                   # none | PATH (--resume) | PATH (--resume auto)
+                                        # | none (--resume auto: no checkpoint in DIR) | PATH (--pretrained)
+    output_dir = /abs/output/dir
+
+and exits 0; a mistake is one line ``error: ...`` on stderr and exit code 1 (argparse's
+usage errors too, for the flags after ``--check``: put it first, as the launcher scripts do).
+Nothing is created (no output dir, no demo set, no model, no process group, no worker).
+What the run reads file by file (an empty class folder, a corrupt image or checkpoint) stays
+the run's to find: the check looks at folders and file names only, so that it takes a
+second on ImageNet too.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .config import Config
+from .errors import CheckpointError, DataError, UserError
+
+__all__ = ["KEYS", "EXIT_ERROR", "CheckFlag", "check_args", "check_launcher", "inspect", "single_process_devices",
+           "launcher_devices", "format_report", "report"]
+
+KEYS = ("arch", "recipe", "mode", "device", "device_count", "devices", "world_size", "nproc_per_node",
+        "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir")
+EXIT_ERROR = 1  # the check's exit code for a mistake (a run's usage errors exit 2)
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def single_process_devices(cfg: Config) -> Dict[str, str]:
+    """``main.py``: one process (world size from the environment, as under torchrun, else 1)."""
+    from . import devices
+    from .distributed import dist_info_from_env
+
+    kind = devices.resolve_kind(cfg.device)
+    info = dist_info_from_env()
+    count = devices.device_count(kind)
+    ids = "-"
+    if kind != "cpu":
+        index = info.local_rank if info.enabled else (cfg.device_id or 0)
+        devices.check_device_index(kind, index)  # before the run makes the same check
+        ids = str(index)
+    return {"device": kind, "device_count": str(count), "devices": ids,
+            "world_size": str(cfg.world_size), "nproc_per_node": str(info.local_world_size)}
+
+
+def launcher_devices(plan) -> Dict[str, str]:
+    """``main_8p.py`` / ``main.py --multiprocessing-distributed``: ``classify.launch.plan``'s."""
+    from . import devices
+
+    return {"device": plan.kind, "device_count": str(devices.device_count(plan.kind)),
+            "devices": ",".join(map(str, plan.devices)) if plan.devices else "-",
+            "world_size": str(plan.world_size), "nproc_per_node": str(plan.nproc)}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _class_dirs(folder: Path) -> List[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def _data(cfg: Config) -> Tuple[str, str, bool]:
+    """(layout, absolute path, has a val split). The layout checks of ``classify.data`` (the
+    files themselves are read by the run: an empty class folder is its error)."""
+    from .data import find_cifar_root, resolve_splits
+    from .data.folder import check_same_classes
+
+    d = cfg.data
+    if d.kind == "dummy":
+        return "dummy", "none", True
+    if d.kind == "demo":
+        from .data.demo import default_demo_root, is_complete
+
+        root = default_demo_root()
+        ready = is_complete(root)
+        return "demo", f"{root.absolute()}{'' if ready else ' (generated on first use)'}", True
+    cifar = find_cifar_root(d.path)
+    if cifar is not None:
+        if not (cifar / "test_batch").is_file():
+            raise DataError(f"'{cifar}' has no test_batch; extract the full cifar-10-python.tar.gz there")
+        return "cifar10", str(cifar.absolute()), True
+    train, val = resolve_splits(d.path)
+    classes = {}
+    for split in (train, val):
+        if split is not None:
+            classes[split] = _class_dirs(split)
+            if not classes[split]:
+                raise DataError(f"no class folders in '{split}'; expected {split}/<class>/*.jpg")
+    if train is not None and val is not None:
+        check_same_classes(classes[train], classes[val])
+    layout = "folder train+val" if train and val else ("folder train only" if train else "folder val only")
+    return layout, str(Path(d.path).expanduser().absolute()), val is not None
+
+
+def _check_mode(cfg: Config, layout: str, has_val: bool) -> None:
+    """The split checks ``classify.run`` makes once the model is built."""
+    from .data import check_splits
+
+    check_splits(path=cfg.data.path, has_train=layout != "folder val only", has_val=has_val and not cfg.data.no_val,
+                 evaluate=cfg.output.evaluate)
+
+
+# ----------------------------------------------------------------------------- checkpoint
+
+
+def _require_file(value: str, flag: str) -> Path:
+    from .checkpoint import BEST, LATEST
+
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path.absolute()
+    if path.exists():
+        raise CheckpointError(f"checkpoint '{value}' is not a file; pass a checkpoint file to {flag}")
+    if flag == "--pretrained":
+        raise CheckpointError(f"weights file '{value}' not found; pass an existing file to --pretrained")
+    if path.name == BEST and (path.parent / LATEST).is_file():
+        raise CheckpointError(f"checkpoint '{value}' not found ({BEST} is written when an epoch beats 0% Acc@1); "
+                              f"its folder holds {LATEST}, the last epoch's weights: pass that to --resume "
+                              "(--pth_path of test/train_eval_*.sh)")
+    raise CheckpointError(f"checkpoint '{value}' not found; pass an existing file to --resume "
+                          "(--pth_path of test/train_eval_*.sh), or train first to write it")
+
+
+def _pretrained(cfg: Config) -> Path:
+    from .pretrained import TORCHVISION, cached_torchvision_weights
+
+    value = cfg.output.pretrained
+    if value != TORCHVISION:
+        return _require_file(value, "--pretrained")
+    return cached_torchvision_weights(cfg.arch)
+
+
+def _auto(cfg: Config) -> Optional[Path]:
+    """``--resume auto``: the file the run would pick (metadata reads only), or None."""
+    from .checkpoint import CheckpointManager
+
+    found = CheckpointManager(cfg.output.output_dir, is_main=True, warn=lambda msg: None).resume_path("auto")
+    return None if found is None else found.absolute()
+
+
+def _checkpoint(cfg: Config, resolve_auto: bool) -> str:
+    out = cfg.output
+    # evaluation loads --resume (taken as a path, "auto" too), else --pretrained; training loads
+    # --pretrained, then what --resume names
+    pretrained = _pretrained(cfg) if out.pretrained and not (out.evaluate and out.resume) else None
+    if out.resume is not None and (out.evaluate or out.resume != "auto"):
+        return f"{_require_file(out.resume, '--resume')} (--resume)"
+    if out.resume == "auto" and resolve_auto:
+        found = _auto(cfg)
+        if found is not None:
+            return f"{found} (--resume auto)"
+        if pretrained is None:
+            return f"none (--resume auto: no checkpoint in {Path(out.output_dir).expanduser().absolute()})"
+    return "none" if pretrained is None else f"{pretrained} (--pretrained)"
+
+
+# ----------------------------------------------------------------------------- output dir
+
+
+def _output_dir(cfg: Config) -> Path:
+    """What ``classify.report.prepare_output_dir`` would refuse, without creating anything."""
+    path = Path(cfg.output.output_dir).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output dir '{path}' is not a folder; pass --output-dir to a writable folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"output dir '{path}' is not writable (no write access to '{existing}'); "
+                        "pass --output-dir to a writable folder")
+    return path
+
+
+# ----------------------------------------------------------------------------- all of it
+
+
+def inspect(cfg: Config, *, resolve_auto: bool = True) -> Dict[str, str]:
+    """Check the data, the checkpoint and the output dir of ``cfg`` (one-line ``UserError``);
+    returns the report's lines other than the devices'. ``resolve_auto=False``: leave
+    ``--resume auto`` to the run (it reads every checkpoint's metadata)."""
+    layout, path, has_val = _data(cfg)
+    _check_mode(cfg, layout, has_val)
+    return {"arch": cfg.arch, "recipe": cfg.recipe, "mode": "evaluate" if cfg.output.evaluate else "train",
+            "global_batch": str(cfg.optim.batch_size), "per_device_batch": str(cfg.optim.per_device_batch),
+            "data": layout, "data_path": path, "checkpoint": _checkpoint(cfg, resolve_auto),
+            "output_dir": str(_output_dir(cfg))}
+
+
+def format_report(values: Dict[str, str]) -> str:
+    return "".join(f"{key} = {values[key]}\n" for key in KEYS)
+
+
+def check_args(args: argparse.Namespace, *, launcher: bool) -> int:
+    """``main.py --check``: one process (``launcher=False``; world size from the environment,
+    else 1), or the workers ``main.py --multiprocessing-distributed`` would start."""
+    from .config import build_config
+
+    def resolve():
+        if not launcher:
+            from .distributed import dist_info_from_env
+
+            info = dist_info_from_env()
+            cfg = build_config(args, world_size=info.world_size, local_world=info.local_world_size)
+            return {**inspect(cfg), **single_process_devices(cfg)}
+        from .launch import plan
+
+        # the launcher flags main.py knows, as launch() reads them from its argv
+        flags = [f"--device={args.device}"]
+        for flag, value in (("--device-list", args.device_list), ("--device-id", args.device_id),
+                            ("--world-size", args.world_size), ("--rank", args.rank), ("--addr", args.addr),
+                            ("--dist-url", args.dist_url)):
+            if value is not None:
+                flags.append(f"{flag}={value}")
+        p = plan(flags)
+        cfg = build_config(args, world_size=p.world_size, local_world=p.nproc)
+        return {**inspect(cfg), **launcher_devices(p)}
+
+    return report(resolve)
+
+
+def check_launcher(argv: List[str], parse) -> int:
+    """``main_8p.py --check``: ``classify.launch.plan`` of ``argv``, then the workers' config
+    (``parse(worker_argv)`` -> main.py's namespace) at that world size."""
+    from .config import build_config
+    from .launch import plan
+
+    def resolve():
+        p = plan(argv)
+        cfg = build_config(parse(p.worker_args), world_size=p.world_size, local_world=p.nproc)
+        return {**inspect(cfg), **launcher_devices(p)}
+
+    try:
+        return report(resolve)
+    except SystemExit as e:  # a usage error of the workers' flags, printed by argparse (CheckFlag)
+        return e.code if isinstance(e.code, int) else EXIT_ERROR
+
+
+class CheckFlag(argparse.Action):
+    """main.py's ``--check``: sets ``args.check``; a usage error after it on the command line is
+    then the check's kind of error too, one line ``error: ...`` and exit code 1 (the launcher
+    scripts put ``--check`` first)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True)
+        parser.error = lambda message: parser.exit(EXIT_ERROR, f"error: {parser.prog}: {message}; see --help\n")
+
+
+def report(resolve) -> int:
+    """Run ``resolve()`` (-> the report's values), print them; 0, or 1 with one ``error:`` line."""
+    try:
+        values = resolve()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except OSError as e:  # e.g. a data folder this user may not read
+        where = f" '{e.filename}'" if e.filename else ""
+        print(f"error: cannot read{where}: {e.strerror or e}; check the path and its permissions",
+              file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    sys.stdout.write(format_report(values))
+    sys.stdout.flush()
+    return 0
