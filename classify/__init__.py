@@ -1,10 +1,6 @@
-"""The training engine: config, devices, amp, distributed, data, transforms, loop,
-schedules, checkpoint, metrics, report. ``classify.run(cfg)`` runs one training job."""
+"""The training engine (map: docs/architecture.md).
 
-__all__ = ["run"]
-
-
-def run(cfg):
-    from .run import run as _run
-
-    return _run(cfg)
+``from classify.run import run``; ``run(cfg)`` runs one training job for a ``Config`` built by
+``classify.config.build_config``. The package itself exports nothing, so that ``classify.run``
+is always the module.
+"""

@@ -30,7 +30,7 @@ class AmpSettings:
         return "off" if not self.enabled else str(self.dtype).replace("torch.", "")
 
 
-def resolve_amp(device: torch.device, asked: bool, opt_level: str, recipe_opt_level: str,
+def resolve_amp(device: torch.device, *, asked: bool, opt_level: Optional[str], recipe_opt_level: str,
                 loss_scale: Optional[float], dtype: str = "auto") -> AmpSettings:
     """``asked`` is --amp/--apex; ``opt_level`` is the flag (or None), else the recipe's."""
     level = opt_level or ("O1" if asked and recipe_opt_level == "O0" else recipe_opt_level)

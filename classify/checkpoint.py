@@ -201,7 +201,7 @@ def load_checkpoint(path: os.PathLike, mmap: bool = False) -> Dict[str, Any]:
     return obj
 
 
-def load_model_weights(model: nn.Module, state: Dict[str, Any], path: os.PathLike, arch: str) -> None:
+def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.PathLike, arch: str) -> None:
     """Strict load with a one-line error naming the first mismatch; the keys the net declares
     optional (``ModelEntry.optional_keys``) may be missing or extra."""
     saved_arch = state.get("arch")
@@ -341,7 +341,7 @@ class CheckpointManager:
     def restore(self, path: Path, objects: TrainingObjects, *, arch: str, rank: int, world_size: int) -> Progress:
         """Load everything ``path`` holds into ``objects`` and this rank's RNG; returns the progress."""
         state = load_checkpoint(path)
-        load_model_weights(_bare(objects.model), state, path, arch)
+        load_model_weights(_bare(objects.model), state, path=path, arch=arch)
         for key in ("optimizer", "lr_scheduler"):
             if key not in state:
                 raise UserError(f"'{path}' holds weights only (no {key}); use --pretrained {path} to start from it")

@@ -16,6 +16,7 @@ import models
 from models.recipe import Recipe
 
 from .data import BACKENDS
+from .devices import cpu_count
 from .errors import UserError
 from .schedules import SCHEDULES
 
@@ -187,7 +188,7 @@ def _label_smoothing(args, recipe: Recipe) -> float:
     return value
 
 
-def _batch(args, recipe: Recipe, world_size: int, local_world: int, demo: dict) -> Tuple[int, int]:
+def _batch(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int) -> Tuple[int, int]:
     """(global batch over all processes, per-device batch)."""
     if args.per_batch_size is not None:
         per_device = args.per_batch_size
@@ -206,7 +207,7 @@ def _batch(args, recipe: Recipe, world_size: int, local_world: int, demo: dict) 
     return per_device * world_size, per_device
 
 
-def _recipe_lr(args, recipe: Recipe, world_size: int, global_batch: int, demo: dict) -> float:
+def _recipe_lr(args, recipe: Recipe, demo: dict, *, world_size: int, global_batch: int) -> float:
     """The recipe's lr; when the batch was changed by a flag or by the demo profile, scaled
     linearly to that batch (Goyal et al., 2017) so that a small CPU batch does not diverge
     with an lr made for hundreds of images."""
@@ -249,7 +250,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         arch=arch, recipe=recipe.name, seed=_pick(args.seed, recipe.seed),
         device=args.device, device_id=_device_id(args.device_id, args.device_list),
         world_size=world_size, dist_backend=args.dist_backend,
-        data=_data_config(args, arch, recipe, demo, path=data, kind=kind, local_world=local_world),
+        data=_data_config(args, arch, recipe, demo=demo, path=data, kind=kind, local_world=local_world),
         optim=_optim_config(args, recipe, demo, world_size=world_size, local_world=local_world),
         precision=_precision_config(args, recipe),
         loop=LoopConfig(print_freq=_pick(args.print_freq, 10), stop_step_num=args.stop_step_num,
@@ -282,7 +283,7 @@ def _demo_profile(arch: str) -> dict:
     return demo
 
 
-def _data_config(args, arch: str, recipe: Recipe, demo: dict, *, path: Optional[str], kind: str,
+def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[str], kind: str,
                  local_world: int) -> DataConfig:
     image_size = _pick(args.image_size, demo.get("image_size"), recipe.image_size)
     if image_size < models.min_image_size(arch):
@@ -302,14 +303,14 @@ def _data_config(args, arch: str, recipe: Recipe, demo: dict, *, path: Optional[
 
 
 def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int) -> OptimConfig:
-    global_batch, per_device = _batch(args, recipe, world_size, local_world, demo)
+    global_batch, per_device = _batch(args, recipe, demo, world_size=world_size, local_world=local_world)
     scheduler = _pick(args.lr_scheduler, recipe.lr_scheduler)
     if scheduler not in SCHEDULES:
         raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
     return OptimConfig(
         epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs), start_epoch=args.start_epoch or 0,
         batch_size=global_batch, per_device_batch=per_device,
-        lr=_pick(args.lr, _recipe_lr(args, recipe, world_size, global_batch, demo)),
+        lr=_pick(args.lr, _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch)),
         momentum=_pick(args.momentum, recipe.momentum), weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe), lr_scheduler=scheduler,
         lr_epochs=_pick(args.lr_epochs, recipe.lr_epochs), lr_step=recipe.lr_step,
@@ -406,5 +407,5 @@ def _dummy_sizes(value: Optional[Tuple[int, ...]]) -> Tuple[int, int]:
 
 def _default_workers(local_world: int) -> int:
     """This machine's CPUs shared by its processes, at most 8 each (pytorch/examples uses 4)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = cpu_count()
     return max(1, min(8, cpus // max(local_world, 1)))

@@ -41,7 +41,7 @@ def dist_info_from_env() -> DistInfo:
                     local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))))
 
 
-def init_distributed(info: DistInfo, device: torch.device, backend: str = None,
+def init_distributed(info: DistInfo, device: torch.device, *, backend: str = None,
                      timeout_s: float = 600.0) -> None:
     """Join the process group (env:// rendezvous set up by torchrun)."""
     if not info.enabled or dist_ready():

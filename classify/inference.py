@@ -65,7 +65,7 @@ def load_trained_model(path, arch: Optional[str] = None) -> TrainedModel:
     classes = [str(c) for c in state.get("classes") or []]
     num_classes = args.get("num_classes") or len(classes) or _classifier_width(state["state_dict"], arch)
     model = build_inference_model(arch, num_classes=num_classes, train_kwargs=args.get("model_kwargs"))
-    load_model_weights(model, state, path, arch)
+    load_model_weights(model, state, path=path, arch=arch)
     model.eval()
 
     def pick(key):  # the run's value (flags included), else its recipe's

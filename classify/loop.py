@@ -102,7 +102,7 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
         n = images.shape[0]
         seen += n
         step = plan.start_step + i
-        if not train_step(parts, images, target, meter, n):
+        if not train_step(parts, images, target, meter=meter, n=n):
             skipped += 1
             _skipped_step(parts, plan, reporter, step=step, skipped=skipped)
         done += 1
@@ -111,7 +111,7 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
         at_print = i % plan.print_freq == 0 or done == steps
         if at_print:
             _check_bad(bad, seen, plan.max_bad_fraction)
-            stop_signal = _print_step(parts, plan, reporter, meter, window,
+            stop_signal = _print_step(parts, plan, reporter, meter=meter, window=window,
                                       step=step, n=n, done=done, steps=steps, now=now, stop=stop)
         elif stop is not None and stop.signum and not dist_ready():
             stop_signal = stop.signum  # one process: stop at once; ranks wait for the print interval
@@ -135,7 +135,7 @@ def _skipped_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, ste
                   f"({skipped}/{parts.nan_skips})")
 
 
-def _print_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, meter: Meter, window: _Window, *,
+def _print_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, meter: Meter, window: _Window,
                 step: int, n: int, done: int, steps: int, now: float, stop: Optional[StopRequest]) -> int:
     """The print interval: read the window (one sync), agree with the other ranks on a
     non-finite loss and on a stop signal (one all-reduce), log the step line. Returns the
@@ -152,14 +152,14 @@ def _print_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, meter: M
     m.update(time=step_time, data=window.data / window.steps)
     avg["time"] = (now - window.start) / done
     left = steps - done
-    reporter.step(plan.epoch, step, plan.steps_per_epoch, m, avg, parts.optimizer.param_groups[0]["lr"],
-                  n * plan.world_size / step_time, avg["time"] * left,
-                  avg["time"] * (left + plan.epochs_left * plan.steps_per_epoch))
+    reporter.step(plan.epoch, step, plan.steps_per_epoch, window=m, avg=avg, lr=parts.optimizer.param_groups[0]["lr"],
+                  img_s=n * plan.world_size / step_time, eta_s=avg["time"] * left,
+                  run_eta_s=avg["time"] * (left + plan.epochs_left * plan.steps_per_epoch))
     window.reset()
     return signum
 
 
-def _check_bad(bad: int, seen: int, max_fraction: float, final: bool = False) -> None:
+def _check_bad(bad: int, seen: int, max_fraction: float, *, final: bool = False) -> None:
     """Abort when more than ``max_fraction`` of the images read so far were unreadable."""
     total = bad + seen
     if bad and (final or total >= 64) and bad > max_fraction * total:
@@ -167,7 +167,7 @@ def _check_bad(bad: int, seen: int, max_fraction: float, final: bool = False) ->
                         f"{max_fraction:g}); fix or remove the bad files, or raise --max-bad-images")
 
 
-def train_step(parts: TrainParts, images, target, meter: Optional[Meter] = None, n: int = 0) -> bool:
+def train_step(parts: TrainParts, images, target, *, meter: Optional[Meter] = None, n: int = 0) -> bool:
     """One optimisation step on a uint8 (or float) batch; adds loss/accuracy sums to ``meter``.
     Returns False (and changes nothing) when ``parts.check_finite`` and the loss is not finite."""
     images = images.to(parts.device, non_blocking=True)

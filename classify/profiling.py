@@ -16,7 +16,7 @@ __all__ = ["profile_training"]
 WAIT, WARMUP, ACTIVE = 1, 2, 5  # steps: skipped, profiled but discarded, recorded
 
 
-def profile_training(parts: TrainParts, loader, out_dir: Path, report: Callable[[str], None]) -> Dict[str, str]:
+def profile_training(parts: TrainParts, loader, *, out_dir: Path, report: Callable[[str], None]) -> Dict[str, str]:
     """Profile a few steps; ``report`` gets the top-ops table and where the files are."""
     out_dir = Path(out_dir) / "profile"
     out_dir.mkdir(parents=True, exist_ok=True)

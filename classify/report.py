@@ -39,8 +39,10 @@ class Reporter:
         if self.is_main:
             print(text, file=self.stream, flush=True)
 
-    def step(self, epoch: int, step: int, steps: int, m: Dict[str, float], avg: Dict[str, float],
+    def step(self, epoch: int, step: int, steps: int, *, window: Dict[str, float], avg: Dict[str, float],
              lr: float, img_s: float, eta_s: Optional[float], run_eta_s: Optional[float] = None) -> None:
+        """The step line; ``window``: averages since the last line, ``avg``: the epoch's."""
+        m = window
         width = len(str(steps))
         run_eta = f"  run ETA {format_eta(run_eta_s)}" if run_eta_s is not None else ""
         self.line(f"Epoch: [{epoch}][{step:>{width}}/{steps}]  "

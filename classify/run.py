@@ -35,7 +35,7 @@ def run(cfg: Config) -> Dict:
     """Train (or evaluate with ``cfg.output.evaluate``); returns the summary dict (rank 0's view)."""
     info = dist_info_from_env()
     device = resolve_device(cfg.device, info.local_rank, None if info.enabled else cfg.device_id)
-    init_distributed(info, device, cfg.dist_backend)
+    init_distributed(info, device, backend=cfg.dist_backend)
     try:
         return _run(cfg, info, device)
     finally:
@@ -70,7 +70,8 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
     p = cfg.precision
-    amp = resolve_amp(device, p.amp, p.opt_level, p.recipe_opt_level, p.loss_scale, p.amp_dtype)
+    amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
+                      loss_scale=p.loss_scale, dtype=p.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
                    list(data.classes))
     decoded = " (decoded on the device)" if d.backend == "gpu" and root else ""
@@ -84,7 +85,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     val_loader = _loader(setup, data.val, train=False) if use_val else None
     if cfg.output.evaluate:
         return _evaluate_only(setup, model, val_loader)
-    return _train(setup, model, _loader(setup, data.train, train=True), val_loader)
+    return _train(setup, model, _loader(setup, data.train, train=True), val_loader=val_loader)
 
 
 def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
@@ -113,7 +114,7 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
     """``--pretrained`` (a file or torchvision's cache) or ``-e --resume`` weights into ``model``."""
     arch = setup.cfg.arch
     state = load_pretrained(source, arch) if pretrained else load_checkpoint(source)
-    load_model_weights(model, state, source, arch)
+    load_model_weights(model, state, path=source, arch=arch)
     hook = models.get_model_entry(arch).after_pretrained
     if hook is not None:
         hook(model, "torchvision" if state.get("torchvision") else None)
@@ -148,7 +149,7 @@ class _TrainState:
     last_eval: Dict = field(default_factory=dict)
 
 
-def _train(setup: _Setup, model: nn.Module, train_loader, val_loader) -> Dict:
+def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict:
     cfg, info, reporter = setup.cfg, setup.info, setup.reporter
     if cfg.output.pretrained:
         _load_weights(setup, model, cfg.output.pretrained, pretrained=True)
@@ -176,7 +177,8 @@ def _train(setup: _Setup, model: nn.Module, train_loader, val_loader) -> Dict:
     train_start = time.perf_counter()
     with StopRequest() as stop:
         try:
-            _epochs(setup, parts, ckpt, objects, train_loader, val_loader, state, stop)
+            _epochs(setup, parts, ckpt, objects=objects, train_loader=train_loader, val_loader=val_loader,
+                    state=state, stop=stop)
         except NonFiniteLoss as e:
             raise ckpt.after_nonfinite(objects, state.progress, e) from None
     summary = _summary(setup, state, train_time=time.perf_counter() - train_start)
@@ -189,10 +191,10 @@ def _profile(setup: _Setup, parts: TrainParts, train_loader) -> Dict:
     from .profiling import profile_training
 
     train_loader.sampler.set_epoch(0)
-    return profile_training(parts, train_loader, setup.cfg.output.output_dir, setup.reporter.line)
+    return profile_training(parts, train_loader, out_dir=setup.cfg.output.output_dir, report=setup.reporter.line)
 
 
-def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, objects: TrainingObjects, train_loader,
+def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, objects: TrainingObjects, train_loader,
             val_loader, state: _TrainState, stop: StopRequest) -> None:
     cfg, progress = setup.cfg, state.progress
     steps_per_epoch, steps_left = len(train_loader), cfg.loop.stop_step_num
@@ -218,15 +220,15 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, objects: 
             raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {epoch} step "
                               f"{progress.step}; checkpoint saved to {ckpt.latest_path}; continue with "
                               "--resume auto", stats["stop_signal"])
-        _end_epoch(setup, ckpt, objects, state, stats, val_loader=val_loader)
+        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader)
         if steps_left is not None:
             steps_left -= stats["steps"]
             if steps_left <= 0:
                 break
 
 
-def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, state: _TrainState,
-               stats: Dict, *, val_loader) -> None:
+def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
+               stats: Dict, val_loader) -> None:
     """FPS line, evaluation, checkpoints (best: the first evaluation, then any better Acc@1), record."""
     epoch, reporter, progress = state.progress.epoch, setup.reporter, state.progress
     state.fps = stats["fps"]

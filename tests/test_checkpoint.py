@@ -4,7 +4,6 @@ safe loading (a checkpoint is data, never code), in the style of timm's test_che
 import os
 import pathlib
 import random
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from classify.devices import rng_state
 from classify.errors import CheckpointError, UnsafeCheckpoint
 from classify.optim import make_optimizer
 from classify.schedules import build_scheduler
-from tests.conftest import ROOT, Background, train_in_process, tiny_args
+from tests.conftest import ROOT, Background, tiny_args
 
 
 def _objects(seed=0) -> TrainingObjects:

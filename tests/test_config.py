@@ -136,3 +136,39 @@ def test_lr_follows_a_changed_batch_linearly():
     assert cfg("/d", "-a", "alexnet", "-b", "64").lr == pytest.approx(0.01 * 64 / 128)
     assert cfg("/d", "-a", "alexnet", "-b", "64", "--lr", "0.3").lr == 0.3  # an explicit lr wins
     assert cfg("/d", "-a", "alexnet", "-b", "64", world_size=2, local_world=2).lr == pytest.approx(0.04 * 64 / 1024 * 8 / 8)
+
+
+def test_device_list_with_one_id_selects_that_device():
+    assert cfg("/d", "--device-list", "3").device_id == 3
+    assert cfg("/d", "--device_list", "0,1").device_id is None  # several: main_8p.py's, one worker each
+    assert cfg("/d", "--device-list", "2", "--device-id", "1").device_id == 1  # --device-id wins
+    with pytest.raises(UserError, match="--device-list 'x' is not a comma-separated list"):
+        cfg("/d", "--device-list", "x")
+
+
+def test_is_distributed_1_launches_one_worker_per_device(monkeypatch):
+    import main
+
+    parse = get_args_parser().parse_args
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert main._wants_launcher(parse(["/d", "--is_distributed", "1"]))
+    assert not main._wants_launcher(parse(["/d", "--is_distributed", "0"]))
+    assert main._wants_launcher(parse(["/d", "--device-list", "0,1"]))
+    assert not main._wants_launcher(parse(["/d", "--device-list", "1"]))
+    monkeypatch.setenv("LOCAL_RANK", "0")  # a torchrun worker never launches again
+    assert not main._wants_launcher(parse(["/d", "--is_distributed", "1"]))
+
+
+def test_resolved_config_has_shape_and_plain_values(tmp_path):
+    import json
+
+    c = build_config(get_args_parser().parse_args(["/d", "-a", "vgg16", "--output-dir", str(tmp_path)]))
+    assert (c.data.path, c.optim.batch_size, c.precision.recipe_opt_level, c.loop.print_freq) == ("/d", 256, "O2", 10)
+    assert c.output.output_dir == tmp_path
+    nested = json.loads(json.dumps(c.to_dict()))  # config.json: plain values only
+    assert set(nested) >= {"arch", "data", "optim", "precision", "loop", "output"}
+    assert nested["optim"]["lr"] == c.optim.lr and nested["output"]["output_dir"] == str(tmp_path)
+    flat = c.flat()  # the checkpoint's args, one level
+    assert flat["data"] == "/d" and flat["image_size"] == 224 and flat["lr"] == c.optim.lr
+    with pytest.raises(Exception):  # frozen
+        c.optim.lr = 1.0

@@ -50,12 +50,12 @@ def test_train_and_eval_steps_never_sync(amp):
     model, parts = _parts(amp)
     meter = Meter(["loss", "acc1", "acc5"], parts.device)
     batches = _batches(4)
-    train_step(parts, *batches[0][:2], meter, BATCH)  # first step: lazy init (cuDNN, allocator) may sync
+    train_step(parts, *batches[0][:2], meter=meter, n=BATCH)  # first step: lazy init (cuDNN, allocator) may sync
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for images, target, _ in batches[1:]:
-            assert train_step(parts, images, target, meter, BATCH)
+            assert train_step(parts, images, target, meter=meter, n=BATCH)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()

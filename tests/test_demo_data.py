@@ -97,13 +97,16 @@ def _ensure_after_barrier(root):
     return str(demo.ensure_demo_data(root, **TINY))
 
 
-def test_concurrent_processes_get_one_complete_tree(tmp_path):
+def _race(fn, root, n=3):
+    """``fn(root)`` in ``n`` spawned processes started at the same moment; their results."""
     ctx = multiprocessing.get_context("spawn")
-    root = tmp_path / "demo"
-    n = 3
     with ctx.Pool(n, initializer=_init_worker, initargs=(ctx.Barrier(n),)) as pool:
-        results = pool.map(_ensure_after_barrier, [root] * n, chunksize=1)
-    assert results == [str(root)] * n
+        return pool.map(fn, [root] * n, chunksize=1)
+
+
+def test_concurrent_processes_get_one_complete_tree(tmp_path):
+    root = tmp_path / "demo"
+    assert _race(_ensure_after_barrier, root) == [str(root)] * 3
     _assert_complete(root)
     assert os.listdir(tmp_path) == ["demo"]  # losers removed their temp trees
     images = {k: v for k, v in _tree(root).items() if k.endswith(".jpg")}
@@ -197,11 +200,7 @@ def _photos_after_barrier(root):
 
 
 def test_concurrent_processes_get_one_photo_set(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
     root = tmp_path / "photos"
-    n = 3
-    with ctx.Pool(n, initializer=_init_worker, initargs=(ctx.Barrier(n),)) as pool:
-        results = pool.map(_photos_after_barrier, [root] * n, chunksize=1)
-    assert results == [str(root)] * n
+    assert _race(_photos_after_barrier, root) == [str(root)] * 3
     assert os.listdir(tmp_path) == ["photos"]  # losers removed their temp trees
     assert _tree(root) == _tree(photos.make_photos(tmp_path / "ref", 2))

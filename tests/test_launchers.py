@@ -209,8 +209,10 @@ def test_full_1p(full_1p):
     # ms per step of 12 images, printed with 2 decimals
     assert float(run.case["TrainingTime"]) == pytest.approx(12 * 1000 / float(run.fps), rel=1e-3, abs=0.006)
     assert re.search(r"^ \* Acc@1 ", run.train_log, re.M) and "FPS@all" in run.train_log
-    for name in ("checkpoint.pth.tar", "model_best.pth.tar", "summary.json", "metrics.jsonl"):
+    for name in ("checkpoint.pth.tar", "model_best.pth.tar", "summary.json", "metrics.jsonl", "config.json"):
         assert (run.dir / name).is_file(), name
+    config = json.loads((run.dir / "config.json").read_text())  # the resolved configuration
+    assert (config["arch"], config["optim"]["batch_size"], config["data"]["image_size"]) == ("tinynet", 12, 32)
     command = _command(run)
     assert " main.py " in command
     assert "--arch=tinynet --batch-size=12 --epochs=1 --workers=0 --image-size=32" in command

@@ -27,8 +27,10 @@ def test_train_resume_evaluate(image_folder, tmp_path, capsys):
     assert len([line for line in lines if re.match(r"^ \* Acc@1 [\d.]+ Acc@5 [\d.]+$", line)]) == 2
     fps_lines = [line for line in lines if "FPS@all" in line]
     assert [line.split()[0] for line in fps_lines] == ["[epoch", "[epoch"] and float(fps_lines[-1].split()[-1]) > 0
-    for name in ("checkpoint.pth.tar", "model_best.pth.tar", "metrics.jsonl", "summary.json"):
+    for name in ("checkpoint.pth.tar", "model_best.pth.tar", "metrics.jsonl", "summary.json", "config.json"):
         assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["arch"] == "tinynet" and config["optim"]["epochs"] == 2 and config["loop"]["print_freq"] == 2
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1] and all(EPOCH_KEYS <= set(r) for r in records)
     summary = json.loads((out / "summary.json").read_text())
@@ -99,3 +101,23 @@ def test_mindspore_style_split_folders(image_folder, tmp_path, capsys):
     log = train(capsys, *tiny(image_folder / "val", tmp_path / "e", "-e", "--pretrained",
                               tmp_path / "checkpoint.pth.tar"))
     assert " * Acc@1" in log
+
+
+def test_validation_loss_is_plain_cross_entropy():
+    """Label smoothing is part of the training objective, not of the reported val_loss."""
+    from classify.amp import AmpSettings
+    from classify.loop import evaluate
+    from classify.transforms import Normalize
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    images = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8)
+    target = torch.tensor([0, 1, 2, 3, 4, 0])
+    normalize = Normalize((0.5,) * 3, (0.5,) * 3)
+    stats = evaluate(model, [(images, target, 0)], device=torch.device("cpu"), amp=AmpSettings(False, None, None),
+                     normalize=normalize)
+    with torch.no_grad():
+        logits = model(normalize(images))
+    plain = torch.nn.functional.cross_entropy(logits, target).item()
+    smoothed = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1).item()
+    assert stats["loss"] == pytest.approx(plain, rel=1e-6) and abs(plain - smoothed) > 1e-3

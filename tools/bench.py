@@ -77,7 +77,7 @@ from classify.data import build_loader  # noqa: E402
 from classify.data.device_decode import JpegFiles  # noqa: E402
 from classify.data.folder import SafeImageFolder  # noqa: E402
 from classify.data.photos import default_photos_root, ensure_photos  # noqa: E402
-from classify.devices import pin_memory, resolve_device, synchronize  # noqa: E402
+from classify.devices import cpu_count, pin_memory, resolve_device, synchronize  # noqa: E402
 from classify.errors import DataError, UserError  # noqa: E402
 from classify.fast import use_channels_last  # noqa: E402
 from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step  # noqa: E402
@@ -164,7 +164,8 @@ def make_parts(net: Net, s: Settings, compile_model: bool) -> TrainParts:
     channels_last = use_channels_last(s.device, s.channels_last)
     model = build_model(net.arch, num_classes=s.num_classes, device=s.device, channels_last=channels_last,
                         model_kwargs=net.recipe.model_kwargs)
-    amp = resolve_amp(s.device, s.amp_asked, None, net.recipe.opt_level, net.recipe.loss_scale)
+    amp = resolve_amp(s.device, asked=s.amp_asked, opt_level=None, recipe_opt_level=net.recipe.opt_level,
+                      loss_scale=net.recipe.loss_scale)
     return build_train_parts(model, arch=net.arch, optim=bench_optim(s), steps_per_epoch=s.steps, device=s.device,
                              amp=amp, normalize=Normalize(net.recipe.mean, net.recipe.std, channels_last).to(s.device),
                              compile_model=compile_model)
@@ -212,7 +213,7 @@ def baseline_step(net: Net, s: Settings, images, target) -> Callable[[], None]:
 def fast_step(parts: TrainParts, images, target) -> Callable[[], None]:
     parts.model.train()
     meter = Meter(["loss", "acc1", "acc5"], parts.device)
-    return lambda: train_step(parts, images, target, meter, images.shape[0])
+    return lambda: train_step(parts, images, target, meter=meter, n=images.shape[0])
 
 
 def time_steps(step: Callable[[], None], device: torch.device, warmup: int, steps: int):
@@ -555,7 +556,7 @@ def environment(device: torch.device) -> Dict:
         host = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpu_count()
     return {"device": str(device), "device_name": name(device) if name and device.type != "cpu" else host,
             "cpus": cpus, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "python": platform.python_version()}

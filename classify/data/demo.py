@@ -208,7 +208,7 @@ def render_image(class_index, seed, size=72):
     return img
 
 
-def make_demo_data(out_dir, seed=0, train_per_class=200, val_per_class=50, size=72,
+def make_demo_data(out_dir, *, seed=0, train_per_class=200, val_per_class=50, size=72,
                    num_classes=len(CLASSES)):
     """Write the demo ImageFolder tree to ``out_dir`` and return it as a ``Path``.
 
