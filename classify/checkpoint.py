@@ -45,11 +45,17 @@ __all__ = ["CheckpointManager", "Progress", "TrainingObjects", "save_atomic", "l
 LATEST, BEST = "checkpoint.pth.tar", "model_best.pth.tar"
 _EPOCH_FILE = re.compile(r"^checkpoint-(\d+)\.pth\.tar$")
 _PREFIXES = ("module.", "_orig_mod.")
-# numpy arrays of numbers, as the RNG state of checkpoints written before RNG states were
-# stored as tensors: allowed so that those runs still resume (an object array would need
-# further globals, which stay refused).
-_NUMPY_ARRAY_GLOBALS = [np.ndarray((0,)).__reduce__()[0], np.ndarray, np.dtype,
-                        type(np.dtype(np.uint32))]
+# numpy arrays, as the RNG state of checkpoints written before RNG states were stored as
+# tensors: allowed so that those runs still resume. Only these numpy callables can be
+# reached; they build arrays and dtypes, never call other code, and an object array's
+# elements still go through the same restricted unpickler (plain values only). numpy 1.x
+# pickles name the reconstructor numpy.core..., numpy 2 numpy._core...: both are accepted.
+_RECONSTRUCT = np.ndarray((0,)).__reduce__()[0]
+_NUMPY_ARRAY_GLOBALS = [(_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),
+                        (_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),
+                        np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+_NUMPY_ARRAY_NAMES = {"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+                      "numpy.ndarray", "numpy.dtype", "numpy.dtypes.UInt32DType"}
 
 
 # ----------------------------------------------------------------------------- files
@@ -148,20 +154,27 @@ def _umask() -> int:
 
 
 def _torch_load(path: Path, mmap: bool):
-    """``torch.load(weights_only=True)``: tensors and plain values only, never code."""
+    """``torch.load(weights_only=True)``: tensors and plain values only, never code. ``mmap``
+    (map the tensors, read only the metadata) needs the zip format that torch has written
+    since 1.6; an older file is read in full."""
+    mmap = mmap and zipfile.is_zipfile(path)
     with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
-def _refusal(path: Path, error: pickle.UnpicklingError) -> UnsafeCheckpoint:
+def _refusal(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
+    """The one-line refusal naming the objects the file needs; a file whose failure names none
+    (e.g. bytes that are no pickle at all) is just unreadable."""
     try:
         names = [n for n in torch.serialization.get_unsafe_globals_in_checkpoint(path)
-                 if n not in {f"{g.__module__}.{g.__qualname__}" for g in _NUMPY_ARRAY_GLOBALS}]
+                 if n not in _NUMPY_ARRAY_NAMES]
     except Exception:
         names = []
     if not names:
-        found = re.search(r"GLOBAL (\S+)", str(error))
-        names = [found.group(1)] if found else ["unknown"]
+        found = re.search(r"GLOBAL (\S+)", str(error)) or re.search(r"but got <class '([^']+)'>", str(error))
+        if found is None:
+            return _unreadable(path, error)
+        names = [found.group(1)]
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     return UnsafeCheckpoint(f"checkpoint '{path}' holds objects other than tensors and plain values ({shown}); "
                             "refusing to load it — it could run code")
@@ -176,7 +189,7 @@ def _read(path: Path, mmap: bool = False) -> Any:
         if "Weights only load failed" in str(e):
             raise _refusal(path, e) from None
         raise _unreadable(path, e) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError) as e:
+    except Exception as e:  # truncated, foreign, or crafted to fail inside an allowed constructor
         raise _unreadable(path, e) from None
 
 
@@ -278,8 +291,9 @@ class CheckpointManager:
         if is_best:
             _copy_atomic(self.latest_path, self.output_dir / BEST)
         if self.keep and finished_epoch is not None:
-            _copy_atomic(self.latest_path, self.output_dir / f"checkpoint-{finished_epoch}.pth.tar")
-            self._prune()
+            kept = self.output_dir / f"checkpoint-{finished_epoch}.pth.tar"
+            _copy_atomic(self.latest_path, kept)
+            self._prune(kept)
 
     def after_nonfinite(self, objects: TrainingObjects, progress: Progress, error: NonFiniteLoss) -> NonFiniteLoss:
         """``--nan-policy``: save the last good state when the bad step was not applied (``error.step``
@@ -292,8 +306,11 @@ class CheckpointManager:
         return NonFiniteLoss(f"{error}; {where}. Lower --lr, add warm-up (--warmup-epochs) or use --amp with a "
                              "loss scale, then --resume", error.step)
 
-    def _prune(self) -> None:
-        for _, path in self.epoch_files()[:-self.keep]:
+    def _prune(self, kept: Path) -> None:
+        """Remove epoch files beyond the ``keep`` newest; never the one just written (a reused
+        output dir may hold higher epochs of an earlier run)."""
+        others = [path for _, path in self.epoch_files() if path != kept]
+        for path in others[:max(0, len(others) - (self.keep - 1))]:
             _unlink(path)
 
     def epoch_files(self) -> List[Tuple[int, Path]]:
@@ -320,8 +337,13 @@ class CheckpointManager:
                 continue
             if "optimizer" not in state:
                 continue
-            key = (int(state.get("epoch", 0)), int(state.get("step", 0)), path.stat().st_mtime)
-            del state
+            try:
+                key = (int(state.get("epoch") or 0), int(state.get("step") or 0), path.stat().st_mtime)
+            except (TypeError, ValueError):
+                self.warn(f"warning: skipping checkpoint '{path}': its epoch/step are not numbers")
+                continue
+            finally:
+                del state
             if best is None or key > best[0]:
                 best = (key, path)
         return None if best is None else best[1]

@@ -125,8 +125,8 @@ def _accelerator_rng():
     """(name, torch module) of the initialised accelerator whose generators to save, or None."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return "cuda", torch.cuda
-    if hasattr(torch, "npu") and npu_available():
-        return "npu", torch.npu
+    if hasattr(torch, "npu") and npu_available() and getattr(torch.npu, "is_initialized", lambda: True)():
+        return "npu", torch.npu  # only when this process uses it: saving would initialise every NPU
     return None
 
 

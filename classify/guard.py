@@ -7,14 +7,15 @@ reads its metrics anyway, in the same all-reduce as the non-finite-loss check
 """
 
 import signal
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 
 from .devices import collective_device, dist_ready
 
-__all__ = ["StopRequest", "agree"]
+__all__ = ["StopRequest", "Agreed", "agree"]
 
 
 class StopRequest:
@@ -45,12 +46,25 @@ class StopRequest:
         self.signum = signum
 
 
-def agree(device: torch.device, *, nonfinite: bool, signum: Optional[int]) -> Tuple[bool, int]:
-    """(any rank saw a non-finite loss, the largest signal number any rank received, 0 for none):
-    one all-reduce for both; without a process group, this rank's own values."""
-    if not dist_ready():
-        return nonfinite, signum or 0
-    flags = torch.tensor([int(nonfinite), signum or 0], dtype=torch.int32, device=collective_device(device))
-    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-    any_nonfinite, any_signal = flags.tolist()
-    return bool(any_nonfinite), int(any_signal)
+@dataclass(frozen=True)
+class Agreed:
+    """What every rank learns at a print interval."""
+
+    nonfinite: bool  # some rank saw a non-finite loss
+    signum: int  # a signal some rank received (SIGTERM before SIGINT), 0 for none
+    bad: int  # unreadable images so far, all ranks
+    seen: int  # images read so far, all ranks
+
+
+def agree(device: torch.device, *, nonfinite: bool, signum: Optional[int], bad: int = 0, seen: int = 0) -> Agreed:
+    """One all-reduce (a sum) for the non-finite flag, the signals and the image counts; without
+    a process group, this rank's own values."""
+    values = [int(nonfinite), int(signum == signal.SIGTERM), int(signum == signal.SIGINT), bad, seen]
+    if dist_ready():
+        flags = torch.tensor(values, dtype=torch.float64 if device.type != "npu" else torch.float32,
+                             device=collective_device(device))
+        dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+        values = [int(v) for v in flags.tolist()]
+    any_nonfinite, terms, ints, bad, seen = values
+    signum = signal.SIGTERM if terms else (signal.SIGINT if ints else 0)
+    return Agreed(bool(any_nonfinite), int(signum), bad, seen)

@@ -59,11 +59,12 @@ class EpochPlan:
     max_bad_fraction: float = 0.01  # --max-bad-images
 
 
-class _Window:
-    """Step and data times since the last print (host clock only)."""
+class _Pass:
+    """The host-side state of one pass: image counts and the step/data times since the last print."""
 
     def __init__(self):
         self.start = self.last = time.perf_counter()
+        self.bad = self.seen = self.done = self.skipped = 0
         self.reset()
 
     def reset(self) -> None:
@@ -77,6 +78,7 @@ class _Window:
         now = time.perf_counter()
         self.time, self.data, self.steps = self.time + now - self.last, self.data + data_time, self.steps + 1
         self.last = now
+        self.done += 1
         return now
 
 
@@ -91,39 +93,36 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
     meter = Meter(["loss", "acc1", "acc5"], parts.device)
     steps = len(loader) if plan.max_steps is None else min(len(loader), plan.max_steps)
     speed = Throughput(parts.device, warmup_steps(steps))
-    bad = done = skipped = seen = stop_signal = 0
-    window = _Window()
+    state, stop_signal = _Pass(), 0
     speed.begin()
     for i, (images, target, n_bad) in enumerate(loader):
-        bad += n_bad
+        state.bad += n_bad
         if images is None:  # every image of the batch was unreadable
             continue
-        data_time = window.data_done()
+        data_time = state.data_done()
         n = images.shape[0]
-        seen += n
+        state.seen += n
         step = plan.start_step + i
         if not train_step(parts, images, target, meter=meter, n=n):
-            skipped += 1
-            _skipped_step(parts, plan, reporter, step=step, skipped=skipped)
-        done += 1
+            state.skipped += 1
+            _skipped_step(parts, plan, reporter, step=step, skipped=state.skipped)
         speed.step(n)
-        now = window.step_done(data_time)
-        at_print = i % plan.print_freq == 0 or done == steps
-        if at_print:
-            _check_bad(bad, seen, plan.max_bad_fraction)
-            stop_signal = _print_step(parts, plan, reporter, meter=meter, window=window,
-                                      step=step, n=n, done=done, steps=steps, now=now, stop=stop)
+        now = state.step_done(data_time)
+        if i % plan.print_freq == 0 or state.done == steps:
+            stop_signal = _print_step(parts, plan, reporter, meter=meter, state=state, step=step, n=n, steps=steps,
+                                      now=now, stop=stop)
         elif stop is not None and stop.signum and not dist_ready():
             stop_signal = stop.signum  # one process: stop at once; ranks wait for the print interval
         if after_step is not None:
             after_step(step + 1)
-        if stop_signal or done >= steps:
+        if stop_signal or state.done >= steps:
             break
     fps = speed.fps()
-    _check_bad(bad, seen, plan.max_bad_fraction, final=True)
+    totals = agree(parts.device, nonfinite=False, signum=None, bad=state.bad, seen=state.seen)
+    _check_bad(totals.bad, totals.seen, plan.max_bad_fraction, final=True)
     out = meter.averages(reduce=True)
-    out.update(fps=fps, images=out.pop("count"), bad_images=sum_over_ranks(bad, parts.device), steps=done,
-               stop_signal=stop_signal, time_s=time.perf_counter() - window.start)
+    out.update(fps=fps, images=out.pop("count"), bad_images=totals.bad, steps=state.done,
+               stop_signal=stop_signal, time_s=time.perf_counter() - state.start)
     return out
 
 
@@ -135,28 +134,31 @@ def _skipped_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, ste
                   f"({skipped}/{parts.nan_skips})")
 
 
-def _print_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, meter: Meter, window: _Window,
-                step: int, n: int, done: int, steps: int, now: float, stop: Optional[StopRequest]) -> int:
-    """The print interval: read the window (one sync), agree with the other ranks on a
-    non-finite loss and on a stop signal (one all-reduce), log the step line. Returns the
-    agreed stop signal (0: none)."""
+def _print_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, meter: Meter, state: _Pass,
+                step: int, n: int, steps: int, now: float, stop: Optional[StopRequest]) -> int:
+    """The print interval: read the window (one sync); agree with the other ranks, in one
+    all-reduce, on a non-finite loss, a stop signal and the unreadable-image count, so that
+    every rank raises or stops at the same step; log the step line. Returns the agreed stop
+    signal (0: none)."""
     m = meter.read_window()
     local_nonfinite = not parts.check_finite and parts.scaler is None and m["loss"] != m["loss"]
-    nonfinite, signum = agree(parts.device, nonfinite=local_nonfinite, signum=stop.signum if stop else None)
-    if nonfinite:
+    agreed = agree(parts.device, nonfinite=local_nonfinite, signum=stop.signum if stop else None,
+                   bad=state.bad, seen=state.seen)
+    if agreed.nonfinite:
         raise NonFiniteLoss(f"non-finite loss in epoch {plan.epoch} before step {step + 1}", None)
-    if stop is not None and signum and stop.signum is None:
-        stop.signum = signum  # another rank's signal
+    _check_bad(agreed.bad, agreed.seen, plan.max_bad_fraction)
+    if stop is not None and agreed.signum and stop.signum is None:
+        stop.signum = agreed.signum  # another rank's signal
     avg = meter.averages()
-    step_time = window.time / window.steps
-    m.update(time=step_time, data=window.data / window.steps)
-    avg["time"] = (now - window.start) / done
-    left = steps - done
+    step_time = state.time / state.steps
+    m.update(time=step_time, data=state.data / state.steps)
+    avg["time"] = (now - state.start) / state.done
+    left = steps - state.done
     reporter.step(plan.epoch, step, plan.steps_per_epoch, window=m, avg=avg, lr=parts.optimizer.param_groups[0]["lr"],
                   img_s=n * plan.world_size / step_time, eta_s=avg["time"] * left,
                   run_eta_s=avg["time"] * (left + plan.epochs_left * plan.steps_per_epoch))
-    window.reset()
-    return signum
+    state.reset()
+    return agreed.signum
 
 
 def _check_bad(bad: int, seen: int, max_fraction: float, *, final: bool = False) -> None:

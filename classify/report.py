@@ -121,4 +121,5 @@ def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_
 
 
 def _round(value, digits: int = 4):
-    return None if value is None else round(float(value), digits)
+    """Rounded, or None for a missing or NaN value (JSON has no NaN)."""
+    return None if value is None or value != value else round(float(value), digits)

@@ -231,8 +231,9 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
                stats: Dict, val_loader) -> None:
     """FPS line, evaluation, checkpoints (best: the first evaluation, then any better Acc@1), record."""
     epoch, reporter, progress = state.progress.epoch, setup.reporter, state.progress
-    state.fps = stats["fps"]
-    reporter.fps(epoch, state.fps)
+    if stats["steps"]:  # none: resumed after a stop at the epoch's last step, only its end was left
+        state.fps = stats["fps"]
+        reporter.fps(epoch, state.fps)
     state.bad_images += int(stats["bad_images"])
     if stats["bad_images"]:
         reporter.line(f"[epoch {epoch}] skipped {int(stats['bad_images'])} unreadable images")

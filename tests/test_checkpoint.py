@@ -196,3 +196,48 @@ def test_every_tool_refuses_it(tool, evil, image_folder, tmp_path):
     err = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and len(err) == 1 and "refusing to load it" in err[0], result.stderr
     assert not marker.exists()
+
+
+def test_numpy_1_pickles_of_the_old_rng_state_load_too(tmp_path):
+    """numpy 1.x names the array reconstructor numpy.core..., numpy 2 numpy._core...: both load."""
+    import zipfile
+
+    torch.save({"state_dict": {}, "rng": np.random.get_state()}, tmp_path / "np2.pth.tar")
+    with zipfile.ZipFile(tmp_path / "np2.pth.tar") as src, zipfile.ZipFile(tmp_path / "np1.pth.tar", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(item, data)
+    for name in ("np1.pth.tar", "np2.pth.tar"):
+        assert isinstance(load_checkpoint(tmp_path / name)["rng"][1], np.ndarray)
+
+
+def test_resume_auto_finds_a_checkpoint_in_torch_s_old_format(tmp_path):
+    objects = _objects()
+    torch.save({"state_dict": objects.model.state_dict(), "optimizer": objects.optimizer.state_dict(),
+                "lr_scheduler": objects.scheduler.state_dict(), "epoch": 5, "step": 0}, tmp_path / LATEST,
+               _use_new_zipfile_serialization=False)  # cannot be memory-mapped: read in full
+    assert _manager(tmp_path).resume_path("auto") == tmp_path / LATEST
+
+
+def test_a_file_crafted_to_fail_inside_an_allowed_constructor_is_one_line(tmp_path):
+    import pickle
+
+    class BadDtype:  # pickles as numpy.dtype('zz'): an allowed global that raises TypeError
+        def __reduce__(self):
+            return np.dtype, ("zz", False, True)
+
+    path = tmp_path / "bad.pth.tar"
+    torch.save({"state_dict": {}, "x": BadDtype()}, path, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+
+
+def test_keep_n_in_a_reused_dir_never_removes_the_file_just_written(tmp_path):
+    objects = _objects()
+    old = _manager(tmp_path, keep=2)
+    for epoch in (5, 6, 7):  # an earlier, longer run
+        old.save(objects, Progress(epoch=epoch + 1), finished_epoch=epoch)
+    _manager(tmp_path, keep=2).save(objects, Progress(epoch=1), finished_epoch=0)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-0.pth.tar", "checkpoint-7.pth.tar"]

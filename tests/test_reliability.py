@@ -162,3 +162,35 @@ def test_nonfinite_loss_stops_with_last_good_state(image_folder, tmp_path, capsy
     assert main.main([*args, "--nan-policy", "skip:2"]) == 3
     out = capsys.readouterr()
     assert out.out.count("step skipped") == 2 and "(3 such steps)" in out.err
+
+
+def test_stop_at_an_epoch_s_last_step_resumes_to_its_end(image_folder, tmp_path, capsys, request):
+    """A signal on the last step: the checkpoint is at step == steps per epoch; the resumed run
+    only finishes the epoch (evaluation, checkpoint, record) — no empty FPS line, no NaN."""
+    import dataclasses
+    import os
+    import signal
+
+    import models
+
+    entry, calls = models.get_model_entry("tinynet"), {"n": 0}
+
+    def term_on_fourth_step(*args):  # 36 images, batch 8: the epoch's 4th and last step
+        calls["n"] += 1
+        if calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return entry.loss(*args)
+
+    models.register_model(dataclasses.replace(entry, loss=term_on_fourth_step))
+    request.addfinalizer(lambda: models.register_model(entry))
+    args = [str(image_folder), "-a", "tinynet", "-b", "8", "--workers", "0", "--epochs", "1",
+            "--output-dir", str(tmp_path)]
+    assert main.main(args) == 128 + signal.SIGTERM
+    assert load_checkpoint(tmp_path / "checkpoint.pth.tar")["step"] == 4
+    capsys.readouterr()
+    assert main.main([*args, "--resume", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "FPS@all" not in out and " * Acc@1 " in out
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])  # strict JSON: no NaN
+    assert record["epoch"] == 0 and record["train_loss"] is None and record["acc1"] is not None
+    assert load_checkpoint(tmp_path / "checkpoint.pth.tar")["epoch"] == 1
