@@ -7,8 +7,8 @@ checks what the run reads before it spends minutes building a model (the data la
 checkpoint or weights file, the output dir's parent), and prints one ``key = value`` line per
 item on stdout, in this order (``KEYS``)::
 
-    arch = googlenet
-    recipe = googlenet_modelzoo
+    arch = vgg16
+    recipe = vgg16_modelzoo
     mode = train                        # train | evaluate (-e)
     device = cuda                       # cpu | cuda | npu (--device auto resolved)
     device_count = 8                    # visible devices of that kind (cpu: CPUs of this process)
