@@ -16,7 +16,7 @@ import sys
 import torch
 
 import models
-from classify.config import OneLineParser, build_config, parse_int_list
+from classify.config import CheckFlag, OneLineParser, build_config, parse_int_list
 from classify.errors import Interrupted, NonFiniteLoss, UserError
 from classify.schedules import SCHEDULES
 
@@ -105,8 +105,6 @@ def get_args_parser() -> OneLineParser:
     add("--max-bad-images", "--max_bad_images", type=float, default=0.01, metavar="FRACTION",
         help="abort when more than this fraction of images is unreadable (default 0.01)")
     add("--nan-policy", "--nan_policy", default="stop", help="stop | skip | skip:N (non-finite loss)")
-    from classify.check import CheckFlag
-
     add("--check", action=CheckFlag, help="print what a run with these flags would use (device, world size, "
         "batch, data layout, checkpoint) as key = value lines and exit: 0, or 1 with one error line")
     return p
@@ -133,14 +131,26 @@ def _wants_launcher(args) -> bool:
     return many and "LOCAL_RANK" not in os.environ
 
 
+def _launcher_flags(args) -> list:
+    """The launcher flags main.py knows, as ``classify.launch`` reads them from its argv."""
+    flags = [f"--device={args.device}"]
+    for flag, value in (("--device-list", args.device_list), ("--device-id", args.device_id),
+                        ("--world-size", args.world_size), ("--rank", args.rank), ("--addr", args.addr),
+                        ("--dist-url", args.dist_url)):
+        if value is not None:
+            flags.append(f"{flag}={value}")
+    return flags
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     if args.check:  # what this run would use, checked (classify/check.py): 0, or 1 with one error line
-        from classify.check import check_args
+        from classify.check import check_run
 
-        return check_args(args, launcher=_wants_launcher(args))
+        return check_run(lambda _worker_argv, world, local: build_config(args, world, local),
+                         launcher_argv=_launcher_flags(args) if _wants_launcher(args) else None)
     try:
         if _wants_launcher(args):
             from classify.launch import launch

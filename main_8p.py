@@ -15,7 +15,8 @@ classify/launch.py); it holds no training logic.
 import sys
 
 import main
-from classify.check import check_launcher
+from classify.check import check_run
+from classify.config import build_config
 from classify.errors import UserError
 from classify.launch import launch
 
@@ -29,7 +30,8 @@ def run(argv=None) -> int:
               "nodes/node rank as in pytorch/examples. --check: print what the run would use and exit.")
         return 0
     if "--check" in argv:  # the workers, their devices and config, resolved and checked; nothing started
-        return check_launcher(argv, main.get_args_parser().parse_args)
+        return check_run(lambda worker_argv, world, local: build_config(main.get_args_parser().parse_args(
+            worker_argv), world, local), launcher_argv=argv)
     try:
         return launch(argv, validate=main.check)
     except UserError as e:

@@ -33,21 +33,20 @@ the run's to find: the check looks at folders and file names only, so that it ta
 second on ImageNet too.
 """
 
-import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
+from .config import CHECK_EXIT_ERROR as EXIT_ERROR  # the check's exit code for a mistake
 from .config import Config
 from .errors import CheckpointError, DataError, UserError
 
-__all__ = ["KEYS", "EXIT_ERROR", "CheckFlag", "check_args", "check_launcher", "inspect", "single_process_devices",
+__all__ = ["KEYS", "EXIT_ERROR", "check_run", "inspect", "single_process_devices",
            "launcher_devices", "format_report", "report"]
 
 KEYS = ("arch", "recipe", "mode", "device", "device_count", "devices", "world_size", "nproc_per_node",
         "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir")
-EXIT_ERROR = 1  # the check's exit code for a mistake (a run's usage errors exit 2)
 
 
 # ----------------------------------------------------------------------------- devices
@@ -217,62 +216,31 @@ def format_report(values: Dict[str, str]) -> str:
     return "".join(f"{key} = {values[key]}\n" for key in KEYS)
 
 
-def check_args(args: argparse.Namespace, *, launcher: bool) -> int:
-    """``main.py --check``: one process (``launcher=False``; world size from the environment,
-    else 1), or the workers ``main.py --multiprocessing-distributed`` would start."""
-    from .config import build_config
+def check_run(make_config: Callable[[List[str], int, int], Config], *,
+              launcher_argv: Optional[List[str]] = None) -> int:
+    """The check of one run. ``make_config(worker_argv, world_size, local_world)`` resolves its
+    config (main.py's parser and ``build_config``). ``launcher_argv`` None: one ``main.py``
+    process (world size from the environment, else 1); else the launcher's flags
+    (``main_8p.py``, ``main.py --multiprocessing-distributed``): ``classify.launch.plan`` of them
+    gives the workers, their devices and their flags."""
 
     def resolve():
-        if not launcher:
+        if launcher_argv is None:
             from .distributed import dist_info_from_env
 
             info = dist_info_from_env()
-            cfg = build_config(args, world_size=info.world_size, local_world=info.local_world_size)
+            cfg = make_config([], info.world_size, info.local_world_size)
             return {**inspect(cfg), **single_process_devices(cfg)}
         from .launch import plan
 
-        # the launcher flags main.py knows, as launch() reads them from its argv
-        flags = [f"--device={args.device}"]
-        for flag, value in (("--device-list", args.device_list), ("--device-id", args.device_id),
-                            ("--world-size", args.world_size), ("--rank", args.rank), ("--addr", args.addr),
-                            ("--dist-url", args.dist_url)):
-            if value is not None:
-                flags.append(f"{flag}={value}")
-        p = plan(flags)
-        cfg = build_config(args, world_size=p.world_size, local_world=p.nproc)
-        return {**inspect(cfg), **launcher_devices(p)}
-
-    return report(resolve)
-
-
-def check_launcher(argv: List[str], parse) -> int:
-    """``main_8p.py --check``: ``classify.launch.plan`` of ``argv``, then the workers' config
-    (``parse(worker_argv)`` -> main.py's namespace) at that world size."""
-    from .config import build_config
-    from .launch import plan
-
-    def resolve():
-        p = plan(argv)
-        cfg = build_config(parse(p.worker_args), world_size=p.world_size, local_world=p.nproc)
+        p = plan(launcher_argv)
+        cfg = make_config(p.worker_args, p.world_size, p.nproc)
         return {**inspect(cfg), **launcher_devices(p)}
 
     try:
         return report(resolve)
     except SystemExit as e:  # a usage error of the workers' flags, printed by argparse (CheckFlag)
         return e.code if isinstance(e.code, int) else EXIT_ERROR
-
-
-class CheckFlag(argparse.Action):
-    """main.py's ``--check``: sets ``args.check``; a usage error after it on the command line is
-    then the check's kind of error too, one line ``error: ...`` and exit code 1 (the launcher
-    scripts put ``--check`` first)."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, True)
-        parser.error = lambda message: parser.exit(EXIT_ERROR, f"error: {parser.prog}: {message}; see --help\n")
 
 
 def report(resolve) -> int:

@@ -20,7 +20,9 @@ from .devices import cpu_count
 from .errors import UserError
 from .schedules import SCHEDULES
 
-__all__ = ["Config", "DataConfig", "OptimConfig", "PrecisionConfig", "LoopConfig", "OutputConfig",
+CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
+
+__all__ = ["CheckFlag", "Config", "DataConfig", "OptimConfig", "PrecisionConfig", "LoopConfig", "OutputConfig",
            "build_config", "OneLineParser", "parse_int_list"]
 
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
@@ -31,6 +33,19 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
+class CheckFlag(argparse.Action):
+    """main.py's ``--check``: sets ``args.check``; a usage error after it on the command line is
+    then the check's kind of error too, one line ``error: ...`` and exit code 1 (the launcher
+    scripts put ``--check`` first)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True)
+        parser.error = lambda message: parser.exit(CHECK_EXIT_ERROR, f"error: {parser.prog}: {message}; see --help\n")
 
 
 def parse_int_list(text: str) -> Tuple[int, ...]:
