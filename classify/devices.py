@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from .errors import UserError
 
-__all__ = ["resolve_kind", "resolve_device", "synchronize", "supports_bf16", "cpu_native_bf16", "cpu_flags",
+__all__ = ["resolve_kind", "resolve_device", "synchronize", "supports_bf16", "cpu_native_bf16", "cpu_flags", "cpuinfo_flags",
            "device_count", "npu_available",
            "dist_backend", "pin_memory", "manual_seed_all", "rng_state", "set_rng_state", "cpu_count",
            "dist_ready", "collective_device", "check_device_index", "VISIBLE_DEVICES_ENV", "KINDS"]
@@ -120,9 +120,14 @@ def cpu_flags() -> FrozenSet[str]:
             pass
     try:
         with open("/proc/cpuinfo") as f:
-            lines = [line for line in f if line.startswith(("flags", "Features"))]
+            return cpuinfo_flags(f.read())
     except OSError:
         return frozenset()
+
+
+def cpuinfo_flags(text: str) -> FrozenSet[str]:
+    """The feature flags in /proc/cpuinfo's text: x86 ``flags : ...``, Arm ``Features : ...``."""
+    lines = [line for line in text.splitlines() if line.startswith(("flags", "Features"))]
     return frozenset(flag for line in lines for flag in line.split(":", 1)[1].split())
 
 
