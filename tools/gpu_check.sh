@@ -131,14 +131,15 @@ BENCH=("$PY" tools/bench.py --device "$DEVICE" "${STEPS[@]}" "${PEAK[@]}")
 # ---------------------------------------------------------------------------- compute tables
 section bench_compute 150 "${BENCH[@]}" --arch "$NETS" -b "$BATCH" --image-size "$SIZE" --modes baseline,fast \
     --json-out "$DIR/bench_compute.json"
-section bench_compute_irv2 90 "${BENCH[@]}" --arch "$IRV2" -b "$IRV2_BATCH" --image-size "$IRV2_SIZE" \
-    --modes baseline,fast --json-out "$DIR/bench_compute_irv2.json"
+[ "$IRV2" != "$NETS" ] && section bench_compute_irv2 90 "${BENCH[@]}" --arch "$IRV2" -b "$IRV2_BATCH" \
+    --image-size "$IRV2_SIZE" --modes baseline,fast --json-out "$DIR/bench_compute_irv2.json"
 
 # ---------------------------------------------------------------------------- loaders + end to end
 section bench_loaders 200 "${BENCH[@]}" --make-photos "$DIR/photos" --num-photos "$PHOTOS" --loader pil,gpu,reference \
     --workers "$WORKERS" --arch "$NETS" -b "$BATCH" --image-size "$SIZE" --json-out "$DIR/bench_loaders.json"
-section bench_loaders_irv2 90 "${BENCH[@]}" --data "$DIR/photos" --loader pil,gpu,reference --workers "$WORKERS" \
-    --arch "$IRV2" -b "$IRV2_BATCH" --image-size "$IRV2_SIZE" --json-out "$DIR/bench_loaders_irv2.json"
+[ "$IRV2" != "$NETS" ] && section bench_loaders_irv2 90 "${BENCH[@]}" --data "$DIR/photos" --loader pil,gpu,reference \
+    --workers "$WORKERS" --arch "$IRV2" -b "$IRV2_BATCH" --image-size "$IRV2_SIZE" \
+    --json-out "$DIR/bench_loaders_irv2.json"
 
 # ---------------------------------------------------------------------------- a short real training
 [ -e "$DIR/photos/val" ] || ln -s train "$DIR/photos/val"  # validate on the training photos (timing data)
@@ -149,7 +150,7 @@ section eval_gpu 60 "$PY" main.py "$DIR/photos" --device "$DEVICE" --data-backen
 
 # ---------------------------------------------------------------------------- torch.compile, last
 if [ "$CUDA" = 1 ]; then
-    for net in ${NETS//,/ } "$IRV2"; do
+    for net in $(echo "${NETS//,/ } $IRV2" | tr ' ' '\n' | awk '!seen[$0]++'); do
         b=$BATCH; s=$SIZE
         [ "$net" = "$IRV2" ] && b=$IRV2_BATCH && s=$IRV2_SIZE
         section "bench_compiled_$net" 240 "${BENCH[@]}" --arch "$net" -b "$b" --image-size "$s" \
