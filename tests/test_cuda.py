@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.cuda,
 STEPS, BATCH = 12, 8
 
 
-CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)  # an index, as the trainer's (DDP's device_ids)
 
 
 def _optim(batch: int, label_smoothing: float = 0.1) -> OptimConfig:

@@ -20,7 +20,8 @@
 # Without CUDA (e.g. this project's CPU machines) it is a dry run: the CUDA tests are collected
 # and skipped, the other sections run on the CPU at tiny sizes (the same commands and outputs,
 # no GPU figures), the compile runs are skipped; summary.txt says which. --quick uses the tiny
-# sizes on a GPU too. Exit status: 0 when no section failed or timed out, else 1.
+# sizes on a GPU too. PYTHON picks the interpreter (default: python). Exit status: 0 when no
+# section failed or timed out, else 1.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -117,27 +118,28 @@ SKIPS=$(grep -c "^SKIPPED" "$DIR/pytest_cuda.out" 2>/dev/null)
 # ---------------------------------------------------------------------------- sizes
 if [ "$QUICK" = 1 ]; then  # GPU_CHECK_NET: one net for every section (the tests' dry run: tinynet)
     NETS=${GPU_CHECK_NET:-alexnet}; IRV2=${GPU_CHECK_NET:-inception_resnet_v2}
-    BATCH=4; IRV2_BATCH=4; SIZE=64; IRV2_SIZE=75; STEPS=(--steps 2 --warmup 1 --repeat 1)
+    BATCH=4; IRV2_BATCH=4; SIZE=64; IRV2_SIZE=75; STEPS=(--steps 2 --warmup 1 --repeat 1); LOADER_STEPS=("${STEPS[@]}")
     PHOTOS=8; WORKERS=1; TRAIN=(-a "$NETS" --image-size 64 -b 4 --epochs 1 --workers 1)
 else
     NETS=alexnet,vgg16,googlenet; IRV2=inception_resnet_v2; BATCH=256; IRV2_BATCH=128; SIZE=224; IRV2_SIZE=299
     STEPS=(--steps 30 --warmup 5 --repeat 2); PHOTOS=300; WORKERS=$CPUS
+    LOADER_STEPS=(--steps 40 --warmup 2 --repeat 1)  # loaders skip their first max(warmup, workers) batches
     TRAIN=(-a googlenet --image-size 224 -b 32 --epochs 25 --workers "$CPUS" -p 50)  # 9 steps/epoch: 225 steps
 fi
 PEAK=()
 [ "$CUDA" = 1 ] && [ -n "$(peak_tflops)" ] && PEAK=(--peak-tflops "$(peak_tflops)")
-BENCH=("$PY" tools/bench.py --device "$DEVICE" "${STEPS[@]}" "${PEAK[@]}")
+BENCH=("$PY" tools/bench.py --device "$DEVICE" "${PEAK[@]}")
 
 # ---------------------------------------------------------------------------- compute tables
-section bench_compute 150 "${BENCH[@]}" --arch "$NETS" -b "$BATCH" --image-size "$SIZE" --modes baseline,fast \
+section bench_compute 150 "${BENCH[@]}" "${STEPS[@]}" --arch "$NETS" -b "$BATCH" --image-size "$SIZE" --modes baseline,fast \
     --json-out "$DIR/bench_compute.json"
-[ "$IRV2" != "$NETS" ] && section bench_compute_irv2 90 "${BENCH[@]}" --arch "$IRV2" -b "$IRV2_BATCH" \
+[ "$IRV2" != "$NETS" ] && section bench_compute_irv2 90 "${BENCH[@]}" "${STEPS[@]}" --arch "$IRV2" -b "$IRV2_BATCH" \
     --image-size "$IRV2_SIZE" --modes baseline,fast --json-out "$DIR/bench_compute_irv2.json"
 
 # ---------------------------------------------------------------------------- loaders + end to end
-section bench_loaders 200 "${BENCH[@]}" --make-photos "$DIR/photos" --num-photos "$PHOTOS" --loader pil,gpu,reference \
+section bench_loaders 200 "${BENCH[@]}" "${LOADER_STEPS[@]}" --make-photos "$DIR/photos" --num-photos "$PHOTOS" --loader pil,gpu,reference \
     --workers "$WORKERS" --arch "$NETS" -b "$BATCH" --image-size "$SIZE" --json-out "$DIR/bench_loaders.json"
-[ "$IRV2" != "$NETS" ] && section bench_loaders_irv2 90 "${BENCH[@]}" --data "$DIR/photos" --loader pil,gpu,reference \
+[ "$IRV2" != "$NETS" ] && section bench_loaders_irv2 90 "${BENCH[@]}" "${LOADER_STEPS[@]}" --data "$DIR/photos" --loader pil,gpu,reference \
     --workers "$WORKERS" --arch "$IRV2" -b "$IRV2_BATCH" --image-size "$IRV2_SIZE" \
     --json-out "$DIR/bench_loaders_irv2.json"
 
@@ -153,7 +155,7 @@ if [ "$CUDA" = 1 ]; then
     for net in $(echo "${NETS//,/ } $IRV2" | tr ' ' '\n' | awk '!seen[$0]++'); do
         b=$BATCH; s=$SIZE
         [ "$net" = "$IRV2" ] && b=$IRV2_BATCH && s=$IRV2_SIZE
-        section "bench_compiled_$net" 240 "${BENCH[@]}" --arch "$net" -b "$b" --image-size "$s" \
+        section "bench_compiled_$net" 240 "${BENCH[@]}" "${STEPS[@]}" --arch "$net" -b "$b" --image-size "$s" \
             --modes baseline,fast,compiled --json-out "$DIR/bench_compiled_$net.json"
     done
 else
