@@ -2,10 +2,14 @@
 
 Compute (synthetic data already on the device)::
 
-    python tools/bench.py --device auto --batch-size 64 --steps 50          # every registered net
-    python tools/bench.py --arch alexnet --device auto --batch-size 64 --steps 50
-    python tools/bench.py --image-size 64 --batch-size 32 --steps 20        # a CPU-sized run
+    python tools/bench.py                                                   # sized to the device (below)
+    python tools/bench.py --arch all --device cuda --batch-size 256         # every registered net
+    python tools/bench.py --arch all --precision                            # fp32/channels_last/bf16/both
     python tools/bench.py --modes baseline,fast,compiled --peak-tflops 989  # + torch.compile, utilisation
+
+Defaults sized to the device: on a CPU the default net at 64 px, batch 32, 10 steps after 2,
+best of 2 (a table in about a minute on 2 cores); on an accelerator every net at its recipe's
+size, batch 64, 50 steps after 5. One progress line per measurement goes to stderr.
 
 Data (loader-only, end-to-end, loop overhead)::
 
@@ -14,8 +18,8 @@ Data (loader-only, end-to-end, loop overhead)::
     python tools/bench.py --data photos     # ~500x375 photo-like JPEGs (classify.data.photos), cached
     python tools/bench.py --make-photos DIR # generate them into DIR (and benchmark on them)
 
-Without ``--arch`` the compute tables cover every registered net, the data tables the default
-arch (``models.DEFAULT_ARCH``).
+Without ``--arch`` the compute tables cover every registered net on an accelerator, the default
+arch (``models.DEFAULT_ARCH``) on a CPU and in the data tables.
 
 What is measured (the same definitions in every table):
 
@@ -25,8 +29,11 @@ What is measured (the same definitions in every table):
 - ``fast``: our default training step: ``classify.loop.train_step`` on ``TrainParts`` built
   by ``classify.parts.build_model`` + ``build_train_parts``, the functions ``classify.run``
   uses (channels_last per device, fused/foreach SGD, the net's training loss, a constant lr
-  here) with ``classify.amp`` (the recipe's mixed precision on accelerators, off on CPU
-  unless ``--amp``), uint8 input normalised on the device, metrics summed on the device.
+  here) with ``classify.amp`` (the recipe's mixed precision on accelerators and on CPUs with
+  native bf16, off on other CPUs unless ``--amp``), uint8 input normalised on the device,
+  metrics summed on the device.
+- ``--precision``: modes ``fp32``, ``channels_last``, ``bf16``, ``both``: the ``fast`` step in
+  each memory format x precision, speed-ups over ``fp32`` (NCHW).
 - ``compiled``: ``fast`` with ``torch.compile`` (first steps = compile time, reported).
 - img/s: ``--steps`` steps after ``--warmup`` steps, the device synchronised at both edges;
   with ``--repeat N`` the modes run interleaved N times and the best window is kept.
@@ -643,7 +650,7 @@ def get_args_parser() -> OneLineParser:
     add("--precision", action="store_true",
         help="modes " + ",".join(PRECISIONS) + ": our step in fp32 / channels_last / bf16 autocast / both, "
              "ratios to fp32 NCHW")
-    add("--amp", action="store_true", help="autocast on CPU too (accelerators follow the recipe)")
+    add("--amp", action="store_true", help="autocast on CPUs without native bf16 too (elsewhere the recipe's)")
     add("--amp-dtype", "--amp_dtype", choices=AMP_DTYPES, default="auto",
         help="the fast step's autocast dtype, as the trainer's flag (fp32: off)")
     add("--channels-last", "--channels_last", action=argparse.BooleanOptionalAction, default=None,
