@@ -71,10 +71,12 @@ def get_args_parser() -> OneLineParser:
     add("--opt-level", "--apex-opt-level", "--opt_level", dest="opt_level", default=None, help="O0..O3")
     add("--loss-scale", "--loss_scale_value", "--loss_scale", dest="loss_scale", default=None,
         help="static loss scale N, or 'dynamic'")
-    add("--amp-dtype", "--amp_dtype", choices=("auto", "bf16", "fp16"), default="auto")
+    add("--amp-dtype", "--amp_dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+        help="autocast dtype; auto = bf16 where supported, else fp16; fp32 turns autocast off "
+             "(the default on CPUs with native bf16 is bf16)")
     # speed (see tools/bench.py)
     add("--channels-last", "--channels_last", action=argparse.BooleanOptionalAction, default=None,
-        help="NHWC memory format (default: on for cuda)")
+        help="NHWC memory format (default: on for cuda and cpu)")
     add("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
     # devices and distribution (torchrun/main_8p.py set RANK/WORLD_SIZE/LOCAL_RANK)
     add("--device", default="auto", help="auto | cpu | cuda | gpu | npu")

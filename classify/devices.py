@@ -5,10 +5,11 @@ process group is up, which device a collective runs on).
 ``--device auto`` picks npu when ``torch_npu`` imports and sees an NPU, else cuda, else cpu.
 """
 
+import functools
 import importlib
 import os
 import random
-from typing import Optional
+from typing import FrozenSet, Optional
 
 import numpy as np
 import torch
@@ -16,7 +17,8 @@ import torch.distributed as dist
 
 from .errors import UserError
 
-__all__ = ["resolve_kind", "resolve_device", "synchronize", "supports_bf16", "device_count", "npu_available",
+__all__ = ["resolve_kind", "resolve_device", "synchronize", "supports_bf16", "cpu_native_bf16", "cpu_flags", "cpuinfo_flags",
+           "device_count", "npu_available",
            "dist_backend", "pin_memory", "manual_seed_all", "rng_state", "set_rng_state", "cpu_count",
            "dist_ready", "collective_device", "check_device_index", "VISIBLE_DEVICES_ENV", "KINDS"]
 
@@ -92,9 +94,46 @@ def synchronize(device: torch.device) -> None:
 
 
 def supports_bf16(device: torch.device) -> bool:
+    """bf16 autocast works here (on a CPU always: oneDNN emulates it where the CPU lacks it)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu"  # NPU: fp16 + loss scale, as the Ascend seeds train
+
+
+# CPU features that compute in bf16 natively: x86 AVX512_BF16 (Cooper Lake, Zen 4+) and AMX-BF16
+# (Sapphire Rapids+); Arm's BF16 extension (Graviton3+, Neoverse V1/N2; /proc/cpuinfo says
+# "bf16"/"svebf16", torch's probe "bf16"/"sve_bf16"). Without them oneDNN emulates bf16 through
+# fp32, slower than plain fp32.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16", "sve_bf16", "svebf16"})
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's feature flags: torch's own cpuinfo probe (``torch.cpu.get_capabilities`` in
+    recent torch), else the ``flags``/``Features`` lines of /proc/cpuinfo (Linux); empty when
+    neither is there."""
+    probe = getattr(torch.cpu, "get_capabilities", None)
+    if probe is not None:
+        try:
+            return frozenset(name for name, value in probe().items() if value is True)
+        except Exception:  # an unusual CPU that cpuinfo cannot read: fall back to the kernel's view
+            pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            return cpuinfo_flags(f.read())
+    except OSError:
+        return frozenset()
+
+
+def cpuinfo_flags(text: str) -> FrozenSet[str]:
+    """The feature flags in /proc/cpuinfo's text: x86 ``flags : ...``, Arm ``Features : ...``."""
+    lines = [line for line in text.splitlines() if line.startswith(("flags", "Features"))]
+    return frozenset(flag for line in lines for flag in line.split(":", 1)[1].split())
+
+
+def cpu_native_bf16() -> bool:
+    """This CPU computes bf16 natively (then bf16 autocast trains faster than fp32 on it)."""
+    return bool(cpu_flags() & NATIVE_BF16_FLAGS)
 
 
 def dist_backend(device: torch.device) -> str:

@@ -130,10 +130,10 @@ def test_parts_are_the_trainers(bench):
     s = bench.Settings(torch.device("cpu"), 4, 2, 1, 1, 10, False, None, None)
     parts = bench.make_parts(bench.Net.make("tinynet", 32), s, compile_model=False)
     assert parts.loss_fn is models.get_model_entry("tinynet").loss
-    assert parts.check_finite and parts.scaler is None and not parts.normalize.channels_last
+    assert parts.check_finite and parts.scaler is None and parts.normalize.channels_last  # NHWC: the cpu default
     assert parts.optimizer.defaults["lr"] == bench.LR and parts.criterion.label_smoothing == 0.0
     assert [f(step) for f in parts.scheduler.lr_lambdas for step in (0, 10**6)] == [1.0, 1.0]  # constant lr
-    assert bench.describe(parts) == "fp32 NCHW fused-SGD uint8"
+    assert bench.describe(parts) == "fp32 NHWC fused-SGD uint8"  # tinynet's recipe is O0: fp32
 
 
 def test_flops_and_steps_use_the_entry_loss(bench):
@@ -178,6 +178,48 @@ def test_loader_cpu_counts_the_workers(bench, image_folder, monkeypatch):
         assert len(seen) == 2 and len(seen[0]) == 2 and seen[0] == seen[1], (name, seen)
         assert result["img_per_cpu_s"] > 0 and result["img_s"] > 0
         assert not set(seen[0]) & bench._child_pids(), name  # the workers are gone once it returns
+
+
+def test_precision_modes_are_ratios_to_fp32(bench, capsys):
+    code, out, err = run(bench, capsys, *TINY, "--precision")
+    assert code == 0, err
+    assert "speed-up over fp32" in out
+    rows = {line.split()[2]: line.split() for line in out.splitlines() if line.startswith("tinynet")}
+    assert list(rows) == ["fp32", "channels_last", "bf16", "both"], out
+    paths = {mode: " ".join(r[3:5]) for mode, r in rows.items()}
+    assert paths == {"fp32": "fp32 NCHW", "channels_last": "fp32 NHWC", "bf16": "bfloat16 NCHW",
+                     "both": "bfloat16 NHWC"}
+    assert rows["fp32"][-4] == "1.00x"
+    assert len([line for line in err.splitlines() if "round" in line]) == 4 * 2  # one line per measurement
+    code, _, err = run(bench, capsys, *TINY, "--precision", "--modes", "fast")
+    assert code == 2 and "drop --modes or --precision" in err
+
+
+def test_cpu_defaults_are_sized_for_a_cpu(bench):
+    """Bare on a CPU: the default net at 64 px, a few steps; on an accelerator today's sizes, every net."""
+    args = bench.get_args_parser().parse_args([])
+    taken = bench.apply_device_defaults(args, torch.device("cpu"))
+    assert set(taken) == {"batch_size", "steps", "warmup", "repeat", "image_size"}
+    assert (args.batch_size, args.steps, args.warmup, args.repeat, args.image_size) == (32, 10, 2, 2, 64)
+    assert [(n.arch, n.size) for n in bench._nets(args, torch.device("cpu"))] == [(models.DEFAULT_ARCH, 64)]
+    assert bench._modes(args, torch.device("cpu")) == ["baseline", "fast"]
+    args = bench.get_args_parser().parse_args(["--steps", "7", "--arch", "all"])
+    bench.apply_device_defaults(args, torch.device("cuda"))  # only its type is read: no GPU needed
+    assert (args.batch_size, args.steps, args.warmup, args.repeat, args.image_size) == (64, 7, 5, 1, None)
+    nets = bench._nets(args, torch.device("cuda"))
+    assert [n.arch for n in nets] == models.list_models() and nets[0].size == models.get_recipe(
+        models.default_recipe(nets[0].arch)).image_size
+    assert bench._modes(args, torch.device("cuda")) == ["baseline", "fast", "compiled"]
+
+
+def test_bare_run_announces_its_defaults_and_each_measurement(bench, capsys):
+    code, out, err = run(bench, capsys, "--arch", "tinynet", "--num-classes", "10", "--device", "cpu")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0].strip().startswith("bench on cpu: tinynet 64 px; batch 32, 10 steps after 2 warm-up, best of 2 "
+                                       "(--batch-size, --steps, --warmup, --repeat, --image-size: the cpu defaults)")
+    assert len([line for line in lines if "round" in line and "img/s" in line]) == 2 * 2, err
+    assert "batch 32, 10 steps after 2 warm-up, best of 2" in out
 
 
 @pytest.mark.parametrize("argv, message", [

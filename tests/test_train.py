@@ -53,12 +53,13 @@ def test_train_resume_evaluate(image_folder, tmp_path, capsys):
         assert len(acc) == 1 and float(acc[0].split()[2]) == pytest.approx(final, abs=1e-3)
 
 
-def test_resume_is_bit_identical(image_folder, tmp_path, capsys):
+@pytest.mark.parametrize("precision", [[], ["--amp-dtype", "bf16"]], ids=["default", "bf16"])  # bf16: the default
+def test_resume_is_bit_identical(image_folder, tmp_path, capsys, precision):  # of CPUs with native bf16
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train(capsys, *tiny(image_folder, straight, "--epochs", "2"))
-    train(capsys, *tiny(image_folder, split, "--epochs", "2", "--stop-step-num", "4"))  # stops after epoch 0
+    train(capsys, *tiny(image_folder, straight, "--epochs", "2", *precision))
+    train(capsys, *tiny(image_folder, split, "--epochs", "2", "--stop-step-num", "4", *precision))  # epoch 0
     assert load_checkpoint(split / "checkpoint.pth.tar")["epoch"] == 1
-    train(capsys, *tiny(image_folder, split, "--epochs", "2", "--resume", split / "checkpoint.pth.tar"))
+    train(capsys, *tiny(image_folder, split, "--epochs", "2", "--resume", split / "checkpoint.pth.tar", *precision))
     a = load_checkpoint(straight / "checkpoint.pth.tar")["state_dict"]
     b = load_checkpoint(split / "checkpoint.pth.tar")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -2,10 +2,14 @@
 
 Compute (synthetic data already on the device)::
 
-    python tools/bench.py --device auto --batch-size 64 --steps 50          # every registered net
-    python tools/bench.py --arch alexnet --device auto --batch-size 64 --steps 50
-    python tools/bench.py --image-size 64 --batch-size 32 --steps 20        # a CPU-sized run
+    python tools/bench.py                                                   # sized to the device (below)
+    python tools/bench.py --arch all --device cuda --batch-size 256         # every registered net
+    python tools/bench.py --arch all --precision                            # fp32/channels_last/bf16/both
     python tools/bench.py --modes baseline,fast,compiled --peak-tflops 989  # + torch.compile, utilisation
+
+Defaults sized to the device: on a CPU the default net at 64 px, batch 32, 10 steps after 2,
+best of 2 (a table in about a minute on 2 cores); on an accelerator every net at its recipe's
+size, batch 64, 50 steps after 5. One progress line per measurement goes to stderr.
 
 Data (loader-only, end-to-end, loop overhead)::
 
@@ -14,8 +18,8 @@ Data (loader-only, end-to-end, loop overhead)::
     python tools/bench.py --data photos     # ~500x375 photo-like JPEGs (classify.data.photos), cached
     python tools/bench.py --make-photos DIR # generate them into DIR (and benchmark on them)
 
-Without ``--arch`` the compute tables cover every registered net, the data tables the default
-arch (``models.DEFAULT_ARCH``).
+Without ``--arch`` the compute tables cover every registered net on an accelerator, the default
+arch (``models.DEFAULT_ARCH``) on a CPU and in the data tables.
 
 What is measured (the same definitions in every table):
 
@@ -25,8 +29,11 @@ What is measured (the same definitions in every table):
 - ``fast``: our default training step: ``classify.loop.train_step`` on ``TrainParts`` built
   by ``classify.parts.build_model`` + ``build_train_parts``, the functions ``classify.run``
   uses (channels_last per device, fused/foreach SGD, the net's training loss, a constant lr
-  here) with ``classify.amp`` (the recipe's mixed precision on accelerators, off on CPU
-  unless ``--amp``), uint8 input normalised on the device, metrics summed on the device.
+  here) with ``classify.amp`` (the recipe's mixed precision on accelerators and on CPUs with
+  native bf16, off on other CPUs unless ``--amp``), uint8 input normalised on the device,
+  metrics summed on the device.
+- ``--precision``: modes ``fp32``, ``channels_last``, ``bf16``, ``both``: the ``fast`` step in
+  each memory format x precision, speed-ups over ``fp32`` (NCHW).
 - ``compiled``: ``fast`` with ``torch.compile`` (first steps = compile time, reported).
 - img/s: ``--steps`` steps after ``--warmup`` steps, the device synchronised at both edges;
   with ``--repeat N`` the modes run interleaved N times and the best window is kept.
@@ -71,7 +78,7 @@ from torch.utils.data import DataLoader, Subset  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import models  # noqa: E402
-from classify.amp import autocast, resolve_amp  # noqa: E402
+from classify.amp import AMP_DTYPES, autocast, resolve_amp  # noqa: E402
 from classify.config import OneLineParser, OptimConfig  # noqa: E402
 from classify.data import build_loader  # noqa: E402
 from classify.data.device_decode import JpegFiles  # noqa: E402
@@ -87,8 +94,16 @@ from classify.report import Reporter  # noqa: E402
 from classify.transforms import Normalize, train_transform  # noqa: E402
 
 MODES = ("baseline", "fast", "compiled")
+# --precision: our step in each memory format x precision (channels_last, bf16 autocast), ratios to fp32 NCHW
+PRECISIONS = {"fp32": (False, "fp32"), "channels_last": (True, "fp32"), "bf16": (False, "bf16"),
+              "both": (True, "bf16")}
+ALL_MODES = MODES + tuple(PRECISIONS)
+# Defaults sized to the device: a CPU gets the default net at 64 px and a few steps (a table in
+# about a minute on 2 cores), an accelerator every net at its recipe's size.
+DEVICE_DEFAULTS = {"cpu": {"batch_size": 32, "steps": 10, "warmup": 2, "repeat": 2, "image_size": 64},
+                   "accelerator": {"batch_size": 64, "steps": 50, "warmup": 5, "repeat": 1, "image_size": None}}
 LOADERS = ("pil", "gpu", "reference")
-LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4  # irrelevant to speed; small enough to stay finite
+LR, MOMENTUM, WEIGHT_DECAY = 0.001, 0.9, 1e-4  # irrelevant to speed; small enough to stay finite (batch 2 too)
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ class Settings:
     amp_asked: bool
     channels_last: Optional[bool]  # None: the engine's default for the device
     peak_tflops: Optional[float]
+    amp_dtype: str = "auto"  # --amp-dtype: the fast step's autocast dtype (fp32: off)
 
 
 @dataclass
@@ -158,14 +174,16 @@ def bench_optim(s: Settings) -> OptimConfig:
                        lr_epochs=(), lr_step=30, lr_gamma=0.1, warmup_epochs=0.0)
 
 
-def make_parts(net: Net, s: Settings, compile_model: bool) -> TrainParts:
+def make_parts(net: Net, s: Settings, *, compile_model: bool = False, channels_last: Optional[bool] = None,
+               amp_dtype: Optional[str] = None) -> TrainParts:
     """Our default training step's pieces, from ``classify.parts.build_model`` + ``build_train_parts``
-    (what ``classify.run`` calls): the bench measures what trains."""
-    channels_last = use_channels_last(s.device, s.channels_last)
+    (what ``classify.run`` calls): the bench measures what trains. ``channels_last`` and
+    ``amp_dtype`` (auto | bf16 | fp16 | fp32) override the settings' (the ``--precision`` modes)."""
+    channels_last = use_channels_last(s.device, s.channels_last if channels_last is None else channels_last)
     model = build_model(net.arch, num_classes=s.num_classes, device=s.device, channels_last=channels_last,
                         model_kwargs=net.recipe.model_kwargs)
     amp = resolve_amp(s.device, asked=s.amp_asked, opt_level=None, recipe_opt_level=net.recipe.opt_level,
-                      loss_scale=net.recipe.loss_scale)
+                      loss_scale=net.recipe.loss_scale, dtype=amp_dtype or s.amp_dtype)
     return build_train_parts(model, arch=net.arch, optim=bench_optim(s), steps_per_epoch=s.steps, device=s.device,
                              amp=amp, normalize=Normalize(net.recipe.mean, net.recipe.std, channels_last).to(s.device),
                              compile_model=compile_model)
@@ -243,16 +261,25 @@ class Result:
         return max(self.samples) if self.samples else None
 
 
+def mode_step(mode: str, net: Net, s: Settings, batch):
+    """(step function, path description) of one mode on one (uint8, normalised, target) batch."""
+    uint8, normalised, target = batch
+    if mode == "baseline":
+        return baseline_step(net, s, normalised, target), "fp32 NCHW SGD .item()"
+    if mode in PRECISIONS:
+        channels_last, dtype = PRECISIONS[mode]
+        parts = make_parts(net, s, channels_last=channels_last, amp_dtype=dtype)
+    else:
+        parts = make_parts(net, s, compile_model=mode == "compiled")
+    return fast_step(parts, uint8, target), describe(parts)
+
+
 def bench_compute(net: Net, s: Settings, modes: Sequence[str], progress) -> List[Dict]:
-    uint8, normalised, target = synthetic_batch(net, s)
+    batch = synthetic_batch(net, s)
     steps, results, paths = {}, {m: Result() for m in modes}, {}
     for mode in modes:
         try:
-            if mode == "baseline":
-                steps[mode], paths[mode] = baseline_step(net, s, normalised, target), "fp32 NCHW SGD .item()"
-            else:
-                parts = make_parts(net, s, compile_model=mode == "compiled")
-                steps[mode], paths[mode] = fast_step(parts, uint8, target), describe(parts)
+            steps[mode], paths[mode] = mode_step(mode, net, s, batch)
         except Exception as e:  # an OOM or a backend that cannot build this net: a row that says so
             results[mode].error = _short(e)
     for r in range(s.repeat):
@@ -266,15 +293,21 @@ def bench_compute(net: Net, s: Settings, modes: Sequence[str], progress) -> List
             results[mode].samples.append(s.steps * s.batch_size / run_s)
             if r == 0:
                 results[mode].first_s = warm_s
-            progress(f"{net.arch} {mode}: {results[mode].samples[-1]:.1f} img/s")
-    del steps
+            progress(f"{net.arch} {mode} ({paths[mode]}), round {r + 1}/{s.repeat}: "
+                     f"{results[mode].samples[-1]:.1f} img/s")
+    del steps, batch
     gc.collect()
     return _compute_rows(net, s, results, paths)
 
 
+def reference_mode(modes: Sequence[str]) -> str:
+    """The mode the speed-ups are relative to: the baseline, else fp32 NCHW (--precision), else the first."""
+    return next((m for m in ("baseline", "fp32") if m in modes), modes[0])
+
+
 def _compute_rows(net: Net, s: Settings, results: Dict[str, Result], paths: Dict[str, str]) -> List[Dict]:
     gflops = count_gflops(net, s.num_classes)
-    base = results.get("baseline", Result()).best
+    base = results[reference_mode(list(results))].best
     rows = []
     for mode, res in results.items():
         img_s = res.best
@@ -490,7 +523,7 @@ def bench_data(folder: Path, nets: List[Net], s: Settings, loaders: Sequence[str
            "overhead": []}
     for net in ([] if loader_only else nets):
         backends = [make_backend(name, folder, net, s, workers) for name in loaders]
-        parts = make_parts(net, s, compile_model=False)
+        parts = make_parts(net, s)
         out["end_to_end"] += bench_end_to_end(parts, backends, net, s, progress)
         uint8, _, target = synthetic_batch(net, s)
         feeds = [("synthetic", [(uint8, target, 0)] * s.steps)]
@@ -567,7 +600,9 @@ def print_text(report: Dict) -> None:
     print(f"bench: {env['device']} ({env['device_name']}), {env['cpus']} CPUs, {env['threads']} torch threads, "
           f"torch {env['torch']}, batch {st['batch_size']}, {st['steps']} steps after {st['warmup']} warm-up, "
           f"best of {st['repeat']}")
-    sections = [("compute", "training step, synthetic data on the device", COMPUTE_COLUMNS),
+    reference = reference_mode([r["mode"] for r in report.get("compute") or [{"mode": "baseline"}]])
+    sections = [("compute", f"training step, synthetic data on the device (speed-up over {reference})",
+                 COMPUTE_COLUMNS),
                 ("loader", "loader only: batches ready on the device", LOADER_COLUMNS),
                 ("end_to_end", "end to end: train_one_epoch (fast step) fed by each loader", E2E_COLUMNS),
                 ("overhead", "loop overhead: train_one_epoch vs a bare forward/backward/step loop",
@@ -597,23 +632,33 @@ def get_args_parser() -> OneLineParser:
     p = OneLineParser(prog="bench.py", description="Throughput benchmark (see the module docstring).")
     add = p.add_argument
     add("--arch", "-a", type=_csv(), default=None,
-        help=f"comma list (default: every registered net; {models.DEFAULT_ARCH} with --data)")
+        help=f"comma list, or 'all' (default: {models.DEFAULT_ARCH} on cpu and with --data, else all)")
     add("--device", default="auto", help="auto | cpu | cuda | gpu | npu")
-    add("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
-    add("--steps", type=int, default=50, help="timed steps (with --data: batches per pass)")
-    add("--warmup", type=int, default=5, help="untimed steps first (loaders: at least --workers batches)")
-    add("--repeat", type=int, default=1, help="interleaved rounds; the best is reported")
+    add("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
+        help="default: 32 on cpu, else 64")
+    add("--steps", type=int, default=None, help="timed steps (with --data: batches per pass); default: 10 on cpu, "
+        "else 50")
+    add("--warmup", type=int, default=None, help="untimed steps first (loaders: at least --workers batches); "
+        "default: 2 on cpu, else 5")
+    add("--repeat", type=int, default=None, help="interleaved rounds; the best is reported (default: 2 on cpu, "
+        "else 1)")
     add("--image-size", "--image_size", type=int, default=None,
-        help="default: each net's recipe's (e.g. 224); raised to a net's minimum")
+        help="default: 64 on cpu, else each net's recipe's (e.g. 224); raised to a net's minimum")
     add("--num-classes", "--num_classes", type=int, default=1000)
-    add("--modes", type=_csv(MODES), default=None,
-        help="baseline,fast,compiled (default: all; on cpu baseline,fast)")
-    add("--amp", action="store_true", help="autocast on CPU too (accelerators follow the recipe)")
+    add("--modes", type=_csv(ALL_MODES), default=None,
+        help="baseline,fast,compiled (default: all; on cpu baseline,fast); or any of " + ",".join(PRECISIONS))
+    add("--precision", action="store_true",
+        help="modes " + ",".join(PRECISIONS) + ": our step in fp32 / channels_last / bf16 autocast / both, "
+             "ratios to fp32 NCHW")
+    add("--amp", action="store_true", help="autocast on CPUs without native bf16 too (elsewhere the recipe's)")
+    add("--amp-dtype", "--amp_dtype", choices=AMP_DTYPES, default="auto",
+        help="the fast step's autocast dtype, as the trainer's flag (fp32: off)")
     add("--channels-last", "--channels_last", action=argparse.BooleanOptionalAction, default=None,
-        help="NHWC for fast/compiled (default: the engine's, on for cuda)")
+        help="NHWC for fast/compiled (default: the engine's, on for cuda and cpu)")
     add("--threads", type=int, default=None, help="torch intra-op threads of the main process (default: torch's)")
     add("--peak-tflops", type=float, default=None, help="the device's peak, for utilisation %%")
     add("--json", action="store_true", help="print JSON instead of tables")
+    add("--json-out", default=None, metavar="FILE", help="also write the JSON report to FILE (tables still printed)")
     add("--data", default=None, help="ImageFolder root, 'demo' or 'photos': loader, end-to-end, overhead")
     add("--loader", type=_csv(LOADERS), default=list(LOADERS), help="pil,gpu,reference")
     add("--loader-only", action="store_true", help="with --data: skip the end-to-end and overhead runs")
@@ -621,6 +666,15 @@ def get_args_parser() -> OneLineParser:
     add("--make-photos", default=None, metavar="DIR", help="write ~500x375 photo-like JPEGs to DIR and use them")
     add("--num-photos", type=int, default=300, help="how many photos to generate")
     return p
+
+
+def apply_device_defaults(args, device: torch.device) -> Dict[str, object]:
+    """Fill the sizes not given on the command line with the device's defaults; returns those taken."""
+    defaults = DEVICE_DEFAULTS["cpu" if device.type == "cpu" else "accelerator"]
+    taken = {name: value for name, value in defaults.items() if getattr(args, name) is None}
+    for name, value in taken.items():
+        setattr(args, name, value)
+    return taken
 
 
 def _settings(args, device: torch.device) -> Settings:
@@ -634,47 +688,86 @@ def _settings(args, device: torch.device) -> Settings:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     return Settings(device, args.batch_size, args.steps, args.warmup, args.repeat, args.num_classes, args.amp,
-                    args.channels_last, args.peak_tflops)
+                    args.channels_last, args.peak_tflops, args.amp_dtype)
 
 
-def _nets(args) -> List[Net]:
-    archs = args.arch or ([models.DEFAULT_ARCH] if args.data or args.make_photos else models.list_models())
+def _nets(args, device: torch.device) -> List[Net]:
+    one = args.data or args.make_photos or device.type == "cpu"
+    archs = args.arch or ([models.DEFAULT_ARCH] if one else ["all"])
+    archs = models.list_models() if archs == ["all"] else archs
     unknown = [a for a in archs if a not in models.list_models()]
     if unknown:
-        raise UserError(f"unknown --arch {', '.join(unknown)}; choose from {', '.join(models.list_models())}")
+        raise UserError(f"unknown --arch {', '.join(unknown)}; choose from {', '.join(models.list_models())} or all")
     if args.image_size is not None and args.image_size < 8:
         raise UserError(f"--image-size {args.image_size} is too small; use at least 32")
     return [Net.make(a, args.image_size) for a in archs]
 
 
+def _modes(args, device: torch.device) -> List[str]:
+    if args.precision and args.modes:
+        raise UserError("--precision picks the modes " + ",".join(PRECISIONS) + "; drop --modes or --precision")
+    if args.precision:
+        return list(PRECISIONS)
+    return args.modes or (["baseline", "fast"] if device.type == "cpu" else list(MODES))
+
+
+def announce(device: torch.device, nets: List[Net], s: Settings, taken: Dict[str, object]) -> str:
+    """The first progress line: what is about to be measured, and which sizes were the device's defaults."""
+    sizes = ", ".join(f"{n.arch} {n.size} px" for n in nets)
+    line = (f"bench on {device}: {sizes}; batch {s.batch_size}, {s.steps} steps after {s.warmup} warm-up, "
+            f"best of {s.repeat}")
+    if taken:
+        flags = ", ".join("--" + name.replace("_", "-") for name in taken)
+        line += f" ({flags}: the {device.type} defaults)"
+    return line
+
+
 def run(args, progress) -> Dict:
     device = resolve_device(args.device)
+    taken = apply_device_defaults(args, device)
     s = _settings(args, device)
-    nets = _nets(args)
+    nets = _nets(args, device)
+    modes = _modes(args, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes; pytorch/examples sets it too
     notes = [f"{n.arch}: image size raised to its minimum {n.size}" for n in nets
              if args.image_size is not None and n.size > args.image_size]
     report = {"env": environment(device), "notes": notes,
               "settings": {"batch_size": s.batch_size, "steps": s.steps, "warmup": s.warmup, "repeat": s.repeat,
-                           "num_classes": s.num_classes, "amp_asked": s.amp_asked, "peak_tflops": s.peak_tflops}}
+                           "num_classes": s.num_classes, "amp_asked": s.amp_asked, "amp_dtype": s.amp_dtype,
+                           "peak_tflops": s.peak_tflops, "device_defaults": sorted(taken)}}
+    intro = announce(device, nets, s, taken)  # printed once the inputs are checked (errors stay one line)
     if args.data or args.make_photos:
-        if args.make_photos:
-            ensure_photos(Path(args.make_photos).expanduser(), args.num_photos)
-        folder = resolve_data(args.data or args.make_photos, args.num_photos)
-        workers = args.workers if args.workers is not None else min(8, report["env"]["cpus"] or 1)
-        report["settings"].update(data=str(folder), workers=workers)
-        cpus, threads = report["env"]["cpus"] or 1, torch.get_num_threads()
-        if device.type == "cpu" and workers and threads + workers > cpus and threads > max(1, cpus - workers):
-            notes.append(f"{threads} torch threads + {workers} loader workers on {cpus} CPUs: oversubscribed, "
-                         f"training steps slow down and vary; try --threads {max(1, cpus - workers)}")
-        report.update(bench_data(folder, nets, s, args.loader, workers, progress, args.loader_only))
-        if "gpu" in args.loader:
-            notes.append(f"gpu = the trainer's --data-backend gpu: workers read JPEG bytes, decode_jpeg + "
-                         f"crop/flip run on {device.type} in the main process")
-        return report
-    modes = args.modes or (["baseline", "fast"] if device.type == "cpu" else list(MODES))
-    if device.type == "cpu" and args.modes is None:
+        return run_data(args, report, nets, s, progress, intro)
+    return run_compute(args, report, nets, s, modes, progress, intro)
+
+
+def run_data(args, report: Dict, nets: List[Net], s: Settings, progress, intro: str) -> Dict:
+    """--data / --make-photos: loader-only, end-to-end and loop-overhead tables."""
+    notes, device = report["notes"], s.device
+    if args.make_photos:
+        ensure_photos(Path(args.make_photos).expanduser(), args.num_photos)
+    folder = resolve_data(args.data or args.make_photos, args.num_photos)
+    workers = args.workers if args.workers is not None else min(8, report["env"]["cpus"] or 1)
+    report["settings"].update(data=str(folder), workers=workers)
+    progress(f"{intro}; data {folder}, {workers} loader workers")
+    cpus, threads = report["env"]["cpus"] or 1, torch.get_num_threads()
+    if device.type == "cpu" and workers and threads + workers > cpus and threads > max(1, cpus - workers):
+        notes.append(f"{threads} torch threads + {workers} loader workers on {cpus} CPUs: oversubscribed, "
+                     f"training steps slow down and vary; try --threads {max(1, cpus - workers)}")
+    report.update(bench_data(folder, nets, s, args.loader, workers, progress, args.loader_only))
+    if "gpu" in args.loader:
+        notes.append(f"gpu = the trainer's --data-backend gpu: workers read JPEG bytes, decode_jpeg + "
+                     f"crop/flip run on {device.type} in the main process")
+    return report
+
+
+def run_compute(args, report: Dict, nets: List[Net], s: Settings, modes: List[str], progress,
+                intro: str) -> Dict:
+    """The training step of each net in each mode, interleaved."""
+    notes = report["notes"]
+    progress(f"{intro}; modes {','.join(modes)}")
+    if s.device.type == "cpu" and args.modes is None and not args.precision:
         notes.append("compiled skipped on cpu by default (torch.compile costs minutes per net there); "
                      "add --modes baseline,fast,compiled")
     report["compute"] = [row for net in nets for row in bench_compute(net, s, modes, progress)]
@@ -692,6 +785,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return e.exit_code
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
