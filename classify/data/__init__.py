@@ -31,6 +31,7 @@ class DataSpec:
     dummy_sizes: Tuple[int, int] = (1281167, 50000)  # pytorch/examples' FakeData sizes
     num_classes: int = 1000  # dummy only; real data counts its classes
     backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
+    index_cache: Optional[str] = None  # folder of the file indexes (classify.data.index); None: scan every time
 
 
 @dataclass
@@ -57,14 +58,14 @@ def build_datasets(spec: DataSpec) -> Datasets:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
         return Datasets(train, val, train.classes, "cifar10")
     train_dir, val_dir = resolve_splits(spec.root)
-    train = SafeImageFolder(train_dir, train_tf) if train_dir else None
-    val = SafeImageFolder(val_dir, val_tf) if val_dir else None
+    train = SafeImageFolder(train_dir, train_tf, index_cache=spec.index_cache) if train_dir else None
+    val = SafeImageFolder(val_dir, val_tf, index_cache=spec.index_cache) if val_dir else None
     if train is not None and val is not None:
         check_same_classes(train.classes, val.classes)
     classes = (train or val).classes
     if gpu:
         def as_jpeg(folder, is_train):
-            return None if folder is None else JpegFiles(folder.samples, classes, is_train, spec.image_size,
+            return None if folder is None else JpegFiles(folder.table, classes, is_train, spec.image_size,
                                                          spec.val_resize)
 
         train, val = as_jpeg(train, True), as_jpeg(val, False)
