@@ -685,6 +685,11 @@ def run(args, progress) -> Dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--scan" in argv:  # data at scale: index start-up and loader memory (tools/bench_scan.py)
+        import bench_scan
+
+        return bench_scan.main([a for a in argv if a != "--scan"])
     args = get_args_parser().parse_args(argv)
     progress = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731 (stderr: --json stays clean)
     try:
