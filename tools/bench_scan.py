@@ -1,6 +1,7 @@
 """Data at scale: start-up time and loader memory of our file index vs torchvision's ImageFolder.
 
     python tools/bench.py --scan                       # generates 1,000 x 1,281 empty files under /tmp
+    python tools/bench.py --scan --tree-dir /dev/shm   # the same tree on tmpfs
     python tools/bench_scan.py --root /data/imagenet/train --repeats 3
 
 On one ImageNet-shaped tree (generated, or ``--root``), side by side and interleaved
@@ -41,7 +42,7 @@ def make_tree(root: Path, classes: int, per_class: int) -> Path:
         folder = root / "train" / f"n{c:08d}"
         folder.mkdir(parents=True)
         for i in range(per_class):
-            open(folder / f"n{c:08d}_{i}.JPEG", "wb").close()
+            os.close(os.open(folder / f"n{c:08d}_{i}.JPEG", os.O_CREAT | os.O_WRONLY, 0o644))
     return root / "train"
 
 
@@ -190,6 +191,8 @@ def table(summary: dict, workers: int) -> str:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=None, help="a split folder (class folders); default: generate one under /tmp")
+    p.add_argument("--tree-dir", default="/tmp", help="where the generated tree goes (/tmp; e.g. /dev/shm when "
+                   "creating 1.28M files on /tmp's disk is slow); deleted afterwards")
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--per-class", type=int, default=1281)
     p.add_argument("--workers", type=int, default=8, help="forked workers whose memory growth is measured")
@@ -210,7 +213,7 @@ def main(argv=None) -> int:
     try:
         split = args.root
         if split is None:
-            tmp = Path(tempfile.mkdtemp(prefix="classify-scan-tree-", dir="/tmp"))
+            tmp = Path(tempfile.mkdtemp(prefix="classify-scan-tree-", dir=args.tree_dir))
             start = time.perf_counter()
             split = str(make_tree(tmp, args.classes, args.per_class))
             print(f"=> generated {args.classes} x {args.per_class} empty files in {split} "
