@@ -18,6 +18,7 @@ item on stdout, in this order (``KEYS``)::
     global_batch = 256
     per_device_batch = 32
     data = folder train+val             # folder train+val | folder train only | folder val only
+                                        # | shards train+val | shards train only | shards val only
                                         # | cifar10 | demo | dummy
     data_path = /data/imagenet          # absolute; "none" for dummy; demo: its cache folder, with
                                         # " (generated on first use)" while it does not exist yet

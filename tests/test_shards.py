@@ -191,3 +191,10 @@ def test_corrupt_member_is_counted_and_a_bad_shard_is_one_line(folder, tmp_path,
                       ShardLoader)
     with pytest.raises(DataError, match="cannot read the shard index"):
         open_shards(f"{tmp_path}/nothing-{{000000..000001}}.tar")
+
+
+def test_check_reports_the_shard_layout(wds, tmp_path, capsys):
+    assert main.main(["--check", str(wds), "-a", "tinynet", "--device", "cpu"]) == 0
+    assert "data = shards train+val" in capsys.readouterr().out
+    assert main.main(["--check", f"{wds}/val-{{000000..000004}}.tar", "-a", "tinynet", "--device", "cpu"]) == 1
+    assert "is a validation folder" in capsys.readouterr().err  # val shards alone: -e

@@ -115,7 +115,8 @@ def _read_index(url: str) -> dict:
 
 def open_shards(source: str) -> Tuple[Optional[ShardSplit], Optional[ShardSplit], List[str]]:
     """(train, val, classes) of the shards ``source`` names (see the module docstring); a pattern
-    of train shards trains on those and validates on the index's val shards."""
+    of train shards trains on those and validates on the index's val shards, a pattern of val
+    shards only evaluates."""
     where, picked = _locate(source)
     index = _read_index(where(INDEX_NAME))
     classes = tuple(index["classes"])
@@ -132,6 +133,8 @@ def open_shards(source: str) -> Tuple[Optional[ShardSplit], Optional[ShardSplit]
                                    classes, split == "train") if entries else None
     if picked is not None and not any(n in {e["name"] for s in ("train", "val") for e in index[s]} for n in picked):
         raise DataError(f"none of the shards '{source}' names is in {where(INDEX_NAME)}")
+    if picked is not None and not any(e["name"] in picked for e in index["train"]):
+        splits["train"] = None  # val shards only: evaluate (as --data_dir=.../val)
     return splits["train"], splits["val"], list(classes)
 
 
