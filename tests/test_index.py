@@ -191,3 +191,18 @@ def test_a_killed_scanner_does_not_hang_the_others(tmp_path):
     result = waiting.result(120)
     assert result.returncode == 0 and result.stdout.splitlines()[-1] == "read 15 3"
     assert (tmp_path / "scanning-2").exists()  # it scanned itself once the lock was free
+
+
+def test_bench_scan_measures_both_loaders(tmp_path, monkeypatch):
+    """tools/bench_scan.py's measurement (run here in-process; the tool runs it in a fresh process)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import bench_scan
+
+    split = bench_scan.make_tree(tmp_path / "tree", 3, 20)
+    monkeypatch.setenv("BENCH_SCAN_T0", repr(time.time()))
+    rows = {kind: bench_scan.child(kind, str(split), str(tmp_path / "idx"), 2) for kind in ("imagefolder", "ours")}
+    assert [r["samples"] for r in rows.values()] == [60, 60]
+    assert all(len(r["worker_private_mib"]) == len(r["worker_pss_mib"]) == 2 for r in rows.values())
+    assert index_path(split, tmp_path / "idx").is_file()  # ours wrote the index it would read warm
+    summary = {k: bench_scan._summary([r]) for k, r in rows.items()}
+    assert "| ours | " in bench_scan.table(summary, 2)

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 import torch
