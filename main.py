@@ -40,6 +40,11 @@ def get_args_parser() -> OneLineParser:
     add("--val-resize", "--val_resize", type=int, default=None, help="val resize before the centre crop")
     add("--num-classes", "--num_classes", type=int, default=None, help="default: classes in the data")
     add("--no-val", "--no_val", action="store_true", help="skip validation (train only)")
+    add("--index-cache", "--index_cache", default=None, metavar="DIR",
+        help="where the file index of each data folder is kept (default $XDG_CACHE_HOME/classify/index)")
+    add("--no-index-cache", "--no_index_cache", action="store_true", help="scan the data folders on every start")
+    add("--cache-dataset", "--cache_dataset", action="store_true",
+        help="torchvision references' flag: use the index cache (on by default)")
     # model and recipe
     add("-a", "--arch", "--model", "--backbone", dest="arch", default=None,
         help=f"{' | '.join(models.list_models())} (default {models.DEFAULT_ARCH})")

@@ -18,6 +18,7 @@ item on stdout, in this order (``KEYS``)::
     global_batch = 256
     per_device_batch = 32
     data = folder train+val             # folder train+val | folder train only | folder val only
+                                        # | shards train+val | shards train only | shards val only
                                         # | cifar10 | demo | dummy
     data_path = /data/imagenet          # absolute; "none" for dummy; demo: its cache folder, with
                                         # " (generated on first use)" while it does not exist yet
@@ -100,6 +101,10 @@ def _data(cfg: Config) -> Tuple[str, str, bool]:
         root = default_demo_root()
         ready = is_complete(root)
         return "demo", f"{root.absolute()}{'' if ready else ' (generated on first use)'}", True
+    from .data.shards import is_shard_source
+
+    if is_shard_source(d.path):
+        return _shard_layout(d.path)
     cifar = find_cifar_root(d.path)
     if cifar is not None:
         if not (cifar / "test_batch").is_file():
@@ -118,11 +123,20 @@ def _data(cfg: Config) -> Tuple[str, str, bool]:
     return layout, str(Path(d.path).expanduser().absolute()), val is not None
 
 
+def _shard_layout(source: str) -> Tuple[str, str, bool]:
+    """WebDataset shards (``classify.data.shards``): their index names the splits."""
+    from .data.shards import open_shards
+
+    train, val, _ = open_shards(source)
+    return f"shards {'train+val' if train and val else ('train only' if train else 'val only')}", source, \
+        val is not None
+
+
 def _check_mode(cfg: Config, layout: str, has_val: bool) -> None:
     """The split checks ``classify.run`` makes once the model is built."""
     from .data import check_splits
 
-    check_splits(path=cfg.data.path, has_train=layout != "folder val only", has_val=has_val and not cfg.data.no_val,
+    check_splits(path=cfg.data.path, has_train=not layout.endswith("val only"), has_val=has_val and not cfg.data.no_val,
                  evaluate=cfg.output.evaluate)
 
 

@@ -71,6 +71,7 @@ class DataConfig:
     num_classes: Optional[int]  # None: the classes in the data
     no_val: bool
     dummy_sizes: Tuple[int, int]
+    index_cache: Optional[str] = None  # the file-index folder (--index-cache); None: --no-index-cache
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,20 @@ def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[
         image_size=image_size, val_resize=val_resize, mean=recipe.mean, std=recipe.std,
         color_jitter=recipe.color_jitter,
         workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
-        num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size))
+        num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size),
+        index_cache=_index_cache(args))
+
+
+def _index_cache(args) -> Optional[str]:
+    """``--index-cache DIR`` / ``--no-index-cache``; ``--cache-dataset`` (torchvision's
+    references) asks for the cache, which is on by default."""
+    if getattr(args, "no_index_cache", False):
+        if getattr(args, "index_cache", None) or getattr(args, "cache_dataset", False):
+            raise UserError("--no-index-cache contradicts --index-cache/--cache-dataset; drop one")
+        return None
+    from .data.index import default_index_cache
+
+    return str(Path(getattr(args, "index_cache", None) or default_index_cache()).expanduser())
 
 
 def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int) -> OptimConfig:

@@ -64,7 +64,8 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     root = data_root(d.kind, d.path)
     data = build_datasets(DataSpec(root=root, image_size=d.image_size, val_resize=d.val_resize,
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
-                                   num_classes=d.num_classes or 1000, backend=d.backend))
+                                   num_classes=d.num_classes or 1000, backend=d.backend,
+                                   index_cache=d.index_cache))
     num_classes = count_classes(d.num_classes, data.classes)
     channels_last = use_channels_last(device, cfg.precision.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,

@@ -30,7 +30,7 @@ _die() {  # one line on stderr, exit 1
 _abspath() {  # relative to the directory the user ran the script from
     local p=$1
     [[ $p == "~" || $p == "~/"* ]] && p=$HOME${p#\~}
-    [[ $p == /* ]] && printf '%s\n' "$p" || printf '%s\n' "$USER_CWD/$p"
+    [[ $p == /* || $p == pipe:* ]] && printf '%s\n' "$p" || printf '%s\n' "$USER_CWD/$p"
 }
 
 _usage() {
@@ -39,7 +39,8 @@ usage: bash test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batc
           [--epochs=N] [--lr=X] [--workers=N] [--image_size=N] [--device=auto|cpu|cuda|npu]
           [--device_id=N] [--rank_size=N] [--stop_step_num=N] [--pth_path=FILE] [main.py flags...]
 
-  --data_path   ImageFolder root holding train/ and val/, or val/ itself for the eval scripts
+  --data_path   ImageFolder root holding train/ and val/, or val/ itself for the eval scripts;
+                or WebDataset shards (a folder with index.json, a brace pattern, a pipe: URL)
                 (default: the built-in demo set)
   --batch_size  global batch of the node (main.py -b); --rank_size: processes (8p scripts;
                 default every visible device from --device_id on, 2 gloo processes on cpu)

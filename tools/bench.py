@@ -376,7 +376,7 @@ def make_backend(name: str, folder: Path, net: Net, s: Settings, workers: int) -
         return Backend(name, lambda: DataLoader(subset, s.batch_size, shuffle=True, num_workers=workers,
                                                 pin_memory=pin), lambda batch: (batch[0], batch[1], 0))
     folder_data = SafeImageFolder(folder)  # gpu: the trainer's --data-backend gpu
-    samples = [folder_data.samples[i] for i in _indices(len(folder_data), count)]
+    samples = folder_data.table.subset(_indices(len(folder_data), count))
     jpeg = JpegFiles(samples, folder_data.classes, True, net.size, net.size)
     return Backend(name, lambda: build_loader(jpeg, batch_size=s.batch_size, workers=workers, train=True,
                                               pin_memory=pin, device=s.device), lambda batch: batch)
@@ -778,6 +778,11 @@ def run_compute(args, report: Dict, nets: List[Net], s: Settings, modes: List[st
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--scan" in argv:  # data at scale: index start-up and loader memory (tools/bench_scan.py)
+        import bench_scan
+
+        return bench_scan.main([a for a in argv if a != "--scan"])
     args = get_args_parser().parse_args(argv)
     progress = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731 (stderr: --json stays clean)
     try:

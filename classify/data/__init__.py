@@ -1,5 +1,6 @@
 """Datasets and loaders: ImageFolder, CIFAR-10 batches, --dummy and the built-in demo set."""
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -14,6 +15,7 @@ from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
 from .samplers import EvalSampler, SeededDataset, TrainSampler
+from .shards import JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
 
 BACKENDS = ("pil", "gpu", "dummy")
 
@@ -31,6 +33,7 @@ class DataSpec:
     dummy_sizes: Tuple[int, int] = (1281167, 50000)  # pytorch/examples' FakeData sizes
     num_classes: int = 1000  # dummy only; real data counts its classes
     backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
+    index_cache: Optional[str] = None  # folder of the file indexes (classify.data.index); None: scan every time
 
 
 @dataclass
@@ -47,6 +50,8 @@ def build_datasets(spec: DataSpec) -> Datasets:
         return Datasets(DummyImages(train_n, spec.num_classes, spec.image_size),
                         DummyImages(val_n, spec.num_classes, spec.image_size),
                         [f"class_{i}" for i in range(spec.num_classes)], "dummy")
+    if is_shard_source(spec.root):
+        return _shard_datasets(spec)
     cifar = find_cifar_root(spec.root)
     gpu = spec.backend == "gpu"  # workers read bytes (JpegFiles), the device decodes
     if gpu:
@@ -57,18 +62,36 @@ def build_datasets(spec: DataSpec) -> Datasets:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
         return Datasets(train, val, train.classes, "cifar10")
     train_dir, val_dir = resolve_splits(spec.root)
-    train = SafeImageFolder(train_dir, train_tf) if train_dir else None
-    val = SafeImageFolder(val_dir, val_tf) if val_dir else None
+    train = SafeImageFolder(train_dir, train_tf, index_cache=spec.index_cache) if train_dir else None
+    val = SafeImageFolder(val_dir, val_tf, index_cache=spec.index_cache) if val_dir else None
     if train is not None and val is not None:
         check_same_classes(train.classes, val.classes)
     classes = (train or val).classes
     if gpu:
         def as_jpeg(folder, is_train):
-            return None if folder is None else JpegFiles(folder.samples, classes, is_train, spec.image_size,
+            return None if folder is None else JpegFiles(folder.table, classes, is_train, spec.image_size,
                                                          spec.val_resize)
 
         train, val = as_jpeg(train, True), as_jpeg(val, False)
     return Datasets(train, val, classes, "folder")
+
+
+def _shard_datasets(spec: DataSpec) -> Datasets:
+    """WebDataset shards (``classify.data.shards``): members decoded as the files would be."""
+    if spec.backend == "gpu" and spec.color_jitter > 0:
+        _check_jpeg_source(spec, None)
+    train, val, classes = open_shards(spec.root)
+
+    def decoder(is_train: bool):
+        if spec.backend == "gpu":
+            return JpegDecode(is_train)
+        return PilDecode(train_transform(spec.image_size, spec.color_jitter) if is_train
+                         else val_transform(spec.image_size, spec.val_resize))
+
+    sizes = (spec.image_size, spec.val_resize) if spec.backend == "gpu" else None
+    train = None if train is None else dataclasses.replace(train, decode=decoder(True), device_sizes=sizes)
+    val = None if val is None else dataclasses.replace(val, decode=decoder(False), device_sizes=sizes)
+    return Datasets(train, val, classes, "shards")
 
 
 def _check_jpeg_source(spec: DataSpec, cifar) -> None:
@@ -108,7 +131,9 @@ def check_splits(*, path: Optional[str], has_train: bool, has_val: bool, evaluat
 
 def check_data_root(root: str) -> None:
     """Raise ``DataError`` when ``root`` is not a usable data folder (launchers call this first)."""
-    if find_cifar_root(root) is None:
+    if is_shard_source(root):
+        open_shards(root)
+    elif find_cifar_root(root) is None:
         resolve_splits(root)
 
 
@@ -130,6 +155,9 @@ def build_loader(dataset: Dataset, *, batch_size: int, workers: int, train: bool
     if len(dataset) < world_size:
         raise DataError(f"the {'train' if train else 'val'} set has {len(dataset)} images, fewer than "
                         f"{world_size} processes; use fewer devices or more data")
+    if isinstance(dataset, ShardSplit):
+        return _shard_loader(dataset, batch_size=batch_size, workers=workers, rank=rank, world_size=world_size,
+                             seed=seed, pin_memory=pin_memory, device=device)
     jpeg = dataset if isinstance(dataset, JpegFiles) else None
     if train:
         sampler, dataset = TrainSampler(len(dataset), rank, world_size, seed), SeededDataset(dataset)
@@ -148,3 +176,17 @@ def build_loader(dataset: Dataset, *, batch_size: int, workers: int, train: bool
     if jpeg is None:
         return loader
     return DeviceBatches(loader, DeviceDecode(device, jpeg.train, jpeg.image_size, jpeg.val_resize))
+
+
+def _shard_loader(split: ShardSplit, *, batch_size: int, workers: int, rank: int, world_size: int, seed: int,
+                  pin_memory: bool, device: torch.device):
+    """A ``ShardLoader``; with ``device_sizes`` (``--data-backend gpu``) its batches are decoded on ``device``."""
+    if len(split) < world_size:
+        raise DataError(f"the {'train' if split.train else 'val'} shards hold {len(split)} images, fewer than "
+                        f"{world_size} processes; use fewer devices or more data")
+    loader = ShardLoader(split, batch_size=batch_size, workers=workers, rank=rank, world_size=world_size, seed=seed,
+                         collate=collate_skip_bad if split.device_sizes is None else collate_jpeg,
+                         pin_memory=pin_memory)
+    if split.device_sizes is None:
+        return loader
+    return DeviceBatches(loader, DeviceDecode(device, split.train, *split.device_sizes))

@@ -12,7 +12,7 @@ from typing import Iterator, Tuple
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-__all__ = ["TrainSampler", "EvalSampler", "SeededDataset"]
+__all__ = ["TrainSampler", "EvalSampler", "SeededDataset", "seeded_call"]
 
 
 class TrainSampler(Sampler):
@@ -80,13 +80,19 @@ class SeededDataset(Dataset):
         if not isinstance(key, tuple):
             return self.dataset[key]
         index, seed = key
-        generator = torch.default_generator
-        if get_worker_info() is not None:  # a worker process owns its RNG
-            generator.manual_seed(seed)
-            return self.dataset[index]
-        state = generator.get_state()  # main process: leave the training RNG alone
-        try:
-            generator.manual_seed(seed)
-            return self.dataset[index]
-        finally:
-            generator.set_state(state)
+        return seeded_call(seed, self.dataset.__getitem__, index)
+
+
+def seeded_call(seed: int, fn, *args):
+    """``fn(*args)`` with torch's CPU generator seeded to ``seed``; in the main process the
+    training RNG's state is put back afterwards (a loader worker owns its RNG)."""
+    generator = torch.default_generator
+    if get_worker_info() is not None:
+        generator.manual_seed(seed)
+        return fn(*args)
+    state = generator.get_state()
+    try:
+        generator.manual_seed(seed)
+        return fn(*args)
+    finally:
+        generator.set_state(state)
