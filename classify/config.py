@@ -23,7 +23,7 @@ from .schedules import SCHEDULES
 CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
 
 __all__ = ["CheckFlag", "Config", "DataConfig", "OptimConfig", "PrecisionConfig", "LoopConfig", "OutputConfig",
-           "build_config", "OneLineParser", "parse_int_list"]
+           "build_config", "OneLineParser", "parse_int_list", "LeverConfig", "add_lever_flags"]
 
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
 
@@ -146,6 +146,7 @@ class Config:
     dist_backend: Optional[str] = None
     model_kwargs: dict = field(default_factory=dict)
     argv: Tuple[str, ...] = ()
+    levers: "LeverConfig" = field(default_factory=lambda: LeverConfig())
 
     def to_dict(self) -> dict:
         """The resolved configuration, nested as above (``config.json``)."""
@@ -167,7 +168,7 @@ class Config:
         return out
 
 
-_SECTIONS = ("data", "optim", "precision", "loop", "output")
+_SECTIONS = ("data", "optim", "precision", "loop", "output", "levers")
 
 
 def _pick(cli, *fallbacks):
@@ -222,14 +223,15 @@ def _batch(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: in
     return per_device * world_size, per_device
 
 
-def _recipe_lr(args, recipe: Recipe, demo: dict, *, world_size: int, global_batch: int) -> float:
+def _recipe_lr(args, recipe: Recipe, demo: dict, *, world_size: int, global_batch: int, accum: int = 1) -> float:
     """The recipe's lr; when the batch was changed by a flag or by the demo profile, scaled
     linearly to that batch (Goyal et al., 2017) so that a small CPU batch does not diverge
-    with an lr made for hundreds of images."""
+    with an lr made for hundreds of images. With gradient accumulation, the batch of one
+    optimizer step (global batch x ``accum``) is the one that counts."""
     base = recipe.lr(world_size)
-    if args.batch_size is None and args.per_batch_size is None and "batch_size" not in demo:
+    if accum == 1 and args.batch_size is None and args.per_batch_size is None and "batch_size" not in demo:
         return base
-    return base * global_batch / recipe.global_batch(world_size)
+    return base * global_batch * accum / recipe.global_batch(world_size)
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
@@ -261,13 +263,13 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
     _check_numbers(args)
     data, kind = _data_source(args)
     demo = _demo_profile(arch) if kind == "demo" else {}
+    optim = _optim_config(args, recipe, demo, world_size=world_size, local_world=local_world)
     return Config(
         arch=arch, recipe=recipe.name, seed=_pick(args.seed, recipe.seed),
         device=args.device, device_id=_device_id(args.device_id, args.device_list),
         world_size=world_size, dist_backend=args.dist_backend,
         data=_data_config(args, arch, recipe, demo=demo, path=data, kind=kind, local_world=local_world),
-        optim=_optim_config(args, recipe, demo, world_size=world_size, local_world=local_world),
-        precision=_precision_config(args, recipe),
+        optim=optim, precision=_precision_config(args, recipe),
         loop=LoopConfig(print_freq=_pick(args.print_freq, 10), stop_step_num=args.stop_step_num,
                         max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
                         prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard)),
@@ -275,6 +277,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
+        levers=_lever_config(args, global_batch=optim.batch_size),
     )
 
 
@@ -325,7 +328,8 @@ def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_wo
     return OptimConfig(
         epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs), start_epoch=args.start_epoch or 0,
         batch_size=global_batch, per_device_batch=per_device,
-        lr=_pick(args.lr, _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch)),
+        lr=_pick(args.lr, _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch,
+                                     accum=_accum_steps(args, global_batch))),
         momentum=_pick(args.momentum, recipe.momentum), weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe), lr_scheduler=scheduler,
         lr_epochs=_pick(args.lr_epochs, recipe.lr_epochs), lr_step=recipe.lr_step,
@@ -424,3 +428,45 @@ def _default_workers(local_world: int) -> int:
     """This machine's CPUs shared by its processes, at most 8 each (pytorch/examples uses 4)."""
     cpus = cpu_count()
     return max(1, min(8, cpus // max(local_world, 1)))
+
+
+# ----------------------------------------------------------------------------- levers (issue #14)
+# The training levers of torchvision's references and timm, with their flag names (timm's as
+# aliases). Each one is off by default, and off it changes nothing in the seeds' step.
+
+
+@dataclass(frozen=True)
+class LeverConfig:
+    """The levers beyond the seed recipes (README, "Beyond the seed recipes")."""
+
+    grad_accum_steps: int = 1  # micro-batches per optimizer step
+
+
+def add_lever_flags(parser: argparse.ArgumentParser) -> None:
+    """The levers' flags, in their own group of ``main.py --help``."""
+    g = parser.add_argument_group("beyond the seed recipes (torchvision / timm flag names)")
+    add = g.add_argument
+    add("--grad-accum-steps", "--grad_accum_steps", type=int, default=None, metavar="N",
+        help="accumulate the gradients of N batches per optimizer step (default 1)")
+    add("--optimizer-batch-size", "--optimizer_batch_size", type=int, default=None, metavar="B",
+        help="accumulate to this global batch per optimizer step (a multiple of the global batch)")
+
+
+def _lever_config(args, *, global_batch: int) -> LeverConfig:
+    return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch))
+
+
+def _accum_steps(args, global_batch: int) -> int:
+    """``--grad-accum-steps N``, or ``--optimizer-batch-size B`` = N x the global batch."""
+    steps, target = getattr(args, "grad_accum_steps", None), getattr(args, "optimizer_batch_size", None)
+    if steps is not None and steps < 1:
+        raise UserError(f"--grad-accum-steps must be >= 1, got {steps}")
+    if target is None:
+        return steps or 1
+    if target < global_batch or target % global_batch:
+        raise UserError(f"--optimizer-batch-size {target} is not a multiple of the global batch {global_batch} "
+                        "(batch per device x devices); pass a multiple of it or change -b")
+    if steps is not None and steps != target // global_batch:
+        raise UserError(f"--grad-accum-steps {steps} and --optimizer-batch-size {target} disagree (global batch "
+                        f"{global_batch}); pass one of them")
+    return target // global_batch

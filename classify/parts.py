@@ -1,6 +1,7 @@
 """Building the model and the training parts: the one place that wires them, used by
 ``classify.run`` and by ``tools/bench.py`` alike (so the bench measures what trains)."""
 
+import math
 from typing import Any, Dict, Optional
 
 import torch
@@ -10,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 import models
 
 from .amp import AmpSettings, make_scaler
-from .config import OptimConfig
+from .config import LeverConfig, OptimConfig
 from .fast import prepare_model
 from .loop import TrainParts
 from .optim import make_optimizer
@@ -29,13 +30,17 @@ def build_model(arch: str, *, num_classes: int, device: torch.device, channels_l
 
 def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_per_epoch: int,
                       device: torch.device, amp: AmpSettings, normalize: Normalize, distributed: bool = False,
-                      compile_model: bool = False, nan_skips: int = 0) -> TrainParts:
+                      compile_model: bool = False, nan_skips: int = 0,
+                      levers: Optional[LeverConfig] = None) -> TrainParts:
     """Optimizer, per-step lr schedule, grad scaler, DDP and torch.compile wrappers, and the
-    network's training loss (label smoothing from ``optim``)."""
+    network's training loss (label smoothing from ``optim``); ``levers``: those beyond the seeds'."""
+    levers = levers or LeverConfig()
     optimizer = make_optimizer(model, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
                                device=device)
+    # The schedule steps once per optimizer step: with accumulation, once per group of batches.
     scheduler = build_scheduler(optimizer, name=optim.lr_scheduler, epochs=optim.epochs,
-                                steps_per_epoch=steps_per_epoch, warmup_epochs=optim.warmup_epochs,
+                                steps_per_epoch=math.ceil(steps_per_epoch / levers.grad_accum_steps),
+                                warmup_epochs=optim.warmup_epochs,
                                 milestones=optim.lr_epochs, step=optim.lr_step, gamma=optim.lr_gamma)
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
@@ -46,4 +51,5 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
     return TrainParts(model=model, criterion=nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing).to(device),
                       optimizer=optimizer, scheduler=scheduler, scaler=make_scaler(device, amp), device=device,
                       amp=amp, normalize=normalize, loss_fn=models.get_model_entry(arch).loss,
-                      check_finite=device.type == "cpu", nan_skips=nan_skips)
+                      check_finite=device.type == "cpu", nan_skips=nan_skips,
+                      accum_steps=levers.grad_accum_steps)

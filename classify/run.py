@@ -78,7 +78,8 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
                   f"'{root or 'synthetic'}'{decoded}: {len(data.train) if data.train else 0} train / "
                   f"{len(data.val) if data.val else 0} val images, {num_classes} classes, "
-                  f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device), lr {cfg.optim.lr:g}, "
+                  f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
+                  f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
     use_val = data.val is not None and not d.no_val
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
@@ -86,6 +87,12 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     if cfg.output.evaluate:
         return _evaluate_only(setup, model, val_loader)
     return _train(setup, model, _loader(setup, data.train, train=True), val_loader=val_loader)
+
+
+def _accum_note(cfg: Config) -> str:
+    """The header's effective batch with gradient accumulation (nothing without)."""
+    n = cfg.levers.grad_accum_steps
+    return "" if n == 1 else f" x {n} accumulation steps = effective batch {cfg.optim.batch_size * n}"
 
 
 def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
@@ -156,7 +163,7 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     parts = build_train_parts(model, arch=cfg.arch, optim=cfg.optim, steps_per_epoch=len(train_loader),
                               device=setup.device, amp=setup.amp, normalize=setup.normalize,
                               distributed=info.enabled, compile_model=cfg.precision.compile,
-                              nan_skips=cfg.loop.nan_skips)
+                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers)
     if cfg.loop.prof:
         return _profile(setup, parts, train_loader)
     objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler)
@@ -199,10 +206,11 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
     cfg, progress = setup.cfg, state.progress
     steps_per_epoch, steps_left = len(train_loader), cfg.loop.stop_step_num
 
-    def after_step(step: int) -> None:
-        progress.step = step
+    def after_step(step: int) -> None:  # after each optimizer step
+        last, progress.step = progress.step, step
         interval = cfg.output.ckpt_interval
-        if interval and step % interval == 0 and step < steps_per_epoch:
+        # the first optimizer step at or past each multiple (with accumulation, steps come in groups)
+        if interval and step // interval > last // interval and step < steps_per_epoch:
             ckpt.save(objects, progress)
             setup.reporter.line(f"=> saved checkpoint at epoch {progress.epoch} step {step}")
 

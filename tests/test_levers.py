@@ -1,0 +1,129 @@
+"""The levers beyond the seed recipes (README, "Beyond the seed recipes"): each one against a
+hand-computed or big-batch reference, and a crash + ``--resume auto`` bit-identical with it on."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+import main
+import models
+from classify.checkpoint import load_checkpoint
+from classify.config import OptimConfig
+from classify.loop import EpochPlan, Micro, train_one_epoch
+from classify.parts import build_train_parts
+from classify.amp import AmpSettings
+from classify.report import Reporter
+from classify.transforms import Normalize
+from tests import tinynet
+
+OFF = AmpSettings(False, None, None)
+
+
+def optim_config(**kw) -> OptimConfig:
+    base = dict(epochs=1, start_epoch=0, batch_size=16, per_device_batch=16, lr=0.1, momentum=0.9,
+                weight_decay=1e-4, label_smoothing=0.0, lr_scheduler="constant", lr_epochs=(), lr_step=30,
+                lr_gamma=0.1, warmup_epochs=0.0)
+    return OptimConfig(**{**base, **kw})
+
+
+def parts_for(model, levers=None, steps_per_epoch=1, **optim):
+    return build_train_parts(model, arch="tinynet", optim=optim_config(**optim), steps_per_epoch=steps_per_epoch,
+                             device=torch.device("cpu"), amp=OFF, normalize=Normalize((0.5,) * 3, (0.25,) * 3),
+                             levers=levers)
+
+
+def run_epoch(parts, batches, tmp_path):
+    plan = EpochPlan(epoch=0, steps_per_epoch=len(batches), print_freq=100)
+    return train_one_epoch(parts, [(x, y, 0) for x, y in batches], plan, Reporter(tmp_path, is_main=False))
+
+
+def batch(n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def lever_config(**kw):
+    from classify.config import LeverConfig
+
+    return LeverConfig(**kw)
+
+
+# ----------------------------------------------------------------------------- gradient accumulation
+
+
+def test_accumulation_equals_one_big_batch(tmp_path):
+    torch.manual_seed(0)
+    net = tinynet.build_flat(4)  # no BatchNorm, no dropout: 4 x 4 images are exactly one batch of 16
+    big, small = copy.deepcopy(net), copy.deepcopy(net)
+    images, target = batch(16)
+    run_epoch(parts_for(big), [(images, target)], tmp_path)
+    accum = parts_for(small, lever_config(grad_accum_steps=4), steps_per_epoch=4)
+    run_epoch(accum, list(zip(images.split(4), target.split(4))), tmp_path)
+    assert accum.scheduler.last_epoch == 1  # one optimizer step for the four batches
+    for a, b in zip(big.parameters(), small.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    moved = max((a - b).abs().max().item() for a, b in zip(net.parameters(), small.parameters()))
+    assert moved > 1e-3  # the step did something
+
+
+def test_accumulation_groups_and_the_epoch_tail():
+    groups = [Micro.at(s, 4, pass_start=0, pass_end=10) for s in range(10)]
+    assert [g.size for g in groups] == [4] * 8 + [2, 2] and [s for s, g in enumerate(groups) if g.last] == [3, 7, 9]
+    resumed = Micro.at(5, 4, pass_start=4, pass_end=10)
+    assert (resumed.start, resumed.first, resumed.last, resumed.size) == (4, False, False, 4)
+
+
+def test_optimizer_batch_size_and_its_errors(run_main, image_folder, tmp_path):
+    from classify.config import build_config
+
+    parse = main.get_args_parser().parse_args
+    cfg = build_config(parse([str(image_folder), "-a", "tinynet", "-b", "8", "--optimizer-batch-size", "32"]))
+    assert cfg.levers.grad_accum_steps == 4 and cfg.optim.lr == pytest.approx(0.05 * 32 / 8)  # lr follows 32
+    bad = run_main(image_folder, "-a", "tinynet", "-b", "8", "--optimizer-batch-size", "20",
+                   "--output-dir", tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: --optimizer-batch-size 20 is not a multiple of the global batch 8 (batch per device x devices); "
+        "pass a multiple of it or change -b"]
+
+
+# ----------------------------------------------------------------------------- resume with each lever
+
+
+def crash_and_resume(image_folder, tmp_path, request, flags, *, crash_at=15):
+    """Train 2 epochs straight; train again, checkpointing every 2 steps, and die (no save, as
+    after SIGKILL) at the ``crash_at``-th forward (epoch 1); ``--resume auto``. Returns both
+    runs' final checkpoints and the one the crashed run left."""
+    args = [str(image_folder), "-a", "tinynet", "-b", "4", "--workers", "0", "--epochs", "2", "-p", "3", *flags]
+    assert main.main([*args, "--output-dir", str(tmp_path / "straight")]) == 0
+    entry, calls = models.get_model_entry("tinynet"), {"n": 0}
+
+    def crash(*a):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise KeyboardInterrupt  # main.py returns 130 without saving anything
+        return entry.loss(*a)
+
+    models.register_model(dataclasses.replace(entry, loss=crash))
+    request.addfinalizer(lambda: models.register_model(entry))
+    killed = str(tmp_path / "killed")
+    assert main.main([*args, "--output-dir", killed, "--ckpt-interval", "2"]) == 130
+    left = load_checkpoint(tmp_path / "killed" / "checkpoint.pth.tar")
+    models.register_model(entry)
+    assert main.main([*args, "--output-dir", killed, "--resume", "auto"]) == 0
+    return (load_checkpoint(tmp_path / "straight" / "checkpoint.pth.tar"),
+            load_checkpoint(tmp_path / "killed" / "checkpoint.pth.tar"), left)
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_accumulation_is_bit_identical(image_folder, tmp_path, request, capsys):
+    # 36 images, batch 4: 9 steps an epoch, groups of 3 steps; the crash comes at epoch 1 step 5
+    straight, resumed, left = crash_and_resume(image_folder, tmp_path, request, ["--grad-accum-steps", "3"])
+    assert "x 3 accumulation steps = effective batch 12" in capsys.readouterr().out
+    assert (left["epoch"], left["step"]) == (1, 3)  # saved only between optimizer steps
+    assert_same(straight["state_dict"], resumed["state_dict"])
+    assert straight["lr_scheduler"]["last_epoch"] == 6  # 3 optimizer steps an epoch
