@@ -440,6 +440,7 @@ class LeverConfig:
     """The levers beyond the seed recipes (README, "Beyond the seed recipes")."""
 
     grad_accum_steps: int = 1  # micro-batches per optimizer step
+    clip_grad_norm: Optional[float] = None  # max global L2 norm of the gradients
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -450,10 +451,14 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="accumulate the gradients of N batches per optimizer step (default 1)")
     add("--optimizer-batch-size", "--optimizer_batch_size", type=int, default=None, metavar="B",
         help="accumulate to this global batch per optimizer step (a multiple of the global batch)")
+    add("--clip-grad-norm", "--clip_grad_norm", "--clip-grad", dest="clip_grad_norm", type=float, default=None,
+        metavar="X", help="clip the gradients' global L2 norm to X (with AMP: unscaled first)")
 
 
 def _lever_config(args, *, global_batch: int) -> LeverConfig:
-    return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch))
+    get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
+    _check_positive("--clip-grad-norm", get("clip_grad_norm"))
+    return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"))
 
 
 def _accum_steps(args, global_batch: int) -> int:

@@ -45,6 +45,7 @@ class TrainParts:
     check_finite: bool = False
     nan_skips: int = 0  # non-finite steps to skip before stopping (--nan-policy skip:N)
     accum_steps: int = 1  # micro-batches per optimizer step (--grad-accum-steps)
+    clip_grad_norm: Optional[float] = None  # --clip-grad-norm
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,12 @@ def _backward(parts: TrainParts, loss: torch.Tensor) -> None:
 
 
 def _update(parts: TrainParts) -> None:
-    """The optimizer step on the gradients in place, then the per-step schedule."""
+    """The optimizer step on the gradients in place, then the per-step schedule. Clipping sees
+    the true gradients: with a grad scaler they are unscaled first (unscale, clip, step)."""
+    if parts.clip_grad_norm is not None:
+        if parts.scaler is not None:
+            parts.scaler.unscale_(parts.optimizer)
+        nn.utils.clip_grad_norm_(parts.model.parameters(), parts.clip_grad_norm)  # no host sync
     if parts.scaler is not None:
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()

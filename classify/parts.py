@@ -52,4 +52,4 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
                       optimizer=optimizer, scheduler=scheduler, scaler=make_scaler(device, amp), device=device,
                       amp=amp, normalize=normalize, loss_fn=models.get_model_entry(arch).loss,
                       check_finite=device.type == "cpu", nan_skips=nan_skips,
-                      accum_steps=levers.grad_accum_steps)
+                      accum_steps=levers.grad_accum_steps, clip_grad_norm=levers.clip_grad_norm)

@@ -127,3 +127,22 @@ def test_resume_with_accumulation_is_bit_identical(image_folder, tmp_path, reque
     assert (left["epoch"], left["step"]) == (1, 3)  # saved only between optimizer steps
     assert_same(straight["state_dict"], resumed["state_dict"])
     assert straight["lr_scheduler"]["last_epoch"] == 6  # 3 optimizer steps an epoch
+
+
+# ----------------------------------------------------------------------------- gradient clipping
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_clip_grad_norm_unscales_then_clips_then_steps(scaled):
+    from classify.loop import train_step
+
+    torch.manual_seed(0)
+    net = tinynet.build_flat(4)
+    before = [p.detach().clone() for p in net.parameters()]
+    parts = parts_for(net, lever_config(clip_grad_norm=0.01), lr=1.0, momentum=0.0, weight_decay=0.0)
+    if scaled:  # what fp16 AMP trains with: clipping the scaled gradients would clip to 0.01 / 1024
+        parts.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    images, target = batch(8)
+    assert train_step(parts, images.float() * 10, target)
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(net.parameters(), before)])
+    assert moved.norm().item() == pytest.approx(0.01, rel=1e-4)  # lr 1, no momentum: the step is the gradient
