@@ -441,6 +441,10 @@ class LeverConfig:
 
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     clip_grad_norm: Optional[float] = None  # max global L2 norm of the gradients
+    model_ema: bool = False
+    model_ema_decay: float = 0.99998  # torchvision's default (adjusted, see classify/ema.py)
+    model_ema_steps: int = 32  # optimizer steps between EMA updates
+    model_ema_warmup: bool = False  # timm: warm the decay up
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -453,12 +457,31 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="accumulate to this global batch per optimizer step (a multiple of the global batch)")
     add("--clip-grad-norm", "--clip_grad_norm", "--clip-grad", dest="clip_grad_norm", type=float, default=None,
         metavar="X", help="clip the gradients' global L2 norm to X (with AMP: unscaled first)")
+    add("--model-ema", "--model_ema", action="store_true", help="keep an EMA of the weights, evaluated every epoch")
+    add("--model-ema-decay", "--model_ema_decay", type=float, default=None, metavar="D",
+        help="EMA decay per update (default 0.99998, adjusted as torchvision's)")
+    add("--model-ema-steps", "--model_ema_steps", type=int, default=None, metavar="N",
+        help="optimizer steps between EMA updates (default 32)")
+    add("--model-ema-warmup", "--model_ema_warmup", action="store_true",
+        help="timm's EMA decay warm-up: min(decay, 1 - (1 + t)^-2/3) at the t-th update")
 
 
 def _lever_config(args, *, global_batch: int) -> LeverConfig:
     get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
-    return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"))
+    return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
+                       **_ema_levers(get))
+
+
+def _ema_levers(get) -> dict:
+    decay, steps = _pick(get("model_ema_decay"), 0.99998), _pick(get("model_ema_steps"), 32)
+    if not 0.0 <= decay < 1.0:
+        raise UserError(f"--model-ema-decay must be in [0, 1), got {decay}")
+    _check_positive("--model-ema-steps", steps)
+    on = bool(get("model_ema"))
+    if not on and (get("model_ema_decay") is not None or get("model_ema_steps") is not None or get("model_ema_warmup")):
+        raise UserError("--model-ema-decay/--model-ema-steps/--model-ema-warmup need --model-ema; add it")
+    return dict(model_ema=on, model_ema_decay=decay, model_ema_steps=steps, model_ema_warmup=bool(get("model_ema_warmup")))
 
 
 def _accum_steps(args, global_batch: int) -> int:

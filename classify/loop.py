@@ -46,6 +46,7 @@ class TrainParts:
     nan_skips: int = 0  # non-finite steps to skip before stopping (--nan-policy skip:N)
     accum_steps: int = 1  # micro-batches per optimizer step (--grad-accum-steps)
     clip_grad_norm: Optional[float] = None  # --clip-grad-norm
+    ema: Optional[nn.Module] = None  # --model-ema: a classify.ema.ModelEma
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,8 @@ def _update(parts: TrainParts) -> None:
     else:
         parts.optimizer.step()
     parts.scheduler.step()
+    if parts.ema is not None:
+        parts.ema.after_step(parts.model, parts.scheduler.last_epoch)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ import models
 
 from .amp import AmpSettings, make_scaler
 from .config import LeverConfig, OptimConfig
+from .ema import ModelEma, adjusted_decay
 from .fast import prepare_model
 from .loop import TrainParts
 from .optim import make_optimizer
@@ -42,6 +43,7 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
                                 steps_per_epoch=math.ceil(steps_per_epoch / levers.grad_accum_steps),
                                 warmup_epochs=optim.warmup_epochs,
                                 milestones=optim.lr_epochs, step=optim.lr_step, gamma=optim.lr_gamma)
+    ema = _model_ema(model, levers, optim=optim, opt_steps_per_epoch=math.ceil(steps_per_epoch / levers.grad_accum_steps))
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
     if compile_model:
@@ -52,4 +54,14 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
                       optimizer=optimizer, scheduler=scheduler, scaler=make_scaler(device, amp), device=device,
                       amp=amp, normalize=normalize, loss_fn=models.get_model_entry(arch).loss,
                       check_finite=device.type == "cpu", nan_skips=nan_skips,
-                      accum_steps=levers.grad_accum_steps, clip_grad_norm=levers.clip_grad_norm)
+                      accum_steps=levers.grad_accum_steps, clip_grad_norm=levers.clip_grad_norm, ema=ema)
+
+
+def _model_ema(model: nn.Module, levers: LeverConfig, *, optim: OptimConfig, opt_steps_per_epoch: int):
+    """``--model-ema``: the EMA of the bare model, with torchvision's decay adjustment."""
+    if not levers.model_ema:
+        return None
+    decay = adjusted_decay(levers.model_ema_decay, global_batch=optim.batch_size * levers.grad_accum_steps,
+                           every=levers.model_ema_steps, epochs=optim.epochs)
+    return ModelEma(model, decay=decay, every=levers.model_ema_steps, decay_warmup=levers.model_ema_warmup,
+                    warmup_steps=round(optim.warmup_epochs * opt_steps_per_epoch))

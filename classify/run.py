@@ -154,6 +154,7 @@ class _TrainState:
     fps: float = 0.0
     bad_images: int = 0
     last_eval: Dict = field(default_factory=dict)
+    last_ema: Dict = field(default_factory=dict)  # --model-ema: the EMA weights' evaluation
 
 
 def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict:
@@ -166,7 +167,7 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
                               nan_skips=cfg.loop.nan_skips, levers=cfg.levers)
     if cfg.loop.prof:
         return _profile(setup, parts, train_loader)
-    objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler)
+    objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler, ema=parts.ema)
     ckpt = CheckpointManager(cfg.output.output_dir, is_main=info.is_main, keep=cfg.output.keep_checkpoints,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
                                        "classes": setup.classes})
@@ -249,13 +250,34 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
         state.last_eval = _evaluate(setup, model, val_loader)
-    acc1 = state.last_eval.get("acc1")
-    is_best = acc1 is not None and (progress.best_acc1 is None or acc1 > progress.best_acc1)
-    if is_best:
-        progress.best_acc1 = acc1
+        if objects.ema is not None:
+            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader)
+    is_best = _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
-    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats, val=state.last_eval)
+    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats, val=state.last_eval,
+                          ema=state.last_ema or None)
+
+
+def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
+    """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
+    broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
+    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
+    return stats
+
+
+def _track_best(progress: Progress, acc1, ema_acc1) -> bool:
+    """Best = the first evaluation, then any better Acc@1 of the weights or (--model-ema) of
+    their EMA, whichever is higher; ``best_is_ema`` says which."""
+    candidates = [(a, is_ema) for a, is_ema in ((acc1, False), (ema_acc1, True)) if a is not None]
+    if not candidates:
+        return False
+    best, is_ema = max(candidates, key=lambda c: (c[0], not c[1]))  # a tie goes to the weights
+    if progress.best_acc1 is not None and best <= progress.best_acc1:
+        return False
+    progress.best_acc1, progress.best_is_ema = best, is_ema
+    return True
 
 
 def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
@@ -263,4 +285,5 @@ def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
     return run_summary(arch=cfg.arch, recipe=cfg.recipe, epochs=state.progress.epoch,
                        world_size=setup.info.world_size, global_batch_size=cfg.optim.batch_size,
                        best_acc1=state.progress.best_acc1, last_eval=state.last_eval, fps=state.fps,
-                       train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images)
+                       train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images,
+                       last_ema=state.last_ema or None, best_is_ema=state.progress.best_is_ema)

@@ -146,3 +146,68 @@ def test_clip_grad_norm_unscales_then_clips_then_steps(scaled):
     assert train_step(parts, images.float() * 10, target)
     moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(net.parameters(), before)])
     assert moved.norm().item() == pytest.approx(0.01, rel=1e-4)  # lr 1, no momentum: the step is the gradient
+
+
+# ----------------------------------------------------------------------------- weight EMA
+
+
+def test_ema_matches_a_hand_computed_update():
+    from classify.ema import ModelEma, adjusted_decay
+
+    torch.manual_seed(0)
+    net = tinynet.build(4)
+    ema = ModelEma(net, decay=0.9, every=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+        net[1].running_mean.add_(2.0)
+    ema.after_step(net, 1)  # not an update step
+    assert not torch.equal(ema.module[0].weight, net[0].weight)
+    ema.after_step(net, 2)  # the first update copies (torchvision's AveragedModel)
+    first = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    assert torch.equal(first["0.weight"], net[0].weight)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3.0)
+        net[1].running_mean.mul_(3.0)
+    ema.after_step(net, 4)
+    for key, value in net.state_dict().items():  # parameters and buffers: 0.9 * ema + 0.1 * weights
+        if value.is_floating_point():
+            torch.testing.assert_close(ema.module.state_dict()[key], 0.9 * first[key] + 0.1 * value)
+    assert int(ema.n_averaged) == 2
+    warm = ModelEma(net, decay=0.9999, every=1, decay_warmup=True)  # timm: decay_t = 1 - (1 + t) ** -2/3
+    start = warm.module[0].weight.detach().clone()
+    warm.after_step(net, 1)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    warm.after_step(net, 2)
+    torch.testing.assert_close(warm.module[0].weight, start + 2 ** (-2 / 3) * (net[0].weight - start))
+    # torchvision: alpha = (1 - decay) * world_size * batch_size * model_ema_steps / epochs
+    assert adjusted_decay(0.99998, global_batch=1024, every=32, epochs=600) == pytest.approx(1 - 2e-5 * 1024 * 32 / 600)
+
+
+def test_ema_is_evaluated_recorded_saved_and_resumed_exactly(image_folder, tmp_path, request, capsys):
+    import json
+
+    flags = ["--model-ema", "--model-ema-steps", "2", "--model-ema-decay", "0.999"]
+    straight, resumed, left = crash_and_resume(image_folder, tmp_path, request, flags)
+    log = capsys.readouterr().out
+    assert log.count(" * EMA Acc@1 ") == 2 + 1 + 1  # straight 2 epochs, crashed 1, resumed 1
+    assert left["step"] == 4 and left["ema_updates"] == 6  # 13 optimizer steps, every 2nd an update
+    assert_same(straight["state_dict"], resumed["state_dict"])
+    assert_same(straight["state_dict_ema"], resumed["state_dict_ema"])
+    assert straight["ema_updates"] == 9 and not torch.equal(straight["state_dict"]["0.weight"],
+                                                             straight["state_dict_ema"]["0.weight"])
+    out = tmp_path / "straight"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all({"ema_acc1", "ema_acc5", "ema_val_loss"} <= set(r) for r in records)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_acc1"] == max(max(r["acc1"], r["ema_acc1"]) for r in records)
+    assert {"final_ema_acc1", "final_ema_acc5", "best_is_ema"} <= set(summary)
+
+    from classify.inference import load_trained_model
+
+    net = load_trained_model(out / "checkpoint.pth.tar", ema=True)
+    assert torch.equal(net.model.state_dict()["0.weight"], straight["state_dict_ema"]["0.weight"])
+    assert main.main([str(image_folder), "-a", "tinynet", "--model-ema-steps", "4"]) == 2
+    assert "need --model-ema" in capsys.readouterr().err
