@@ -445,6 +445,9 @@ class LeverConfig:
     model_ema_decay: float = 0.99998  # torchvision's default (adjusted, see classify/ema.py)
     model_ema_steps: int = 32  # optimizer steps between EMA updates
     model_ema_warmup: bool = False  # timm: warm the decay up
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mixup_switch_prob: float = 0.5  # with both: the chance of CutMix for a batch
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -464,13 +467,28 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="optimizer steps between EMA updates (default 32)")
     add("--model-ema-warmup", "--model_ema_warmup", action="store_true",
         help="timm's EMA decay warm-up: min(decay, 1 - (1 + t)^-2/3) at the t-th update")
+    add("--mixup-alpha", "--mixup_alpha", "--mixup", dest="mixup_alpha", type=float, default=None, metavar="A",
+        help="MixUp with Beta(A, A) on each batch (default off)")
+    add("--cutmix-alpha", "--cutmix_alpha", "--cutmix", dest="cutmix_alpha", type=float, default=None, metavar="A",
+        help="CutMix with Beta(A, A) on each batch (default off)")
+    add("--mixup-switch-prob", "--mixup_switch_prob", type=float, default=None, metavar="P",
+        help="with both: CutMix for a batch with probability P, else MixUp (default 0.5)")
 
 
 def _lever_config(args, *, global_batch: int) -> LeverConfig:
     get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
-                       **_ema_levers(get))
+                       **_ema_levers(get), **_mix_levers(get))
+
+
+def _mix_levers(get) -> dict:
+    mixup, cutmix, switch = _pick(get("mixup_alpha"), 0.0), _pick(get("cutmix_alpha"), 0.0), get("mixup_switch_prob")
+    _check_positive("--mixup-alpha", mixup, allow_zero=True)
+    _check_positive("--cutmix-alpha", cutmix, allow_zero=True)
+    if switch is not None and not 0.0 <= switch <= 1.0:
+        raise UserError(f"--mixup-switch-prob is a probability in [0, 1], got {switch}")
+    return dict(mixup_alpha=mixup, cutmix_alpha=cutmix, mixup_switch_prob=_pick(switch, 0.5))
 
 
 def _ema_levers(get) -> dict:

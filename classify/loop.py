@@ -47,6 +47,7 @@ class TrainParts:
     accum_steps: int = 1  # micro-batches per optimizer step (--grad-accum-steps)
     clip_grad_norm: Optional[float] = None  # --clip-grad-norm
     ema: Optional[nn.Module] = None  # --model-ema: a classify.ema.ModelEma
+    mix: Optional[Callable] = None  # --mixup-alpha/--cutmix-alpha: (images, labels) -> (images, soft labels)
 
 
 @dataclass(frozen=True)
@@ -205,9 +206,12 @@ def train_step(parts: TrainParts, images, target, *, meter: Optional[Meter] = No
     target = target.to(parts.device, non_blocking=True)
     if micro is not None and micro.first:
         parts.optimizer.zero_grad(set_to_none=True)
+    inputs, soft = parts.normalize(images), target
+    if parts.mix is not None:  # the loss sees the soft labels, the accuracy the hard ones
+        inputs, soft = parts.mix(inputs, target)
     with _grad_sync(parts.model, micro):
         with autocast(parts.device, parts.amp):
-            main, loss = parts.loss_fn(parts.criterion, parts.model(parts.normalize(images)), target)
+            main, loss = parts.loss_fn(parts.criterion, parts.model(inputs), soft)
         # All ranks agree (one tiny all-reduce, CPU only), so they skip or stop at the same step.
         if parts.check_finite and sum_over_ranks(0.0 if torch.isfinite(loss).item() else 1.0, parts.device):
             return False

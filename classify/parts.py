@@ -17,7 +17,7 @@ from .fast import prepare_model
 from .loop import TrainParts
 from .optim import make_optimizer
 from .schedules import build_scheduler
-from .transforms import Normalize
+from .transforms import Normalize, batch_mix
 
 __all__ = ["build_model", "build_train_parts"]
 
@@ -32,7 +32,7 @@ def build_model(arch: str, *, num_classes: int, device: torch.device, channels_l
 def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_per_epoch: int,
                       device: torch.device, amp: AmpSettings, normalize: Normalize, distributed: bool = False,
                       compile_model: bool = False, nan_skips: int = 0,
-                      levers: Optional[LeverConfig] = None) -> TrainParts:
+                      levers: Optional[LeverConfig] = None, num_classes: int = 0) -> TrainParts:
     """Optimizer, per-step lr schedule, grad scaler, DDP and torch.compile wrappers, and the
     network's training loss (label smoothing from ``optim``); ``levers``: those beyond the seeds'."""
     levers = levers or LeverConfig()
@@ -54,7 +54,9 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
                       optimizer=optimizer, scheduler=scheduler, scaler=make_scaler(device, amp), device=device,
                       amp=amp, normalize=normalize, loss_fn=models.get_model_entry(arch).loss,
                       check_finite=device.type == "cpu", nan_skips=nan_skips,
-                      accum_steps=levers.grad_accum_steps, clip_grad_norm=levers.clip_grad_norm, ema=ema)
+                      accum_steps=levers.grad_accum_steps, clip_grad_norm=levers.clip_grad_norm, ema=ema,
+                      mix=batch_mix(mixup_alpha=levers.mixup_alpha, cutmix_alpha=levers.cutmix_alpha,
+                                    switch_prob=levers.mixup_switch_prob, num_classes=num_classes))
 
 
 def _model_ema(model: nn.Module, levers: LeverConfig, *, optim: OptimConfig, opt_steps_per_epoch: int):

@@ -53,6 +53,7 @@ class _Setup:
     amp: AmpSettings
     normalize: Normalize
     classes: list = field(default_factory=list)
+    num_classes: int = 0
 
 
 def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
@@ -73,7 +74,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
-                   list(data.classes))
+                   list(data.classes), num_classes)
     decoded = " (decoded on the device)" if d.backend == "gpu" and root else ""
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
                   f"'{root or 'synthetic'}'{decoded}: {len(data.train) if data.train else 0} train / "
@@ -164,7 +165,7 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     parts = build_train_parts(model, arch=cfg.arch, optim=cfg.optim, steps_per_epoch=len(train_loader),
                               device=setup.device, amp=setup.amp, normalize=setup.normalize,
                               distributed=info.enabled, compile_model=cfg.precision.compile,
-                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers)
+                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes)
     if cfg.loop.prof:
         return _profile(setup, parts, train_loader)
     objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler, ema=parts.ema)

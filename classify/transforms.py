@@ -12,7 +12,7 @@ quarter of the shared-memory traffic and less work per worker.
 """
 
 import math
-from typing import Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ import torch.nn as nn
 from PIL import Image
 from torchvision.transforms import v2
 
-__all__ = ["train_transform", "val_transform", "Normalize", "DraftRandomResizedCrop", "DraftRGB", "sample_crop",
+__all__ = ["train_transform", "val_transform", "Normalize", "batch_mix", "DraftRandomResizedCrop", "DraftRGB", "sample_crop",
            "pil_to_uint8"]
 
 _DCT_SCALES = (8, 4, 2)  # what libjpeg can scale by while decoding
@@ -137,3 +137,19 @@ class Normalize(nn.Module):
             images = images.float()
             return images.mul_(self.scale).sub_(self.shift)
         return images  # already float (e.g. tensors prepared by the caller)
+
+
+def batch_mix(*, mixup_alpha: float, cutmix_alpha: float, switch_prob: float = 0.5,
+              num_classes: int) -> Optional[Callable]:
+    """``--mixup-alpha``/``--cutmix-alpha``: torchvision v2 ``MixUp``/``CutMix`` on the normalised
+    device batch, ``(images, labels) -> (mixed images, soft labels)``; with both, one of them
+    per batch (CutMix with probability ``switch_prob``, timm's ``--mixup-switch-prob``). Their
+    draws come from torch's CPU generator in the main process, which checkpoints restore: a
+    resumed run mixes exactly as an uninterrupted one. None when both are off."""
+    ops = [op(alpha=alpha, num_classes=num_classes)
+           for op, alpha in ((v2.MixUp, mixup_alpha), (v2.CutMix, cutmix_alpha)) if alpha > 0]
+    if not ops:
+        return None
+    if len(ops) == 1:
+        return ops[0]
+    return v2.RandomChoice(ops, p=[1.0 - switch_prob, switch_prob])

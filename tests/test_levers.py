@@ -31,7 +31,7 @@ def optim_config(**kw) -> OptimConfig:
 def parts_for(model, levers=None, steps_per_epoch=1, **optim):
     return build_train_parts(model, arch="tinynet", optim=optim_config(**optim), steps_per_epoch=steps_per_epoch,
                              device=torch.device("cpu"), amp=OFF, normalize=Normalize((0.5,) * 3, (0.25,) * 3),
-                             levers=levers)
+                             levers=levers, num_classes=4)
 
 
 def run_epoch(parts, batches, tmp_path):
@@ -211,3 +211,57 @@ def test_ema_is_evaluated_recorded_saved_and_resumed_exactly(image_folder, tmp_p
     assert torch.equal(net.model.state_dict()["0.weight"], straight["state_dict_ema"]["0.weight"])
     assert main.main([str(image_folder), "-a", "tinynet", "--model-ema-steps", "4"]) == 2
     assert "need --model-ema" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- mixup / cutmix
+
+
+def test_mixup_loss_on_a_known_batch():
+    import torch.nn.functional as F
+
+    from classify.loop import train_step
+    from classify.metrics import Meter, accuracy_counts
+
+    torch.manual_seed(0)
+    net = tinynet.build_flat(4).eval()  # eval: the same forward twice (the check recomputes it)
+    parts = parts_for(net, lever_config(mixup_alpha=0.4), label_smoothing=0.1, lr=1e-9)
+    seen = {}
+    net.register_forward_hook(lambda m, inp, out: seen.update(x=inp[0].detach(), out=out.detach()))
+    loss_fn = parts.loss_fn
+    parts.loss_fn = lambda crit, out, target: seen.update(target=target) or loss_fn(crit, out, target)
+    images = torch.stack([torch.full((3, 8, 8), v, dtype=torch.uint8) for v in (0, 100, 200, 250)])
+    target = torch.tensor([0, 1, 2, 3])
+    meter = Meter(["loss", "acc1", "acc5"], torch.device("cpu"))
+    assert train_step(parts, images, target, meter=meter, n=4)
+    x = parts.normalize(images)
+    lam = ((seen["x"][0, 0, 0, 0] - x[3, 0, 0, 0]) / (x[0, 0, 0, 0] - x[3, 0, 0, 0])).item()  # x0 mixed with x3
+    assert 0 < lam < 1
+    torch.testing.assert_close(seen["x"], lam * x + (1 - lam) * x.roll(1, 0))
+    hard, rolled = F.one_hot(target, 4).float(), F.one_hot(target.roll(1), 4).float()
+    torch.testing.assert_close(seen["target"], lam * hard + (1 - lam) * rolled)
+    out = seen["out"]
+    expected = lam * F.cross_entropy(out, target, label_smoothing=0.1) + (1 - lam) * F.cross_entropy(
+        out, target.roll(1), label_smoothing=0.1)
+    assert meter.total[0].item() / 4 == pytest.approx(expected.item(), rel=1e-5)  # label smoothing composes
+    assert meter.total[1].item() == accuracy_counts(out, target)[0].item() * 100  # accuracy on the hard labels
+
+
+def test_cutmix_and_mixup_switch(tmp_path):
+    from classify.transforms import batch_mix
+
+    mix = batch_mix(mixup_alpha=0.2, cutmix_alpha=1.0, switch_prob=1.0, num_classes=4)
+    images = torch.stack([torch.full((3, 16, 16), float(v)) for v in range(4)])
+    torch.manual_seed(1)
+    out, soft = mix(images, torch.arange(4))
+    values = out[0].unique()  # CutMix pastes a box of image 3 into image 0: exactly two values
+    assert set(values.tolist()) == {0.0, 3.0}
+    assert soft[0, 0].item() == pytest.approx((out[0] == 0).float().mean().item())
+    assert batch_mix(mixup_alpha=0.0, cutmix_alpha=0.0, num_classes=4) is None
+
+
+def test_resume_with_mixup_and_cutmix_is_bit_identical(image_folder, tmp_path, request, capsys):
+    straight, resumed, _ = crash_and_resume(image_folder, tmp_path, request,
+                                            ["--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1"])
+    assert_same(straight["state_dict"], resumed["state_dict"])
+    assert main.main([str(image_folder), "-a", "tinynet", "--mixup-switch-prob", "2"]) == 2
+    assert "--mixup-switch-prob is a probability in [0, 1], got 2.0" in capsys.readouterr().err
