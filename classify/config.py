@@ -448,6 +448,8 @@ class LeverConfig:
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     mixup_switch_prob: float = 0.5  # with both: the chance of CutMix for a batch
+    norm_weight_decay: Optional[float] = None  # None: --weight-decay, as the seeds
+    bias_weight_decay: Optional[float] = None
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -473,13 +475,23 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="CutMix with Beta(A, A) on each batch (default off)")
     add("--mixup-switch-prob", "--mixup_switch_prob", type=float, default=None, metavar="P",
         help="with both: CutMix for a batch with probability P, else MixUp (default 0.5)")
+    add("--norm-weight-decay", "--norm_weight_decay", type=float, default=None, metavar="X",
+        help="weight decay of normalisation layers' parameters (default: --weight-decay)")
+    add("--bias-weight-decay", "--bias_weight_decay", type=float, default=None, metavar="X",
+        help="weight decay of biases (default: --weight-decay)")
 
 
 def _lever_config(args, *, global_batch: int) -> LeverConfig:
     get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
-                       **_ema_levers(get), **_mix_levers(get))
+                       **_ema_levers(get), **_mix_levers(get), **_decay_levers(get))
+
+
+def _decay_levers(get) -> dict:
+    for name in ("norm_weight_decay", "bias_weight_decay"):
+        _check_positive(f"--{name.replace('_', '-')}", get(name), allow_zero=True)
+    return dict(norm_weight_decay=get("norm_weight_decay"), bias_weight_decay=get("bias_weight_decay"))
 
 
 def _mix_levers(get) -> dict:

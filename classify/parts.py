@@ -37,7 +37,8 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
     network's training loss (label smoothing from ``optim``); ``levers``: those beyond the seeds'."""
     levers = levers or LeverConfig()
     optimizer = make_optimizer(model, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
-                               device=device)
+                               device=device, norm_weight_decay=levers.norm_weight_decay,
+                               bias_weight_decay=levers.bias_weight_decay)
     # The schedule steps once per optimizer step: with accumulation, once per group of batches.
     scheduler = build_scheduler(optimizer, name=optim.lr_scheduler, epochs=optim.epochs,
                                 steps_per_epoch=math.ceil(steps_per_epoch / levers.grad_accum_steps),

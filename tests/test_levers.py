@@ -265,3 +265,20 @@ def test_resume_with_mixup_and_cutmix_is_bit_identical(image_folder, tmp_path, r
     assert_same(straight["state_dict"], resumed["state_dict"])
     assert main.main([str(image_folder), "-a", "tinynet", "--mixup-switch-prob", "2"]) == 2
     assert "--mixup-switch-prob is a probability in [0, 1], got 2.0" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- weight decay exclusions
+
+
+def test_norm_and_bias_weight_decay_groups():
+    net = tinynet.build(4)  # conv, BN, conv, BN, linear
+    default = parts_for(net).optimizer
+    assert len(default.param_groups) == 1 and default.param_groups[0]["weight_decay"] == 1e-4  # as the seeds
+    groups = parts_for(net, lever_config(norm_weight_decay=0.0)).optimizer.param_groups
+    norm = {id(p) for m in (net[1], net[4]) for p in m.parameters()}
+    assert [(g["weight_decay"], {id(p) for p in g["params"]} == norm) for g in groups] == [(1e-4, False), (0.0, True)]
+    groups = parts_for(net, lever_config(norm_weight_decay=0.0, bias_weight_decay=1e-5)).optimizer.param_groups
+    biases = {id(m.bias) for m in net.modules() if getattr(m, "bias", None) is not None}
+    assert {id(p) for p in groups[2]["params"]} == biases and groups[2]["weight_decay"] == 1e-5
+    assert {id(p) for p in groups[1]["params"]} == {id(net[1].weight), id(net[4].weight)}
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
