@@ -16,7 +16,7 @@ import models
 from models.recipe import Recipe
 
 from .data import BACKENDS
-from .devices import cpu_count
+from .devices import cpu_count, resolve_kind
 from .errors import UserError
 from .schedules import SCHEDULES
 
@@ -277,7 +277,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
-        levers=_lever_config(args, global_batch=optim.batch_size),
+        levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size),
     )
 
 
@@ -450,6 +450,7 @@ class LeverConfig:
     mixup_switch_prob: float = 0.5  # with both: the chance of CutMix for a batch
     norm_weight_decay: Optional[float] = None  # None: --weight-decay, as the seeds
     bias_weight_decay: Optional[float] = None
+    sync_bn: bool = False  # DDP only (a notice and nothing else with one process)
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -479,13 +480,23 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="weight decay of normalisation layers' parameters (default: --weight-decay)")
     add("--bias-weight-decay", "--bias_weight_decay", type=float, default=None, metavar="X",
         help="weight decay of biases (default: --weight-decay)")
+    add("--sync-bn", "--sync_bn", action="store_true",
+        help="synchronise BatchNorm statistics across processes (DDP on cuda/npu; nothing with one process)")
 
 
-def _lever_config(args, *, global_batch: int) -> LeverConfig:
+def _lever_config(args, *, global_batch: int, world_size: int = 1) -> LeverConfig:
     get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
-                       **_ema_levers(get), **_mix_levers(get), **_decay_levers(get))
+                       **_ema_levers(get), **_mix_levers(get), **_decay_levers(get),
+                       sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size))
+
+
+def _sync_bn(asked: bool, *, device: str, world_size: int) -> bool:
+    if asked and world_size > 1 and resolve_kind(device) == "cpu":
+        raise UserError("--sync-bn has no CPU kernel in torch (SyncBatchNorm synchronises cuda/npu tensors only); "
+                        "drop --sync-bn for gloo processes on cpu")
+    return asked
 
 
 def _decay_levers(get) -> dict:

@@ -19,7 +19,7 @@ from .optim import make_optimizer
 from .schedules import build_scheduler
 from .transforms import Normalize, batch_mix
 
-__all__ = ["build_model", "build_train_parts"]
+__all__ = ["build_model", "build_train_parts", "sync_batchnorm"]
 
 
 def build_model(arch: str, *, num_classes: int, device: torch.device, channels_last: bool,
@@ -36,6 +36,8 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
     """Optimizer, per-step lr schedule, grad scaler, DDP and torch.compile wrappers, and the
     network's training loss (label smoothing from ``optim``); ``levers``: those beyond the seeds'."""
     levers = levers or LeverConfig()
+    if distributed and levers.sync_bn and device.type != "cpu":  # DDP refuses SyncBatchNorm on CPU modules
+        model = sync_batchnorm(model)
     optimizer = make_optimizer(model, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
                                device=device, norm_weight_decay=levers.norm_weight_decay,
                                bias_weight_decay=levers.bias_weight_decay)
@@ -58,6 +60,12 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
                       accum_steps=levers.grad_accum_steps, clip_grad_norm=levers.clip_grad_norm, ema=ema,
                       mix=batch_mix(mixup_alpha=levers.mixup_alpha, cutmix_alpha=levers.cutmix_alpha,
                                     switch_prob=levers.mixup_switch_prob, num_classes=num_classes))
+
+
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    """``--sync-bn``: torch's SyncBatchNorm in place of every BatchNorm layer (the container and
+    its parameters stay the same objects, so the optimizer and checkpoints see no change)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def _model_ema(model: nn.Module, levers: LeverConfig, *, optim: OptimConfig, opt_steps_per_epoch: int):

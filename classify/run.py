@@ -166,6 +166,8 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
                               device=setup.device, amp=setup.amp, normalize=setup.normalize,
                               distributed=info.enabled, compile_model=cfg.precision.compile,
                               nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes)
+    if cfg.levers.sync_bn and info.world_size == 1:
+        reporter.line("=> --sync-bn: one process, nothing to synchronise; BatchNorm left as it is")
     if cfg.loop.prof:
         return _profile(setup, parts, train_loader)
     objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler, ema=parts.ema)

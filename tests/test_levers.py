@@ -282,3 +282,30 @@ def test_norm_and_bias_weight_decay_groups():
     assert {id(p) for p in groups[2]["params"]} == biases and groups[2]["weight_decay"] == 1e-5
     assert {id(p) for p in groups[1]["params"]} == {id(net[1].weight), id(net[4].weight)}
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+
+
+# ----------------------------------------------------------------------------- SyncBN
+
+
+def test_sync_bn_converts_and_is_a_notice_alone(image_folder, tmp_path, capsys):
+    from classify.config import build_config
+    from classify.parts import sync_batchnorm
+
+    net = tinynet.build(4)
+    params = list(net.parameters())
+    assert sync_batchnorm(net) is net and list(net.parameters()) == params  # the optimizer's parameters stay
+    assert [type(m).__name__ for m in (net[1], net[4])] == ["SyncBatchNorm", "SyncBatchNorm"]
+    parts = parts_for(net)
+    assert run_epoch(parts, [batch(8)], tmp_path)["steps"] == 1  # trains (no process group: plain BN maths)
+    out = train_in(capsys, image_folder, tmp_path / "one", "--sync-bn", "--epochs", "1")
+    assert "=> --sync-bn: one process, nothing to synchronise; BatchNorm left as it is" in out
+    # 2 gloo processes: torch's DDP refuses SyncBatchNorm on CPU modules, so it is a one-line error
+    args = main.get_args_parser().parse_args([str(image_folder), "-a", "tinynet", "--device", "cpu", "--sync-bn"])
+    with pytest.raises(Exception, match="--sync-bn has no CPU kernel in torch"):
+        build_config(args, world_size=2, local_world=2)
+
+
+def train_in(capsys, data, out, *flags):
+    from tests.conftest import tiny_args, train_in_process
+
+    return train_in_process(capsys, *tiny_args(data, out, *flags))
