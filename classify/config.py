@@ -451,6 +451,7 @@ class LeverConfig:
     norm_weight_decay: Optional[float] = None  # None: --weight-decay, as the seeds
     bias_weight_decay: Optional[float] = None
     sync_bn: bool = False  # DDP only (a notice and nothing else with one process)
+    deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -482,6 +483,8 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="weight decay of biases (default: --weight-decay)")
     add("--sync-bn", "--sync_bn", action="store_true",
         help="synchronise BatchNorm statistics across processes (DDP on cuda/npu; nothing with one process)")
+    add("--deterministic", "--use-deterministic-algorithms", "--use_deterministic_algorithms", dest="deterministic",
+        action="store_true", help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS)")
 
 
 def _lever_config(args, *, global_batch: int, world_size: int = 1) -> LeverConfig:
@@ -489,7 +492,8 @@ def _lever_config(args, *, global_batch: int, world_size: int = 1) -> LeverConfi
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
                        **_ema_levers(get), **_mix_levers(get), **_decay_levers(get),
-                       sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size))
+                       sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size),
+                       deterministic=bool(get("deterministic")))
 
 
 def _sync_bn(asked: bool, *, device: str, world_size: int) -> bool:

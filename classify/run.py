@@ -17,7 +17,7 @@ from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, load_checkpoint, load_model_weights
 from .config import Config
 from .data import DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root
-from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device
+from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
 from .errors import Interrupted, NonFiniteLoss, UserError
 from .fast import use_channels_last
@@ -104,6 +104,8 @@ def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
     manual_seed_all(cfg.seed + info.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.precision.benchmark  # fixed shapes: let cuDNN pick kernels
+    if cfg.levers.deterministic:
+        reporter.line(f"=> deterministic: {use_deterministic()}")
     workers, cpus = cfg.data.workers, cpu_count()
     if workers * info.local_world_size > cpus:
         reporter.line(f"warning: {workers} loader workers x {info.local_world_size} processes > {cpus} CPUs; "

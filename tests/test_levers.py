@@ -309,3 +309,22 @@ def train_in(capsys, data, out, *flags):
     from tests.conftest import tiny_args, train_in_process
 
     return train_in_process(capsys, *tiny_args(data, out, *flags))
+
+
+# ----------------------------------------------------------------------------- deterministic mode
+
+
+def test_deterministic_twice_gives_the_same_weights(image_folder, tmp_path, capsys, request):
+    def restore(benchmark=torch.backends.cudnn.benchmark, cudnn=torch.backends.cudnn.deterministic):
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, cudnn
+
+    request.addfinalizer(restore)
+    for i in (0, 1):
+        log = train_in(capsys, image_folder, tmp_path / str(i), "--epochs", "1", "--deterministic")
+        assert "=> deterministic: torch.use_deterministic_algorithms(True), cudnn.deterministic" in log
+        assert torch.are_deterministic_algorithms_enabled()
+        restore()
+    a, b = (load_checkpoint(tmp_path / str(i) / "checkpoint.pth.tar") for i in (0, 1))
+    assert_same(a["state_dict"], b["state_dict"])
+    assert a["args"]["deterministic"] is True
