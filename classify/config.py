@@ -18,7 +18,7 @@ from models.recipe import Recipe
 from .data import BACKENDS
 from .devices import cpu_count, resolve_kind
 from .errors import UserError
-from .schedules import SCHEDULES
+from .schedules import SCHEDULES, WARMUP_METHODS
 
 CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
 
@@ -277,7 +277,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
-        levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size),
+        levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
+                             warmup_epochs=optim.warmup_epochs),
     )
 
 
@@ -452,6 +453,8 @@ class LeverConfig:
     bias_weight_decay: Optional[float] = None
     sync_bn: bool = False  # DDP only (a notice and nothing else with one process)
     deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
+    lr_warmup_method: str = "linear"
+    lr_warmup_decay: Optional[float] = None  # None: linear from ~0 (the seeds'); constant: 0.01
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -485,15 +488,32 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="synchronise BatchNorm statistics across processes (DDP on cuda/npu; nothing with one process)")
     add("--deterministic", "--use-deterministic-algorithms", "--use_deterministic_algorithms", dest="deterministic",
         action="store_true", help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS)")
+    add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
+        help="= --warmup-epochs")
+    add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
+        help=f"{' | '.join(WARMUP_METHODS)} (default linear)")
+    add("--lr-warmup-decay", "--lr_warmup_decay", type=float, default=None, metavar="D",
+        help="warm-up start factor: linear from D x lr, constant at D x lr (default: linear from 0, constant 0.01)")
 
 
-def _lever_config(args, *, global_batch: int, world_size: int = 1) -> LeverConfig:
+def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs: float = 0.0) -> LeverConfig:
     get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
                        **_ema_levers(get), **_mix_levers(get), **_decay_levers(get),
                        sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size),
-                       deterministic=bool(get("deterministic")))
+                       deterministic=bool(get("deterministic")), **_warmup_levers(get, warmup_epochs))
+
+
+def _warmup_levers(get, warmup_epochs: float) -> dict:
+    method, decay = get("lr_warmup_method"), get("lr_warmup_decay")
+    if method is not None and method not in WARMUP_METHODS:
+        raise UserError(f"unknown --lr-warmup-method '{method}'; choose one of {', '.join(WARMUP_METHODS)}")
+    if decay is not None and not 0.0 < decay <= 1.0:
+        raise UserError(f"--lr-warmup-decay is a factor in (0, 1], got {decay}")
+    if (method is not None or decay is not None) and not warmup_epochs:
+        raise UserError("--lr-warmup-method/--lr-warmup-decay need a warm-up; add --lr-warmup-epochs E")
+    return dict(lr_warmup_method=method or "linear", lr_warmup_decay=decay)
 
 
 def _sync_bn(asked: bool, *, device: str, world_size: int) -> bool:

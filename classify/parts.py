@@ -44,7 +44,8 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
     # The schedule steps once per optimizer step: with accumulation, once per group of batches.
     scheduler = build_scheduler(optimizer, name=optim.lr_scheduler, epochs=optim.epochs,
                                 steps_per_epoch=math.ceil(steps_per_epoch / levers.grad_accum_steps),
-                                warmup_epochs=optim.warmup_epochs,
+                                warmup_epochs=optim.warmup_epochs, warmup_method=levers.lr_warmup_method,
+                                warmup_decay=levers.lr_warmup_decay,
                                 milestones=optim.lr_epochs, step=optim.lr_step, gamma=optim.lr_gamma)
     ema = _model_ema(model, levers, optim=optim, opt_steps_per_epoch=math.ceil(steps_per_epoch / levers.grad_accum_steps))
     if distributed:

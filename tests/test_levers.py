@@ -328,3 +328,29 @@ def test_deterministic_twice_gives_the_same_weights(image_folder, tmp_path, caps
     a, b = (load_checkpoint(tmp_path / str(i) / "checkpoint.pth.tar") for i in (0, 1))
     assert_same(a["state_dict"], b["state_dict"])
     assert a["args"]["deterministic"] is True
+
+
+# ----------------------------------------------------------------------------- lr warm-up, torchvision spelling
+
+
+def test_torchvision_warmup_flags_map_onto_the_warmup(image_folder, capsys):
+    from classify.config import build_config
+    from classify.schedules import lr_factor
+
+    def levers(*flags):
+        cfg = build_config(main.get_args_parser().parse_args([str(image_folder), "-a", "tinynet", *flags]))
+        return cfg.optim.warmup_epochs, cfg.levers.lr_warmup_method, cfg.levers.lr_warmup_decay
+
+    assert levers("--lr-warmup-epochs", "2") == (2.0, "linear", None)  # = --warmup-epochs 2: the seeds' ramp
+    assert levers("--lr-warmup-epochs", "2", "--lr-warmup-method", "constant", "--lr-warmup-decay", "0.1") == (
+        2.0, "constant", 0.1)
+    # torchvision: LinearLR(start_factor=decay, total_iters=E) and ConstantLR(factor=decay, total_iters=E)
+    linear = [lr_factor("cosine", e, 10, warmup_epochs=2, warmup_method="linear", warmup_decay=0.01)
+              for e in (0.0, 1.0, 2.0)]
+    assert linear[:2] == pytest.approx([0.01, 0.505]) and linear[2] == pytest.approx(1.0)
+    assert lr_factor("step", 1.5, 10, warmup_epochs=2, warmup_method="constant") == 0.01
+    assert lr_factor("step", 2.0, 10, warmup_epochs=2, warmup_method="constant") == 1.0
+    for flags, message in ((["--lr-warmup-method", "exp", "--lr-warmup-epochs", "1"], "unknown --lr-warmup-method"),
+                           (["--lr-warmup-decay", "0.1"], "need a warm-up; add --lr-warmup-epochs")):
+        assert main.main([str(image_folder), "-a", "tinynet", *flags]) == 2
+        assert message in capsys.readouterr().err
