@@ -71,6 +71,7 @@ class DataConfig:
     num_classes: Optional[int]  # None: the classes in the data
     no_val: bool
     dummy_sizes: Tuple[int, int]
+    val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
 
 
 @dataclass(frozen=True)
@@ -308,14 +309,16 @@ def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[
     if image_size < models.min_image_size(arch):
         raise UserError(f"--image-size {image_size} is too small for {arch}; "
                         f"use at least {models.min_image_size(arch)}")
-    val_resize = _pick(args.val_resize, demo.get("val_resize") if args.image_size is None else None,
-                       round(image_size * recipe.val_resize / recipe.image_size))
-    if val_resize < image_size:
-        raise UserError(f"--val-resize {val_resize} is smaller than --image-size {image_size}; "
-                        "the center crop needs val-resize >= image-size")
+    val_crop = _val_crop(args, arch, image_size)
+    val_resize = _pick(args.val_resize, demo.get("val_resize") if args.image_size is None and val_crop == image_size
+                       else None, round(val_crop * recipe.val_resize / recipe.image_size))
+    if val_resize < val_crop:
+        crop_flag = "--val-crop-size" if val_crop != image_size else "--image-size"
+        raise UserError(f"--val-resize {val_resize} is smaller than {crop_flag} {val_crop}; "
+                        f"the center crop needs val-resize >= {crop_flag[2:]}")
     return DataConfig(
         path=path, kind=kind, backend="gpu" if args.data_backend == "gpu" else "pil",
-        image_size=image_size, val_resize=val_resize, mean=recipe.mean, std=recipe.std,
+        image_size=image_size, val_resize=val_resize, val_crop_size=val_crop, mean=recipe.mean, std=recipe.std,
         color_jitter=recipe.color_jitter,
         workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
         num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size))
@@ -488,12 +491,29 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="synchronise BatchNorm statistics across processes (DDP on cuda/npu; nothing with one process)")
     add("--deterministic", "--use-deterministic-algorithms", "--use_deterministic_algorithms", dest="deterministic",
         action="store_true", help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS)")
+    add("--train-crop-size", "--train_crop_size", dest="image_size", type=int, default=None, metavar="S",
+        help="= --image-size (the train crop; also the val crop unless --val-crop-size)")
+    add("--val-crop-size", "--val_crop_size", type=int, default=None, metavar="S",
+        help="val centre crop (default: the train crop)")
+    add("--val-resize-size", "--val_resize_size", dest="val_resize", type=int, default=None, metavar="S",
+        help="= --val-resize (val resize before the centre crop)")
     add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
         help="= --warmup-epochs")
     add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
         help=f"{' | '.join(WARMUP_METHODS)} (default linear)")
     add("--lr-warmup-decay", "--lr_warmup_decay", type=float, default=None, metavar="D",
         help="warm-up start factor: linear from D x lr, constant at D x lr (default: linear from 0, constant 0.01)")
+
+
+def _val_crop(args, arch: str, image_size: int) -> int:
+    """``--val-crop-size`` (torchvision): the val centre crop, by default the train crop; larger
+    than the train crop it tests at a higher resolution (the FixRes effect)."""
+    crop = getattr(args, "val_crop_size", None)
+    if crop is None:
+        return image_size
+    if crop < models.min_image_size(arch):
+        raise UserError(f"--val-crop-size {crop} is too small for {arch}; use at least {models.min_image_size(arch)}")
+    return crop
 
 
 def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs: float = 0.0) -> LeverConfig:

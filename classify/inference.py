@@ -79,7 +79,8 @@ def load_trained_model(path, arch: Optional[str] = None, *, ema: bool = False) -
         return getattr(recipe, key) if value is None else value
 
     return TrainedModel(model=model, arch=arch, num_classes=num_classes, classes=classes,
-                        image_size=int(pick("image_size")), val_resize=int(pick("val_resize")),
+                        image_size=int(args.get("val_crop_size") or pick("image_size")),  # the val crop
+                        val_resize=int(pick("val_resize")),
                         mean=tuple(pick("mean")), std=tuple(pick("std")))
 
 

@@ -64,6 +64,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     d = cfg.data
     root = data_root(d.kind, d.path)
     data = build_datasets(DataSpec(root=root, image_size=d.image_size, val_resize=d.val_resize,
+                                   val_crop_size=d.val_crop_size,
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
                                    num_classes=d.num_classes or 1000, backend=d.backend))
     num_classes = count_classes(d.num_classes, data.classes)

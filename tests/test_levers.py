@@ -354,3 +354,33 @@ def test_torchvision_warmup_flags_map_onto_the_warmup(image_folder, capsys):
                            (["--lr-warmup-decay", "0.1"], "need a warm-up; add --lr-warmup-epochs")):
         assert main.main([str(image_folder), "-a", "tinynet", *flags]) == 2
         assert message in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- crop sizes
+
+
+def test_crop_size_aliases_and_a_larger_val_crop(image_folder, tmp_path, capsys):
+    from classify.config import build_config
+
+    def data(*flags):
+        return build_config(main.get_args_parser().parse_args([str(image_folder), "-a", "tinynet", *flags])).data
+
+    d = data("--train-crop-size", "24", "--val-resize-size", "30")
+    assert (d.image_size, d.val_crop_size, d.val_resize) == (24, 24, 30)  # = --image-size 24 --val-resize 30
+    d = data("--train-crop-size", "24", "--val-crop-size", "32")  # FixRes: test above the train size
+    assert (d.image_size, d.val_crop_size, d.val_resize) == (24, 32, 36)  # resize follows the recipe's 32/36
+    train_in(capsys, image_folder, tmp_path, "--epochs", "1", "--image-size", "16", "--val-crop-size", "24")
+    from classify.inference import load_trained_model
+
+    assert load_trained_model(tmp_path / "checkpoint.pth.tar").image_size == 24
+    from classify.data import DataSpec, build_datasets
+
+    for backend in ("pil", "gpu"):
+        ds = build_datasets(DataSpec(root=str(image_folder), image_size=16, val_resize=28, val_crop_size=24,
+                                     backend=backend))
+        if backend == "pil":
+            assert ds.train[0][0].shape == (3, 16, 16) and ds.val[0][0].shape == (3, 24, 24)
+        else:
+            assert (ds.train.image_size, ds.val.image_size) == (16, 24)
+    assert main.main([str(image_folder), "-a", "tinynet", "--val-crop-size", "40", "--val-resize", "36"]) == 2
+    assert "--val-resize 36 is smaller than --val-crop-size 40" in capsys.readouterr().err

@@ -31,6 +31,11 @@ class DataSpec:
     dummy_sizes: Tuple[int, int] = (1281167, 50000)  # pytorch/examples' FakeData sizes
     num_classes: int = 1000  # dummy only; real data counts its classes
     backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
+    val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
+
+    @property
+    def val_crop(self) -> int:
+        return self.val_crop_size or self.image_size
 
 
 @dataclass
@@ -45,14 +50,14 @@ def build_datasets(spec: DataSpec) -> Datasets:
     if spec.dummy:
         train_n, val_n = spec.dummy_sizes
         return Datasets(DummyImages(train_n, spec.num_classes, spec.image_size),
-                        DummyImages(val_n, spec.num_classes, spec.image_size),
+                        DummyImages(val_n, spec.num_classes, spec.val_crop),
                         [f"class_{i}" for i in range(spec.num_classes)], "dummy")
     cifar = find_cifar_root(spec.root)
     gpu = spec.backend == "gpu"  # workers read bytes (JpegFiles), the device decodes
     if gpu:
         _check_jpeg_source(spec, cifar)
     train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter)
-    val_tf = None if gpu else val_transform(spec.image_size, spec.val_resize)
+    val_tf = None if gpu else val_transform(spec.val_crop, spec.val_resize)
     if cifar is not None:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
         return Datasets(train, val, train.classes, "cifar10")
@@ -64,7 +69,8 @@ def build_datasets(spec: DataSpec) -> Datasets:
     classes = (train or val).classes
     if gpu:
         def as_jpeg(folder, is_train):
-            return None if folder is None else JpegFiles(folder.samples, classes, is_train, spec.image_size,
+            return None if folder is None else JpegFiles(folder.samples, classes, is_train,
+                                                         spec.image_size if is_train else spec.val_crop,
                                                          spec.val_resize)
 
         train, val = as_jpeg(train, True), as_jpeg(val, False)
