@@ -19,6 +19,7 @@ from .data import BACKENDS
 from .devices import cpu_count, resolve_kind
 from .errors import UserError
 from .schedules import SCHEDULES, WARMUP_METHODS
+from .transforms import AUTO_AUGMENT
 
 CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
 
@@ -458,6 +459,10 @@ class LeverConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
     lr_warmup_method: str = "linear"
     lr_warmup_decay: Optional[float] = None  # None: linear from ~0 (the seeds'); constant: 0.01
+    auto_augment: Optional[str] = None  # ra | ta_wide | augmix | imagenet
+    ra_magnitude: int = 9
+    augmix_severity: int = 3
+    random_erase: float = 0.0
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -497,6 +502,12 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="val centre crop (default: the train crop)")
     add("--val-resize-size", "--val_resize_size", dest="val_resize", type=int, default=None, metavar="S",
         help="= --val-resize (val resize before the centre crop)")
+    add("--auto-augment", "--auto_augment", "--aa", dest="auto_augment", default=None, metavar="POLICY",
+        help=f"{' | '.join(AUTO_AUGMENT)} (torchvision v2 policies, pil backend)")
+    add("--ra-magnitude", "--ra_magnitude", type=int, default=None, metavar="M", help="RandAugment magnitude (9)")
+    add("--augmix-severity", "--augmix_severity", type=int, default=None, metavar="S", help="AugMix severity (3)")
+    add("--random-erase", "--random_erase", "--reprob", dest="random_erase", type=float, default=None, metavar="P",
+        help="random erasing probability (default 0)")
     add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
         help="= --warmup-epochs")
     add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
@@ -522,7 +533,24 @@ def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
                        **_ema_levers(get), **_mix_levers(get), **_decay_levers(get),
                        sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size),
-                       deterministic=bool(get("deterministic")), **_warmup_levers(get, warmup_epochs))
+                       deterministic=bool(get("deterministic")), **_warmup_levers(get, warmup_epochs),
+                       **_augment_levers(get))
+
+
+def _augment_levers(get) -> dict:
+    policy, erase = get("auto_augment"), _pick(get("random_erase"), 0.0)
+    if policy is not None and policy not in AUTO_AUGMENT:
+        hint = " (timm's policy strings are not parsed: e.g. rand-m9-... is --auto-augment ra --ra-magnitude 9)"
+        raise UserError(f"unknown --auto-augment '{policy}'; choose one of {', '.join(AUTO_AUGMENT)}"
+                        f"{hint if '-' in policy else ''}")
+    if not 0.0 <= erase <= 1.0:
+        raise UserError(f"--random-erase is a probability in [0, 1], got {erase}")
+    magnitude, severity = _pick(get("ra_magnitude"), 9), _pick(get("augmix_severity"), 3)
+    if not 0 <= magnitude <= 30:  # RandAugment's num_magnitude_bins is 31
+        raise UserError(f"--ra-magnitude must be in 0..30, got {magnitude}")
+    if not 1 <= severity <= 10:
+        raise UserError(f"--augmix-severity must be in 1..10, got {severity}")
+    return dict(auto_augment=policy, ra_magnitude=magnitude, augmix_severity=severity, random_erase=erase)
 
 
 def _warmup_levers(get, warmup_epochs: float) -> dict:

@@ -6,7 +6,7 @@
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -26,7 +26,7 @@ from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .pretrained import load_pretrained
 from .report import Reporter, prepare_output_dir, run_summary
-from .transforms import Normalize
+from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
 
@@ -64,7 +64,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     d = cfg.data
     root = data_root(d.kind, d.path)
     data = build_datasets(DataSpec(root=root, image_size=d.image_size, val_resize=d.val_resize,
-                                   val_crop_size=d.val_crop_size,
+                                   val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
                                    num_classes=d.num_classes or 1000, backend=d.backend))
     num_classes = count_classes(d.num_classes, data.classes)
@@ -89,6 +89,15 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     if cfg.output.evaluate:
         return _evaluate_only(setup, model, val_loader)
     return _train(setup, model, _loader(setup, data.train, train=True), val_loader=val_loader)
+
+
+def _augment(cfg: Config) -> Optional[AugmentSpec]:
+    """--auto-augment/--random-erase for the train transform (None: the seeds' augmentation)."""
+    lv = cfg.levers
+    if lv.auto_augment is None and not lv.random_erase:
+        return None
+    return AugmentSpec(auto_augment=lv.auto_augment, ra_magnitude=lv.ra_magnitude,
+                       augmix_severity=lv.augmix_severity, random_erase=lv.random_erase, mean=cfg.data.mean)
 
 
 def _accum_note(cfg: Config) -> str:

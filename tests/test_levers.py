@@ -384,3 +384,45 @@ def test_crop_size_aliases_and_a_larger_val_crop(image_folder, tmp_path, capsys)
             assert (ds.train.image_size, ds.val.image_size) == (16, 24)
     assert main.main([str(image_folder), "-a", "tinynet", "--val-crop-size", "40", "--val-resize", "36"]) == 2
     assert "--val-resize 36 is smaller than --val-crop-size 40" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- auto-augment, random erasing
+
+
+@pytest.mark.parametrize("policy", ["ra", "ta_wide", "augmix", "imagenet"])
+def test_auto_augment_policies_are_seeded_per_sample(image_folder, policy):
+    from PIL import Image
+
+    from classify.transforms import AugmentSpec, train_transform
+
+    path = next((image_folder / "train" / "red").iterdir())
+    plain, augmented = train_transform(24), train_transform(24, augment=AugmentSpec(auto_augment=policy))
+
+    def run(tf, seed):
+        torch.manual_seed(seed)
+        return tf(Image.open(path))
+
+    out = [run(augmented, s) for s in (0, 0, 1, 2, 3)]
+    assert out[0].dtype == torch.uint8 and out[0].shape == (3, 24, 24) and torch.equal(out[0], out[1])
+    assert any(not torch.equal(o, run(plain, s)) for o, s in zip(out[2:], (1, 2, 3)))  # the policy did something
+
+
+def test_random_erase_fills_with_the_mean_and_gpu_backend_refuses(image_folder, capsys, tmp_path):
+    from PIL import Image
+
+    from classify.transforms import AugmentSpec, train_transform
+
+    tf = train_transform(24, augment=AugmentSpec(random_erase=1.0, mean=(0.5, 0.25, 0.75)))
+    torch.manual_seed(0)
+    out = tf(Image.open(next((image_folder / "train" / "red").iterdir())))
+    erased = (out[0] == 128) & (out[1] == 64) & (out[2] == 191)  # normalised, these pixels are 0
+    assert erased.sum() >= 24 * 24 * 0.02
+    for flags in (["--auto-augment", "ra"], ["--reprob", "0.25"]):
+        assert main.main([str(image_folder), "-a", "tinynet", "--data-backend", "gpu", "--device", "cpu",
+                          "--workers", "0", *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["error: --data-backend gpu cannot apply --auto-augment/--random-erase (PIL-path policies): "
+                       "use --data-backend pil"]
+    train_in(capsys, image_folder, tmp_path, "--epochs", "1", "--aa", "augmix", "--reprob", "0.5")  # end to end
+    assert main.main([str(image_folder), "-a", "tinynet", "--aa", "rand-m9-mstd0.5"]) == 2
+    assert "--auto-augment ra --ra-magnitude 9" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from ..errors import DataError
-from ..transforms import train_transform, val_transform
+from ..transforms import AugmentSpec, train_transform, val_transform
 from .cifar import Cifar10, find_cifar_root
 from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
@@ -32,6 +32,7 @@ class DataSpec:
     num_classes: int = 1000  # dummy only; real data counts its classes
     backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
     val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
+    augment: Optional[AugmentSpec] = None  # --auto-augment / --random-erase (pil only)
 
     @property
     def val_crop(self) -> int:
@@ -56,7 +57,7 @@ def build_datasets(spec: DataSpec) -> Datasets:
     gpu = spec.backend == "gpu"  # workers read bytes (JpegFiles), the device decodes
     if gpu:
         _check_jpeg_source(spec, cifar)
-    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter)
+    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter, augment=spec.augment)
     val_tf = None if gpu else val_transform(spec.val_crop, spec.val_resize)
     if cifar is not None:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
@@ -83,6 +84,9 @@ def _check_jpeg_source(spec: DataSpec, cifar) -> None:
                         "use --data-backend pil")
     if spec.color_jitter > 0:
         raise DataError("--data-backend gpu has no colour jitter (this recipe uses it): use --data-backend pil")
+    if spec.augment is not None:
+        raise DataError("--data-backend gpu cannot apply --auto-augment/--random-erase (PIL-path policies): "
+                        "use --data-backend pil")
 
 
 def data_root(kind: str, path: Optional[str]) -> Optional[str]:
