@@ -423,6 +423,6 @@ def test_random_erase_fills_with_the_mean_and_gpu_backend_refuses(image_folder, 
         err = capsys.readouterr().err.strip().splitlines()
         assert err == ["error: --data-backend gpu cannot apply --auto-augment/--random-erase (PIL-path policies): "
                        "use --data-backend pil"]
-    train_in(capsys, image_folder, tmp_path, "--epochs", "1", "--aa", "augmix", "--reprob", "0.5")  # end to end
+    train_in(capsys, image_folder, tmp_path, "--epochs", "1", "--aa", "ta_wide", "--reprob", "0.5")  # end to end
     assert main.main([str(image_folder), "-a", "tinynet", "--aa", "rand-m9-mstd0.5"]) == 2
     assert "--auto-augment ra --ra-magnitude 9" in capsys.readouterr().err
