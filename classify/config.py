@@ -463,6 +463,8 @@ class LeverConfig:
     ra_magnitude: int = 9
     augmix_severity: int = 3
     random_erase: float = 0.0
+    ra_sampler: bool = False  # repeated augmentation
+    ra_reps: int = 3
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -508,6 +510,10 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
     add("--augmix-severity", "--augmix_severity", type=int, default=None, metavar="S", help="AugMix severity (3)")
     add("--random-erase", "--random_erase", "--reprob", dest="random_erase", type=float, default=None, metavar="P",
         help="random erasing probability (default 0)")
+    add("--ra-sampler", "--ra_sampler", action="store_true", help="repeated augmentation sampler")
+    add("--ra-reps", "--ra_reps", type=int, default=None, metavar="R", help="repetitions per image (default 3)")
+    add("--aug-repeats", "--aug_repeats", type=int, default=None, metavar="R",
+        help="timm: --ra-sampler --ra-reps R (0: off)")
     add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
         help="= --warmup-epochs")
     add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
@@ -534,7 +540,21 @@ def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs
                        **_ema_levers(get), **_mix_levers(get), **_decay_levers(get),
                        sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size),
                        deterministic=bool(get("deterministic")), **_warmup_levers(get, warmup_epochs),
-                       **_augment_levers(get))
+                       **_augment_levers(get), **_ra_levers(get))
+
+
+def _ra_levers(get) -> dict:
+    on, reps, timm = bool(get("ra_sampler")), get("ra_reps"), get("aug_repeats")
+    if timm is not None:  # timm's --aug-repeats R: on when R > 0
+        if reps is not None and reps != timm:
+            raise UserError(f"--ra-reps {reps} and --aug-repeats {timm} disagree; pass one of them")
+        on, reps = on or timm > 0, timm if timm > 0 else reps
+    if reps is not None and not on:
+        raise UserError("--ra-reps needs --ra-sampler; add it")
+    reps = _pick(reps, 3)
+    if on and reps < 2:
+        raise UserError(f"--ra-reps must be >= 2 (1 repetition is the plain sampler), got {reps}")
+    return dict(ra_sampler=on, ra_reps=reps)
 
 
 def _augment_levers(get) -> dict:

@@ -127,7 +127,8 @@ def _loader(setup: _Setup, dataset, *, train: bool):
     cfg, info = setup.cfg, setup.info
     return build_loader(dataset, batch_size=cfg.optim.per_device_batch, workers=cfg.data.workers, train=train,
                         rank=info.rank, world_size=info.world_size, seed=cfg.seed,
-                        pin_memory=pin_memory(setup.device), device=setup.device)
+                        pin_memory=pin_memory(setup.device), device=setup.device,
+                        repeats=cfg.levers.ra_reps if cfg.levers.ra_sampler else 0)
 
 
 def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: bool) -> None:

@@ -75,15 +75,15 @@ def test_accumulation_groups_and_the_epoch_tail():
     assert (resumed.start, resumed.first, resumed.last, resumed.size) == (4, False, False, 4)
 
 
-def test_optimizer_batch_size_and_its_errors(run_main, image_folder, tmp_path):
+def test_optimizer_batch_size_and_its_errors(image_folder, tmp_path, capsys):
     from classify.config import build_config
 
     parse = main.get_args_parser().parse_args
     cfg = build_config(parse([str(image_folder), "-a", "tinynet", "-b", "8", "--optimizer-batch-size", "32"]))
     assert cfg.levers.grad_accum_steps == 4 and cfg.optim.lr == pytest.approx(0.05 * 32 / 8)  # lr follows 32
-    bad = run_main(image_folder, "-a", "tinynet", "-b", "8", "--optimizer-batch-size", "20",
-                   "--output-dir", tmp_path)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+    assert main.main([str(image_folder), "-a", "tinynet", "-b", "8", "--optimizer-batch-size", "20",
+                      "--output-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: --optimizer-batch-size 20 is not a multiple of the global batch 8 (batch per device x devices); "
         "pass a multiple of it or change -b"]
 
@@ -91,11 +91,11 @@ def test_optimizer_batch_size_and_its_errors(run_main, image_folder, tmp_path):
 # ----------------------------------------------------------------------------- resume with each lever
 
 
-def crash_and_resume(image_folder, tmp_path, request, flags, *, crash_at=15):
-    """Train 2 epochs straight; train again, checkpointing every 2 steps, and die (no save, as
-    after SIGKILL) at the ``crash_at``-th forward (epoch 1); ``--resume auto``. Returns both
-    runs' final checkpoints and the one the crashed run left."""
-    args = [str(image_folder), "-a", "tinynet", "-b", "4", "--workers", "0", "--epochs", "2", "-p", "3", *flags]
+def crash_and_resume(image_folder, tmp_path, request, flags, *, crash_at=6):
+    """Train an epoch straight; train again, checkpointing every 2 steps, and die (no save, as
+    after SIGKILL) at the ``crash_at``-th forward; ``--resume auto``. Returns both runs' final
+    checkpoints and the one the crashed run left."""
+    args = [str(image_folder), "-a", "tinynet", "-b", "4", "--workers", "0", "--epochs", "1", "-p", "3", *flags]
     assert main.main([*args, "--output-dir", str(tmp_path / "straight")]) == 0
     entry, calls = models.get_model_entry("tinynet"), {"n": 0}
 
@@ -121,12 +121,12 @@ def assert_same(a, b):
 
 
 def test_resume_with_accumulation_is_bit_identical(image_folder, tmp_path, request, capsys):
-    # 36 images, batch 4: 9 steps an epoch, groups of 3 steps; the crash comes at epoch 1 step 5
+    # 36 images, batch 4: 9 steps an epoch, groups of 3 steps; the crash comes at step 5
     straight, resumed, left = crash_and_resume(image_folder, tmp_path, request, ["--grad-accum-steps", "3"])
     assert "x 3 accumulation steps = effective batch 12" in capsys.readouterr().out
-    assert (left["epoch"], left["step"]) == (1, 3)  # saved only between optimizer steps
+    assert (left["epoch"], left["step"]) == (0, 3)  # saved only between optimizer steps
     assert_same(straight["state_dict"], resumed["state_dict"])
-    assert straight["lr_scheduler"]["last_epoch"] == 6  # 3 optimizer steps an epoch
+    assert straight["lr_scheduler"]["last_epoch"] == 3  # 3 optimizer steps an epoch
 
 
 # ----------------------------------------------------------------------------- gradient clipping
@@ -186,17 +186,20 @@ def test_ema_matches_a_hand_computed_update():
     assert adjusted_decay(0.99998, global_batch=1024, every=32, epochs=600) == pytest.approx(1 - 2e-5 * 1024 * 32 / 600)
 
 
-def test_ema_is_evaluated_recorded_saved_and_resumed_exactly(image_folder, tmp_path, request, capsys):
+def test_resume_with_ema_mixup_cutmix_and_the_ra_sampler_is_bit_identical(image_folder, tmp_path, request, capsys):
+    """The stateful levers together (one crash and resume for all: each run costs seconds)."""
     import json
 
-    flags = ["--model-ema", "--model-ema-steps", "2", "--model-ema-decay", "0.999"]
+    flags = ["--model-ema", "--model-ema-steps", "2", "--model-ema-decay", "0.999",
+             "--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1", "--aug-repeats", "3"]
     straight, resumed, left = crash_and_resume(image_folder, tmp_path, request, flags)
     log = capsys.readouterr().out
-    assert log.count(" * EMA Acc@1 ") == 2 + 1 + 1  # straight 2 epochs, crashed 1, resumed 1
-    assert left["step"] == 4 and left["ema_updates"] == 6  # 13 optimizer steps, every 2nd an update
+    assert log.count(" * EMA Acc@1 ") == 2  # straight, resumed
+    assert left["step"] == 4 and left["ema_updates"] == 2  # 4 optimizer steps, every 2nd an update
     assert_same(straight["state_dict"], resumed["state_dict"])
     assert_same(straight["state_dict_ema"], resumed["state_dict_ema"])
-    assert straight["ema_updates"] == 9 and not torch.equal(straight["state_dict"]["0.weight"],
+    assert straight["args"]["ra_sampler"] is True and straight["args"]["ra_reps"] == 3
+    assert straight["ema_updates"] == 4 and not torch.equal(straight["state_dict"]["0.weight"],
                                                              straight["state_dict_ema"]["0.weight"])
     out = tmp_path / "straight"
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -258,13 +261,6 @@ def test_cutmix_and_mixup_switch(tmp_path):
     assert soft[0, 0].item() == pytest.approx((out[0] == 0).float().mean().item())
     assert batch_mix(mixup_alpha=0.0, cutmix_alpha=0.0, num_classes=4) is None
 
-
-def test_resume_with_mixup_and_cutmix_is_bit_identical(image_folder, tmp_path, request, capsys):
-    straight, resumed, _ = crash_and_resume(image_folder, tmp_path, request,
-                                            ["--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1"])
-    assert_same(straight["state_dict"], resumed["state_dict"])
-    assert main.main([str(image_folder), "-a", "tinynet", "--mixup-switch-prob", "2"]) == 2
-    assert "--mixup-switch-prob is a probability in [0, 1], got 2.0" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- weight decay exclusions
@@ -426,3 +422,34 @@ def test_random_erase_fills_with_the_mean_and_gpu_backend_refuses(image_folder, 
     train_in(capsys, image_folder, tmp_path, "--epochs", "1", "--aa", "ta_wide", "--reprob", "0.5")  # end to end
     assert main.main([str(image_folder), "-a", "tinynet", "--aa", "rand-m9-mstd0.5"]) == 2
     assert "--auto-augment ra --ra-magnitude 9" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- repeated augmentation
+
+
+def test_repeated_aug_sampler_spreads_copies_over_ranks_and_resumes():
+    from classify.data.samplers import RepeatedAugSampler
+
+    shards = [list(RepeatedAugSampler(10, rank, 3, seed=5, reps=3)) for rank in range(3)]
+    assert [len(s) for s in shards] == [4, 4, 4]  # ceil(10 / 3) on every rank: equal steps
+    firsts = [s[0][0] for s in shards]
+    assert len(set(firsts)) == 1  # the first image's 3 copies, one on each rank ...
+    assert len({s[0][1] for s in shards}) == 3  # ... each with its own augmentation seed
+    one = list(RepeatedAugSampler(10, 0, 1, seed=5, reps=3))
+    assert [i for i, _ in one][:9:3] == [i for i, _ in one][1:9:3] and len(one) == 10
+    resumed = RepeatedAugSampler(10, 1, 3, seed=5, reps=3)
+    resumed.skip(2)
+    assert list(resumed) == shards[1][2:]
+    moved = RepeatedAugSampler(10, 0, 3, seed=5, reps=3)
+    moved.set_epoch(1)
+    assert list(moved) != shards[0]
+
+
+def test_lever_value_errors(image_folder, capsys):
+    for flags, message in ((["--mixup-switch-prob", "2"], "--mixup-switch-prob is a probability in [0, 1], got 2.0"),
+                           (["--ra-reps", "2"], "--ra-reps needs --ra-sampler"),
+                           (["--clip-grad-norm", "0"], "--clip-grad-norm must be > 0"),
+                           (["--grad-accum-steps", "0"], "--grad-accum-steps must be >= 1")):
+        assert main.main([str(image_folder), "-a", "tinynet", *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

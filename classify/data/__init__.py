@@ -13,7 +13,7 @@ from .cifar import Cifar10, find_cifar_root
 from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
-from .samplers import EvalSampler, SeededDataset, TrainSampler
+from .samplers import EvalSampler, RepeatedAugSampler, SeededDataset, TrainSampler
 
 BACKENDS = ("pil", "gpu", "dummy")
 
@@ -134,15 +134,18 @@ def collate_skip_bad(batch):
 
 def build_loader(dataset: Dataset, *, batch_size: int, workers: int, train: bool, rank: int = 0,
                  world_size: int = 1, seed: int = 0, pin_memory: bool = False,
-                 device: torch.device = torch.device("cpu")):
-    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last.
+                 device: torch.device = torch.device("cpu"), repeats: int = 0):
+    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last
+    (``repeats`` >= 2: repeated augmentation, ``RepeatedAugSampler``).
     For ``JpegFiles`` (``--data-backend gpu``) the batches are decoded on ``device``."""
     if len(dataset) < world_size:
         raise DataError(f"the {'train' if train else 'val'} set has {len(dataset)} images, fewer than "
                         f"{world_size} processes; use fewer devices or more data")
     jpeg = dataset if isinstance(dataset, JpegFiles) else None
     if train:
-        sampler, dataset = TrainSampler(len(dataset), rank, world_size, seed), SeededDataset(dataset)
+        sampler = (TrainSampler(len(dataset), rank, world_size, seed) if repeats < 2 else  # --ra-sampler
+                   RepeatedAugSampler(len(dataset), rank, world_size, seed, reps=repeats))
+        dataset = SeededDataset(dataset)
     else:
         sampler = EvalSampler(len(dataset), rank, world_size)
     # Drop a ragged last training batch (fixed shapes), unless the shard is smaller than one batch.
