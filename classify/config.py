@@ -280,7 +280,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                             resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
         levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
-                             warmup_epochs=optim.warmup_epochs),
+                             warmup_epochs=optim.warmup_epochs, epochs=optim.epochs,
+                             min_size=models.min_image_size(arch)),
     )
 
 
@@ -465,6 +466,7 @@ class LeverConfig:
     random_erase: float = 0.0
     ra_sampler: bool = False  # repeated augmentation
     ra_reps: int = 3
+    progressive_resize: Optional[Tuple[int, int, int, int]] = None  # START, END, FROM_EPOCH, TO_EPOCH
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -514,6 +516,8 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
     add("--ra-reps", "--ra_reps", type=int, default=None, metavar="R", help="repetitions per image (default 3)")
     add("--aug-repeats", "--aug_repeats", type=int, default=None, metavar="R",
         help="timm: --ra-sampler --ra-reps R (0: off)")
+    add("--progressive-resize", "--progressive_resize", default=None, metavar="START:END[:FROM:TO]",
+        help="FFCV-style: the train size ramps from START to END between epochs FROM and TO (default: the run)")
     add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
         help="= --warmup-epochs")
     add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
@@ -533,14 +537,35 @@ def _val_crop(args, arch: str, image_size: int) -> int:
     return crop
 
 
-def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs: float = 0.0) -> LeverConfig:
+def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs: float = 0.0,
+                  epochs: int = 1, min_size: int = 1) -> LeverConfig:
     get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
                        **_ema_levers(get), **_mix_levers(get), **_decay_levers(get),
                        sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size),
                        deterministic=bool(get("deterministic")), **_warmup_levers(get, warmup_epochs),
-                       **_augment_levers(get), **_ra_levers(get))
+                       **_augment_levers(get), **_ra_levers(get),
+                       progressive_resize=_progressive(get("progressive_resize"), epochs=epochs, min_size=min_size))
+
+
+def _progressive(text: Optional[str], *, epochs: int, min_size: int) -> Optional[Tuple[int, int, int, int]]:
+    """``START:END[:FROM_EPOCH:TO_EPOCH]``; without the epochs the ramp spans the run."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(":")]
+    except ValueError:
+        values = []
+    if len(values) not in (2, 4) or min(values) < 0:
+        raise UserError(f"--progressive-resize takes START:END or START:END:FROM_EPOCH:TO_EPOCH (integers), "
+                        f"e.g. 160:192 or 160:192:10:80; got '{text}'")
+    start, end, first, last = values if len(values) == 4 else (*values, 0, max(epochs - 1, 0))
+    if min(start, end) < min_size:
+        raise UserError(f"--progressive-resize sizes must be at least {min_size} for this net; got '{text}'")
+    if last < first:
+        raise UserError(f"--progressive-resize: TO_EPOCH {last} is before FROM_EPOCH {first}")
+    return start, end, first, last
 
 
 def _ra_levers(get) -> dict:

@@ -22,7 +22,7 @@ from .errors import DataError, NonFiniteLoss
 from .guard import StopRequest, agree
 from .metrics import Meter, Throughput, accuracy_counts, sum_over_ranks, warmup_steps
 from .report import Reporter
-from .transforms import Normalize
+from .transforms import Normalize, resize_batch
 
 __all__ = ["TrainParts", "EpochPlan", "Micro", "train_one_epoch", "train_step", "evaluate"]
 
@@ -48,6 +48,7 @@ class TrainParts:
     clip_grad_norm: Optional[float] = None  # --clip-grad-norm
     ema: Optional[nn.Module] = None  # --model-ema: a classify.ema.ModelEma
     mix: Optional[Callable] = None  # --mixup-alpha/--cutmix-alpha: (images, labels) -> (images, soft labels)
+    train_size: Optional[int] = None  # --progressive-resize: this epoch's train resolution
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,8 @@ def train_step(parts: TrainParts, images, target, *, meter: Optional[Meter] = No
     if micro is not None and micro.first:
         parts.optimizer.zero_grad(set_to_none=True)
     inputs, soft = parts.normalize(images), target
+    if parts.train_size is not None:
+        inputs = resize_batch(inputs, parts.train_size)
     if parts.mix is not None:  # the loss sees the soft labels, the accuracy the hard ones
         inputs, soft = parts.mix(inputs, target)
     with _grad_sync(parts.model, micro):

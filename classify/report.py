@@ -58,7 +58,8 @@ class Reporter:
     def fps(self, epoch: int, fps: float) -> None:
         self.line(f"[epoch {epoch}] FPS@all {fps:.1f}")
 
-    def epoch_record(self, epoch: int, *, lr: float, train: Dict, val: Dict, ema: Optional[Dict] = None) -> None:
+    def epoch_record(self, epoch: int, *, lr: float, train: Dict, val: Dict, ema: Optional[Dict] = None,
+                     train_size: Optional[int] = None) -> None:
         """One line of metrics.jsonl; also TensorBoard scalars and curves.png when available."""
         if not self.is_main:
             return
@@ -67,6 +68,8 @@ class Reporter:
                   "acc5": _round(val.get("acc5")), "img_per_s": round(train["fps"], 1),
                   "epoch_time_s": round(train["time_s"], 3), "train_images": int(train["images"]),
                   "bad_images": int(train["bad_images"])}
+        if train_size is not None:  # --progressive-resize
+            record["train_size"] = train_size
         if ema is not None:  # --model-ema
             record.update(ema_val_loss=_round(ema.get("loss")), ema_acc1=_round(ema.get("acc1")),
                           ema_acc5=_round(ema.get("acc5")))

@@ -24,6 +24,7 @@ from .fast import use_channels_last
 from .guard import StopRequest
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
+from .schedules import progressive_size
 from .pretrained import load_pretrained
 from .report import Reporter, prepare_output_dir, run_summary
 from .transforms import AugmentSpec, Normalize
@@ -63,7 +64,9 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
                         "use --data-backend pil")
     d = cfg.data
     root = data_root(d.kind, d.path)
-    data = build_datasets(DataSpec(root=root, image_size=d.image_size, val_resize=d.val_resize,
+    prog = cfg.levers.progressive_resize  # the loaders crop at its largest size, the device resizes per epoch
+    data = build_datasets(DataSpec(root=root, image_size=max(prog[:2]) if prog else d.image_size,
+                                   val_resize=d.val_resize,
                                    val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
                                    num_classes=d.num_classes or 1000, backend=d.backend))
@@ -239,7 +242,9 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
                          max_steps=steps_left, epochs_left=cfg.optim.epochs - epoch - 1,
                          print_freq=cfg.loop.print_freq, world_size=setup.info.world_size,
                          max_bad_fraction=cfg.loop.max_bad_images)
+        _progressive_size(setup, parts, epoch)
         stats = train_one_epoch(parts, train_loader, plan, setup.reporter, stop=stop, after_step=after_step)
+        stats["train_size"] = parts.train_size
         if stats["stop_signal"]:
             ckpt.save(objects, progress)
             raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {epoch} step "
@@ -250,6 +255,18 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
             steps_left -= stats["steps"]
             if steps_left <= 0:
                 break
+
+
+def _progressive_size(setup: _Setup, parts: TrainParts, epoch: int) -> None:
+    """``--progressive-resize``: this epoch's train resolution (a function of the epoch alone, so
+    a resumed run trains each epoch at the size an uninterrupted one does)."""
+    prog = setup.cfg.levers.progressive_resize
+    if prog is None:
+        return
+    start, end, first, last = prog
+    parts.train_size = progressive_size(epoch, start=start, end=end, from_epoch=first, to_epoch=last)
+    setup.reporter.line(f"[epoch {epoch}] train size {parts.train_size} (--progressive-resize {start}:{end}:"
+                        f"{first}:{last})")
 
 
 def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
@@ -272,7 +289,7 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
     reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats, val=state.last_eval,
-                          ema=state.last_ema or None)
+                          ema=state.last_ema or None, train_size=stats.get("train_size"))
 
 
 def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:

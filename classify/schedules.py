@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["SCHEDULES", "WARMUP_METHODS", "lr_factor", "build_scheduler"]
+__all__ = ["SCHEDULES", "WARMUP_METHODS", "lr_factor", "build_scheduler", "progressive_size"]
 
 SCHEDULES = ("cosine", "step", "exponential", "constant")
 WARMUP_METHODS = ("linear", "constant")
@@ -55,3 +55,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, *, name: str, epochs: int,
         optimizer, lambda it: lr_factor(name, it / steps, epochs, warmup_epochs=warmup_epochs,
                                         milestones=milestones, step=step, gamma=gamma,
                                         warmup_method=warmup_method, warmup_decay=warmup_decay))
+
+
+def progressive_size(epoch: int, *, start: int, end: int, from_epoch: int, to_epoch: int) -> int:
+    """``--progressive-resize``: FFCV's train resolution schedule (``get_resolution`` of its ResNet
+    example): ``start`` up to ``from_epoch``, ``end`` from ``to_epoch`` on, in between the linear
+    ramp rounded to a multiple of 32."""
+    if epoch <= from_epoch:
+        return start
+    if epoch >= to_epoch:
+        return end
+    size = start + (end - start) * (epoch - from_epoch) / (to_epoch - from_epoch)
+    return int(round(size / 32)) * 32

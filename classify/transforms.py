@@ -21,7 +21,7 @@ import torch.nn as nn
 from PIL import Image
 from torchvision.transforms import v2
 
-__all__ = ["AUTO_AUGMENT", "AugmentSpec", "train_transform", "val_transform", "Normalize", "batch_mix", "DraftRandomResizedCrop", "DraftRGB", "sample_crop",
+__all__ = ["AUTO_AUGMENT", "AugmentSpec", "resize_batch", "train_transform", "val_transform", "Normalize", "batch_mix", "DraftRandomResizedCrop", "DraftRGB", "sample_crop",
            "pil_to_uint8"]
 
 _DCT_SCALES = (8, 4, 2)  # what libjpeg can scale by while decoding
@@ -183,3 +183,11 @@ def batch_mix(*, mixup_alpha: float, cutmix_alpha: float, switch_prob: float = 0
     if len(ops) == 1:
         return ops[0]
     return v2.RandomChoice(ops, p=[1.0 - switch_prob, switch_prob])
+
+
+def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``--progressive-resize``: the normalised device batch at ``size`` x ``size`` (antialiased
+    bilinear, as the crops are made); unchanged when it has that size already."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

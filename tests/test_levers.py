@@ -453,3 +453,44 @@ def test_lever_value_errors(image_folder, capsys):
         assert main.main([str(image_folder), "-a", "tinynet", *flags]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+# ----------------------------------------------------------------------------- progressive resizing
+
+
+def test_progressive_resize_schedule_is_ffcv_s():
+    import numpy as np
+
+    from classify.schedules import progressive_size
+
+    def ffcv(epoch, min_res=160, max_res=192, start_ramp=65, end_ramp=76):  # ffcv-imagenet get_resolution
+        if epoch <= start_ramp:
+            return min_res
+        if epoch >= end_ramp:
+            return max_res
+        return int(np.round(np.interp([epoch], [start_ramp, end_ramp], [min_res, max_res])[0] / 32)) * 32
+
+    sizes = [progressive_size(e, start=160, end=192, from_epoch=65, to_epoch=76) for e in range(88)]
+    assert sizes == [ffcv(e) for e in range(88)] and sizes[0] == 160 and sizes[-1] == 192
+    assert [progressive_size(e, start=128, end=224, from_epoch=0, to_epoch=3) for e in range(4)] == [128, 160, 192, 224]
+
+
+def test_progressive_resize_trains_logs_and_resumes_at_each_epoch_s_size(image_folder, tmp_path, capsys):
+    import json
+
+    flags = ["--epochs", "2", "--progressive-resize", "16:48"]  # the ramp spans the run: 16, then 48
+    log = train_in(capsys, image_folder, tmp_path / "straight", *flags)
+    assert "[epoch 0] train size 16 (--progressive-resize 16:48:0:1)" in log and "[epoch 1] train size 48" in log
+    records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_size"] for r in records] == [16, 48]
+    split = tmp_path / "split"
+    train_in(capsys, image_folder, split, *flags, "--stop-step-num", "4")  # 36 images, batch 8: epoch 0 only
+    log = train_in(capsys, image_folder, split, *flags, "--resume", str(split / "checkpoint.pth.tar"))
+    assert "[epoch 1] train size 48" in log and "[epoch 0]" not in log
+    assert_same(load_checkpoint(tmp_path / "straight" / "checkpoint.pth.tar")["state_dict"],
+                load_checkpoint(split / "checkpoint.pth.tar")["state_dict"])
+    log = train_in(capsys, image_folder, tmp_path / "gpu", "--epochs", "1", "--progressive-resize", "24:32",
+                   "--data-backend", "gpu", "--device", "cpu")
+    assert "[epoch 0] train size 24" in log
+    assert main.main([str(image_folder), "-a", "tinynet", "--progressive-resize", "160"]) == 2
+    assert "--progressive-resize takes START:END or START:END:FROM_EPOCH:TO_EPOCH" in capsys.readouterr().err
