@@ -496,6 +496,11 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="weight decay of normalisation layers' parameters (default: --weight-decay)")
     add("--bias-weight-decay", "--bias_weight_decay", type=float, default=None, metavar="X",
         help="weight decay of biases (default: --weight-decay)")
+    _add_data_lever_flags(add)
+
+
+def _add_data_lever_flags(add) -> None:
+    """The levers of the data side and the run's set-up (``add``: the group's add_argument)."""
     add("--sync-bn", "--sync_bn", action="store_true",
         help="synchronise BatchNorm statistics across processes (DDP on cuda/npu; nothing with one process)")
     add("--deterministic", "--use-deterministic-algorithms", "--use_deterministic_algorithms", dest="deterministic",
@@ -639,7 +644,8 @@ def _ema_levers(get) -> dict:
     on = bool(get("model_ema"))
     if not on and (get("model_ema_decay") is not None or get("model_ema_steps") is not None or get("model_ema_warmup")):
         raise UserError("--model-ema-decay/--model-ema-steps/--model-ema-warmup need --model-ema; add it")
-    return dict(model_ema=on, model_ema_decay=decay, model_ema_steps=steps, model_ema_warmup=bool(get("model_ema_warmup")))
+    return dict(model_ema=on, model_ema_decay=decay, model_ema_steps=steps,
+                model_ema_warmup=bool(get("model_ema_warmup")))
 
 
 def _accum_steps(args, global_batch: int) -> int:

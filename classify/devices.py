@@ -16,7 +16,8 @@ import torch.distributed as dist
 
 from .errors import UserError
 
-__all__ = ["use_deterministic", "resolve_kind", "resolve_device", "synchronize", "supports_bf16", "device_count", "npu_available",
+__all__ = ["use_deterministic", "resolve_kind", "resolve_device", "synchronize", "supports_bf16", "device_count",
+           "npu_available",
            "dist_backend", "pin_memory", "manual_seed_all", "rng_state", "set_rng_state", "cpu_count",
            "dist_ready", "collective_device", "check_device_index", "VISIBLE_DEVICES_ENV", "KINDS"]
 

@@ -42,12 +42,13 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
                                device=device, norm_weight_decay=levers.norm_weight_decay,
                                bias_weight_decay=levers.bias_weight_decay)
     # The schedule steps once per optimizer step: with accumulation, once per group of batches.
+    opt_steps = math.ceil(steps_per_epoch / levers.grad_accum_steps)  # optimizer steps per epoch
     scheduler = build_scheduler(optimizer, name=optim.lr_scheduler, epochs=optim.epochs,
-                                steps_per_epoch=math.ceil(steps_per_epoch / levers.grad_accum_steps),
+                                steps_per_epoch=opt_steps,
                                 warmup_epochs=optim.warmup_epochs, warmup_method=levers.lr_warmup_method,
                                 warmup_decay=levers.lr_warmup_decay,
                                 milestones=optim.lr_epochs, step=optim.lr_step, gamma=optim.lr_gamma)
-    ema = _model_ema(model, levers, optim=optim, opt_steps_per_epoch=math.ceil(steps_per_epoch / levers.grad_accum_steps))
+    ema = _model_ema(model, levers, optim=optim, opt_steps_per_epoch=opt_steps)
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
     if compile_model:

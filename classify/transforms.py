@@ -21,8 +21,8 @@ import torch.nn as nn
 from PIL import Image
 from torchvision.transforms import v2
 
-__all__ = ["AUTO_AUGMENT", "AugmentSpec", "resize_batch", "train_transform", "val_transform", "Normalize", "batch_mix", "DraftRandomResizedCrop", "DraftRGB", "sample_crop",
-           "pil_to_uint8"]
+__all__ = ["AUTO_AUGMENT", "AugmentSpec", "resize_batch", "train_transform", "val_transform", "Normalize", "batch_mix",
+           "DraftRandomResizedCrop", "DraftRGB", "sample_crop", "pil_to_uint8"]
 
 _DCT_SCALES = (8, 4, 2)  # what libjpeg can scale by while decoding
 

@@ -494,3 +494,16 @@ def test_progressive_resize_trains_logs_and_resumes_at_each_epoch_s_size(image_f
     assert "[epoch 0] train size 24" in log
     assert main.main([str(image_folder), "-a", "tinynet", "--progressive-resize", "160"]) == 2
     assert "--progressive-resize takes START:END or START:END:FROM_EPOCH:TO_EPOCH" in capsys.readouterr().err
+
+
+def test_bench_levers_option(capsys):
+    import json
+
+    from tools import bench
+
+    assert bench.main(["--arch", "tinynet", "--device", "cpu", "--levers", "grad_accum_2,ema_every_step",
+                       "--image-size", "16", "-b", "4", "--steps", "2", "--warmup", "1", "--num-classes", "4",
+                       "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["levers"]
+    assert [r["lever"] for r in rows] == ["off", "grad_accum_2", "ema_every_step"]
+    assert rows[0]["cost_pct"] == 0.0 and all(r["img_per_s"] > 0 for r in rows)
