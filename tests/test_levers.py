@@ -212,6 +212,15 @@ def test_resume_with_ema_mixup_cutmix_and_the_ra_sampler_is_bit_identical(image_
 
     net = load_trained_model(out / "checkpoint.pth.tar", ema=True)
     assert torch.equal(net.model.state_dict()["0.weight"], straight["state_dict_ema"]["0.weight"])
+    from tools import predict
+
+    image = next((image_folder / "val" / "red").iterdir())
+    capsys.readouterr()
+    assert predict.main(["--checkpoint", str(out / "model_best.pth.tar"), "--ema", "--device", "cpu", str(image)]) == 0
+    assert capsys.readouterr().out.startswith(f"{image}: ")
+    torch.save({"state_dict": straight["state_dict"]}, tmp_path / "plain.pth")
+    assert predict.main(["--checkpoint", str(tmp_path / "plain.pth"), "-a", "tinynet", "--ema", str(image)]) == 2
+    assert "holds no EMA weights (state_dict_ema)" in capsys.readouterr().err
     assert main.main([str(image_folder), "-a", "tinynet", "--model-ema-steps", "4"]) == 2
     assert "need --model-ema" in capsys.readouterr().err
 
