@@ -246,6 +246,7 @@ class Progress:
     epoch: int = 0
     step: int = 0
     best_acc1: Optional[float] = None  # None before the first evaluation
+    best_is_ema: bool = False  # --model-ema: best_acc1 is the EMA weights' (model_best holds both)
 
 
 @dataclass
@@ -256,6 +257,7 @@ class TrainingObjects:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: Optional[torch.amp.GradScaler] = None
+    ema: Optional[Any] = None  # --model-ema: a classify.ema.ModelEma (saved as state_dict_ema)
 
 
 class CheckpointManager:
@@ -287,6 +289,9 @@ class CheckpointManager:
             "epoch": progress.epoch, "step": progress.step, "best_acc1": progress.best_acc1,
             "rng": rng[0], "rng_per_rank": rng, **self.run_info,
         }
+        if objects.ema is not None:  # torchvision/timm key names, like state_dict
+            state.update(state_dict_ema=model_state(objects.ema.module), ema_updates=int(objects.ema.n_averaged),
+                         best_is_ema=progress.best_is_ema)
         save_atomic(state, self.latest_path)
         if is_best:
             _copy_atomic(self.latest_path, self.output_dir / BEST)
@@ -374,10 +379,26 @@ class CheckpointManager:
         objects.scheduler.load_state_dict(state["lr_scheduler"])
         if objects.scaler is not None and state.get("scaler"):
             objects.scaler.load_state_dict(state["scaler"])
+        if objects.ema is not None:
+            _restore_ema(objects, state, path=path, arch=arch)
         per_rank = state.get("rng_per_rank") or [state.get("rng")]
         if len(per_rank) == world_size and per_rank[rank]:
             set_rng_state(per_rank[rank])
-        return Progress(epoch=int(state["epoch"]), step=int(state.get("step", 0)), best_acc1=state.get("best_acc1"))
+        return Progress(epoch=int(state["epoch"]), step=int(state.get("step", 0)), best_acc1=state.get("best_acc1"),
+                        best_is_ema=bool(state.get("best_is_ema", False)))
+
+
+def _restore_ema(objects: TrainingObjects, state: Dict[str, Any], *, path: Path, arch: str) -> None:
+    """``state_dict_ema`` into the EMA; a checkpoint without one (a run that had no EMA) starts
+    the EMA from the resumed weights."""
+    ema = objects.ema
+    if state.get("state_dict_ema") is None:
+        ema.module.load_state_dict(_bare(objects.model).state_dict())
+        ema.n_averaged.fill_(0)
+        return
+    load_model_weights(ema.module, {"state_dict": state["state_dict_ema"], "arch": state.get("arch")}, path=path,
+                       arch=arch)
+    ema.n_averaged.fill_(int(state.get("ema_updates", 1)))
 
 
 def _bare(model: nn.Module) -> nn.Module:

@@ -51,13 +51,15 @@ class Reporter:
                   f"Acc@1 {m['acc1']:.3f} ({avg['acc1']:.3f})  "
                   f"LR {lr:.4f}  img/s {img_s:.1f}  ETA {format_eta(eta_s)}{run_eta}")
 
-    def eval_result(self, acc1: float, acc5: float) -> None:
-        self.line(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
+    def eval_result(self, acc1: float, acc5: float, label: str = "") -> None:
+        """`` * Acc@1 ...``; the EMA weights' line is `` * EMA Acc@1 ...`` (greps for `` * Acc@1`` skip it)."""
+        self.line(f" * {label}Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
 
     def fps(self, epoch: int, fps: float) -> None:
         self.line(f"[epoch {epoch}] FPS@all {fps:.1f}")
 
-    def epoch_record(self, epoch: int, *, lr: float, train: Dict, val: Dict) -> None:
+    def epoch_record(self, epoch: int, *, lr: float, train: Dict, val: Dict, ema: Optional[Dict] = None,
+                     train_size: Optional[int] = None) -> None:
         """One line of metrics.jsonl; also TensorBoard scalars and curves.png when available."""
         if not self.is_main:
             return
@@ -66,6 +68,11 @@ class Reporter:
                   "acc5": _round(val.get("acc5")), "img_per_s": round(train["fps"], 1),
                   "epoch_time_s": round(train["time_s"], 3), "train_images": int(train["images"]),
                   "bad_images": int(train["bad_images"])}
+        if train_size is not None:  # --progressive-resize
+            record["train_size"] = train_size
+        if ema is not None:  # --model-ema
+            record.update(ema_val_loss=_round(ema.get("loss")), ema_acc1=_round(ema.get("acc1")),
+                          ema_acc5=_round(ema.get("acc5")))
         metrics = self.output_dir / "metrics.jsonl"
         with open(metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -109,14 +116,17 @@ def prepare_output_dir(path: Path) -> None:
 
 def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_batch_size: int,
                 best_acc1: Optional[float], last_eval: Dict, fps: float, train_time: float,
-                device: torch.device, amp: str, bad_images: int) -> Dict:
-    """The contents of summary.json."""
+                device: torch.device, amp: str, bad_images: int, last_ema: Optional[Dict] = None,
+                best_is_ema: bool = False) -> Dict:
+    """The contents of summary.json (with --model-ema also the EMA weights' final figures)."""
+    ema = {} if last_ema is None else {"final_ema_acc1": _round(last_ema.get("acc1")),
+                                       "final_ema_acc5": _round(last_ema.get("acc5")), "best_is_ema": best_is_ema}
     return {
         "arch": arch, "recipe": recipe, "epochs": epochs, "world_size": world_size,
         "global_batch_size": global_batch_size, "best_acc1": _round(best_acc1),
         "final_acc1": _round(last_eval.get("acc1")), "final_acc5": _round(last_eval.get("acc5")),
         "fps": round(fps, 1), "train_time_s": round(train_time, 3), "device": str(device), "amp": amp,
-        "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images,
+        "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images, **ema,
     }
 
 

@@ -6,7 +6,7 @@
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -17,16 +17,17 @@ from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, load_checkpoint, load_model_weights
 from .config import Config
 from .data import DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root
-from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device
+from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
 from .errors import Interrupted, NonFiniteLoss, UserError
 from .fast import use_channels_last
 from .guard import StopRequest
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
+from .schedules import progressive_size
 from .pretrained import load_pretrained
 from .report import Reporter, prepare_output_dir, run_summary
-from .transforms import Normalize
+from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
 
@@ -53,6 +54,7 @@ class _Setup:
     amp: AmpSettings
     normalize: Normalize
     classes: list = field(default_factory=list)
+    num_classes: int = 0
 
 
 def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
@@ -62,7 +64,10 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
                         "use --data-backend pil")
     d = cfg.data
     root = data_root(d.kind, d.path)
-    data = build_datasets(DataSpec(root=root, image_size=d.image_size, val_resize=d.val_resize,
+    prog = cfg.levers.progressive_resize  # the loaders crop at its largest size, the device resizes per epoch
+    data = build_datasets(DataSpec(root=root, image_size=max(prog[:2]) if prog else d.image_size,
+                                   val_resize=d.val_resize,
+                                   val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
                                    num_classes=d.num_classes or 1000, backend=d.backend,
                                    index_cache=d.index_cache))
@@ -74,12 +79,13 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
-                   list(data.classes))
+                   list(data.classes), num_classes)
     decoded = " (decoded on the device)" if d.backend == "gpu" and root else ""
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
                   f"'{root or 'synthetic'}'{decoded}: {len(data.train) if data.train else 0} train / "
                   f"{len(data.val) if data.val else 0} val images, {num_classes} classes, "
-                  f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device), lr {cfg.optim.lr:g}, "
+                  f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
+                  f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
     use_val = data.val is not None and not d.no_val
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
@@ -87,6 +93,21 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     if cfg.output.evaluate:
         return _evaluate_only(setup, model, val_loader)
     return _train(setup, model, _loader(setup, data.train, train=True), val_loader=val_loader)
+
+
+def _augment(cfg: Config) -> Optional[AugmentSpec]:
+    """--auto-augment/--random-erase for the train transform (None: the seeds' augmentation)."""
+    lv = cfg.levers
+    if lv.auto_augment is None and not lv.random_erase:
+        return None
+    return AugmentSpec(auto_augment=lv.auto_augment, ra_magnitude=lv.ra_magnitude,
+                       augmix_severity=lv.augmix_severity, random_erase=lv.random_erase, mean=cfg.data.mean)
+
+
+def _accum_note(cfg: Config) -> str:
+    """The header's effective batch with gradient accumulation (nothing without)."""
+    n = cfg.levers.grad_accum_steps
+    return "" if n == 1 else f" x {n} accumulation steps = effective batch {cfg.optim.batch_size * n}"
 
 
 def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
@@ -97,6 +118,8 @@ def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
     manual_seed_all(cfg.seed + info.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.precision.benchmark  # fixed shapes: let cuDNN pick kernels
+    if cfg.levers.deterministic:
+        reporter.line(f"=> deterministic: {use_deterministic()}")
     workers, cpus = cfg.data.workers, cpu_count()
     if workers * info.local_world_size > cpus:
         reporter.line(f"warning: {workers} loader workers x {info.local_world_size} processes > {cpus} CPUs; "
@@ -108,7 +131,8 @@ def _loader(setup: _Setup, dataset, *, train: bool):
     cfg, info = setup.cfg, setup.info
     return build_loader(dataset, batch_size=cfg.optim.per_device_batch, workers=cfg.data.workers, train=train,
                         rank=info.rank, world_size=info.world_size, seed=cfg.seed,
-                        pin_memory=pin_memory(setup.device), device=setup.device)
+                        pin_memory=pin_memory(setup.device), device=setup.device,
+                        repeats=cfg.levers.ra_reps if cfg.levers.ra_sampler else 0)
 
 
 def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: bool) -> None:
@@ -148,6 +172,7 @@ class _TrainState:
     fps: float = 0.0
     bad_images: int = 0
     last_eval: Dict = field(default_factory=dict)
+    last_ema: Dict = field(default_factory=dict)  # --model-ema: the EMA weights' evaluation
 
 
 def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict:
@@ -157,10 +182,12 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     parts = build_train_parts(model, arch=cfg.arch, optim=cfg.optim, steps_per_epoch=len(train_loader),
                               device=setup.device, amp=setup.amp, normalize=setup.normalize,
                               distributed=info.enabled, compile_model=cfg.precision.compile,
-                              nan_skips=cfg.loop.nan_skips)
+                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes)
+    if cfg.levers.sync_bn and info.world_size == 1:
+        reporter.line("=> --sync-bn: one process, nothing to synchronise; BatchNorm left as it is")
     if cfg.loop.prof:
         return _profile(setup, parts, train_loader)
-    objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler)
+    objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler, ema=parts.ema)
     ckpt = CheckpointManager(cfg.output.output_dir, is_main=info.is_main, keep=cfg.output.keep_checkpoints,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
                                        "classes": setup.classes})
@@ -200,10 +227,11 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
     cfg, progress = setup.cfg, state.progress
     steps_per_epoch, steps_left = len(train_loader), cfg.loop.stop_step_num
 
-    def after_step(step: int) -> None:
-        progress.step = step
+    def after_step(step: int) -> None:  # after each optimizer step
+        last, progress.step = progress.step, step
         interval = cfg.output.ckpt_interval
-        if interval and step % interval == 0 and step < steps_per_epoch:
+        # the first optimizer step at or past each multiple (with accumulation, steps come in groups)
+        if interval and step // interval > last // interval and step < steps_per_epoch:
             ckpt.save(objects, progress)
             setup.reporter.line(f"=> saved checkpoint at epoch {progress.epoch} step {step}")
 
@@ -215,7 +243,9 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
                          max_steps=steps_left, epochs_left=cfg.optim.epochs - epoch - 1,
                          print_freq=cfg.loop.print_freq, world_size=setup.info.world_size,
                          max_bad_fraction=cfg.loop.max_bad_images)
+        _progressive_size(setup, parts, epoch)
         stats = train_one_epoch(parts, train_loader, plan, setup.reporter, stop=stop, after_step=after_step)
+        stats["train_size"] = parts.train_size
         if stats["stop_signal"]:
             ckpt.save(objects, progress)
             raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {epoch} step "
@@ -226,6 +256,18 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
             steps_left -= stats["steps"]
             if steps_left <= 0:
                 break
+
+
+def _progressive_size(setup: _Setup, parts: TrainParts, epoch: int) -> None:
+    """``--progressive-resize``: this epoch's train resolution (a function of the epoch alone, so
+    a resumed run trains each epoch at the size an uninterrupted one does)."""
+    prog = setup.cfg.levers.progressive_resize
+    if prog is None:
+        return
+    start, end, first, last = prog
+    parts.train_size = progressive_size(epoch, start=start, end=end, from_epoch=first, to_epoch=last)
+    setup.reporter.line(f"[epoch {epoch}] train size {parts.train_size} (--progressive-resize {start}:{end}:"
+                        f"{first}:{last})")
 
 
 def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
@@ -242,13 +284,34 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
         state.last_eval = _evaluate(setup, model, val_loader)
-    acc1 = state.last_eval.get("acc1")
-    is_best = acc1 is not None and (progress.best_acc1 is None or acc1 > progress.best_acc1)
-    if is_best:
-        progress.best_acc1 = acc1
+        if objects.ema is not None:
+            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader)
+    is_best = _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
-    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats, val=state.last_eval)
+    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats, val=state.last_eval,
+                          ema=state.last_ema or None, train_size=stats.get("train_size"))
+
+
+def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
+    """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
+    broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
+    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
+    return stats
+
+
+def _track_best(progress: Progress, acc1, ema_acc1) -> bool:
+    """Best = the first evaluation, then any better Acc@1 of the weights or (--model-ema) of
+    their EMA, whichever is higher; ``best_is_ema`` says which."""
+    candidates = [(a, is_ema) for a, is_ema in ((acc1, False), (ema_acc1, True)) if a is not None]
+    if not candidates:
+        return False
+    best, is_ema = max(candidates, key=lambda c: (c[0], not c[1]))  # a tie goes to the weights
+    if progress.best_acc1 is not None and best <= progress.best_acc1:
+        return False
+    progress.best_acc1, progress.best_is_ema = best, is_ema
+    return True
 
 
 def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
@@ -256,4 +319,5 @@ def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
     return run_summary(arch=cfg.arch, recipe=cfg.recipe, epochs=state.progress.epoch,
                        world_size=setup.info.world_size, global_batch_size=cfg.optim.batch_size,
                        best_acc1=state.progress.best_acc1, last_eval=state.last_eval, fps=state.fps,
-                       train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images)
+                       train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images,
+                       last_ema=state.last_ema or None, best_is_ema=state.progress.best_is_ema)

@@ -9,12 +9,12 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from ..errors import DataError
-from ..transforms import train_transform, val_transform
+from ..transforms import AugmentSpec, train_transform, val_transform
 from .cifar import Cifar10, find_cifar_root
 from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
-from .samplers import EvalSampler, SeededDataset, TrainSampler
+from .samplers import EvalSampler, RepeatedAugSampler, SeededDataset, TrainSampler
 from .shards import JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
 
 BACKENDS = ("pil", "gpu", "dummy")
@@ -34,6 +34,12 @@ class DataSpec:
     num_classes: int = 1000  # dummy only; real data counts its classes
     backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
     index_cache: Optional[str] = None  # folder of the file indexes (classify.data.index); None: scan every time
+    val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
+    augment: Optional[AugmentSpec] = None  # --auto-augment / --random-erase (pil only)
+
+    @property
+    def val_crop(self) -> int:
+        return self.val_crop_size or self.image_size
 
 
 @dataclass
@@ -48,7 +54,7 @@ def build_datasets(spec: DataSpec) -> Datasets:
     if spec.dummy:
         train_n, val_n = spec.dummy_sizes
         return Datasets(DummyImages(train_n, spec.num_classes, spec.image_size),
-                        DummyImages(val_n, spec.num_classes, spec.image_size),
+                        DummyImages(val_n, spec.num_classes, spec.val_crop),
                         [f"class_{i}" for i in range(spec.num_classes)], "dummy")
     if is_shard_source(spec.root):
         return _shard_datasets(spec)
@@ -56,8 +62,8 @@ def build_datasets(spec: DataSpec) -> Datasets:
     gpu = spec.backend == "gpu"  # workers read bytes (JpegFiles), the device decodes
     if gpu:
         _check_jpeg_source(spec, cifar)
-    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter)
-    val_tf = None if gpu else val_transform(spec.image_size, spec.val_resize)
+    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter, augment=spec.augment)
+    val_tf = None if gpu else val_transform(spec.val_crop, spec.val_resize)
     if cifar is not None:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
         return Datasets(train, val, train.classes, "cifar10")
@@ -69,7 +75,8 @@ def build_datasets(spec: DataSpec) -> Datasets:
     classes = (train or val).classes
     if gpu:
         def as_jpeg(folder, is_train):
-            return None if folder is None else JpegFiles(folder.table, classes, is_train, spec.image_size,
+            return None if folder is None else JpegFiles(folder.table, classes, is_train,
+                                                         spec.image_size if is_train else spec.val_crop,
                                                          spec.val_resize)
 
         train, val = as_jpeg(train, True), as_jpeg(val, False)
@@ -100,6 +107,9 @@ def _check_jpeg_source(spec: DataSpec, cifar) -> None:
                         "use --data-backend pil")
     if spec.color_jitter > 0:
         raise DataError("--data-backend gpu has no colour jitter (this recipe uses it): use --data-backend pil")
+    if spec.augment is not None:
+        raise DataError("--data-backend gpu cannot apply --auto-augment/--random-erase (PIL-path policies): "
+                        "use --data-backend pil")
 
 
 def data_root(kind: str, path: Optional[str]) -> Optional[str]:
@@ -149,8 +159,9 @@ def collate_skip_bad(batch):
 
 def build_loader(dataset: Dataset, *, batch_size: int, workers: int, train: bool, rank: int = 0,
                  world_size: int = 1, seed: int = 0, pin_memory: bool = False,
-                 device: torch.device = torch.device("cpu")):
-    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last.
+                 device: torch.device = torch.device("cpu"), repeats: int = 0):
+    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last
+    (``repeats`` >= 2: repeated augmentation, ``RepeatedAugSampler``).
     For ``JpegFiles`` (``--data-backend gpu``) the batches are decoded on ``device``."""
     if len(dataset) < world_size:
         raise DataError(f"the {'train' if train else 'val'} set has {len(dataset)} images, fewer than "
@@ -160,7 +171,9 @@ def build_loader(dataset: Dataset, *, batch_size: int, workers: int, train: bool
                              seed=seed, pin_memory=pin_memory, device=device)
     jpeg = dataset if isinstance(dataset, JpegFiles) else None
     if train:
-        sampler, dataset = TrainSampler(len(dataset), rank, world_size, seed), SeededDataset(dataset)
+        sampler = (TrainSampler(len(dataset), rank, world_size, seed) if repeats < 2 else  # --ra-sampler
+                   RepeatedAugSampler(len(dataset), rank, world_size, seed, reps=repeats))
+        dataset = SeededDataset(dataset)
     else:
         sampler = EvalSampler(len(dataset), rank, world_size)
     # Drop a ragged last training batch (fixed shapes), unless the shard is smaller than one batch.

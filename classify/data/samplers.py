@@ -12,7 +12,7 @@ from typing import Iterator, Tuple
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-__all__ = ["TrainSampler", "EvalSampler", "SeededDataset", "seeded_call"]
+__all__ = ["TrainSampler", "RepeatedAugSampler", "EvalSampler", "SeededDataset", "seeded_call"]
 
 
 class TrainSampler(Sampler):
@@ -46,6 +46,30 @@ class TrainSampler(Sampler):
         positions = range(self.rank + self.start * self.world_size, total, self.world_size)
         base = (self.seed * 1000003 + self.epoch) * (total + 1)
         for pos in positions:
+            yield int(order[pos]), (base + pos) % 2**63
+
+
+class RepeatedAugSampler(TrainSampler):
+    """Repeated augmentation (``--ra-sampler --ra-reps R``; Hoffer et al., 2020, as DeiT trains):
+    torchvision's ``RASampler`` / timm's ``RepeatAugSampler`` order, each image of the shuffled
+    order ``R`` times in a row, dealt round-robin over the ranks, so that its copies land on
+    different ranks with different augmentations (each copy has its own position, hence its own
+    sample seed). An epoch keeps the length it has without RA (ceil(size / world) samples per
+    rank, the same on every rank): about size / R distinct images, R times each. ``skip`` and
+    ``set_epoch`` are the parent's: a mid-epoch resume continues at the same position."""
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1, seed: int = 0, reps: int = 3):
+        super().__init__(size, rank, world_size, seed)
+        self.reps = reps
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        order = torch.randperm(self.size, generator=g).repeat_interleave(self.reps)
+        total = self.per_rank * self.world_size
+        if total > len(order):  # fewer images x reps than ranks x steps: pad as the parent does
+            order = torch.cat([order] * math.ceil(total / len(order)))
+        base = (self.seed * 1000003 + self.epoch) * (total + 1)
+        for pos in range(self.rank + self.start * self.world_size, total, self.world_size):
             yield int(order[pos]), (base + pos) % 2**63
 
 
