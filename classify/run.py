@@ -161,6 +161,7 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
         return _profile(setup, parts, train_loader)
     objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler)
     ckpt = CheckpointManager(cfg.output.output_dir, is_main=info.is_main, keep=cfg.output.keep_checkpoints,
+                             every=cfg.output.checkpoint_freq,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
                                        "classes": setup.classes})
     state = _TrainState(ckpt.resume(cfg.output.resume, objects, arch=cfg.arch, rank=info.rank,
@@ -220,16 +221,18 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
             raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {epoch} step "
                               f"{progress.step}; checkpoint saved to {ckpt.latest_path}; continue with "
                               "--resume auto", stats["stop_signal"])
-        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader)
         if steps_left is not None:
             steps_left -= stats["steps"]
-            if steps_left <= 0:
-                break
+        last = epoch == cfg.optim.epochs - 1 or (steps_left is not None and steps_left <= 0)
+        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last)
+        if last:
+            break
 
 
 def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
-               stats: Dict, val_loader) -> None:
-    """FPS line, evaluation, checkpoints (best: the first evaluation, then any better Acc@1), record."""
+               stats: Dict, val_loader, last: bool = True) -> None:
+    """FPS line, evaluation (every --eval-freq epochs and after the ``last``), checkpoints (best: the
+    first evaluation, then any better Acc@1), record."""
     epoch, reporter, progress = state.progress.epoch, setup.reporter, state.progress
     if stats["steps"]:  # none: resumed after a stop at the epoch's last step, only its end was left
         state.fps = stats["fps"]
@@ -237,17 +240,20 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
     state.bad_images += int(stats["bad_images"])
     if stats["bad_images"]:
         reporter.line(f"[epoch {epoch}] skipped {int(stats['bad_images'])} unreadable images")
-    if val_loader is not None:
+    every = setup.cfg.loop.eval_freq
+    evaluated = val_loader is not None and (last or (epoch + 1) % every == 0)
+    if evaluated:
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
         state.last_eval = _evaluate(setup, model, val_loader)
-    acc1 = state.last_eval.get("acc1")
+    acc1 = state.last_eval.get("acc1") if evaluated else None
     is_best = acc1 is not None and (progress.best_acc1 is None or acc1 > progress.best_acc1)
     if is_best:
         progress.best_acc1 = acc1
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
-    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats, val=state.last_eval)
+    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats,
+                          val=state.last_eval if evaluated else {})
 
 
 def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
