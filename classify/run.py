@@ -92,7 +92,9 @@ def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
     """Output dir, reporter, seeds; a warning when the loaders oversubscribe the CPUs."""
     if info.is_main:
         prepare_output_dir(cfg.output.output_dir)
-    reporter = Reporter(cfg.output.output_dir, info.is_main, tensorboard=cfg.loop.tensorboard)
+    reporter = Reporter(cfg.output.output_dir, info.is_main, tensorboard=cfg.loop.tensorboard,
+                        log_format=cfg.loop.log_format, world_size=info.world_size, device=device,
+                        per_device_batch=cfg.optim.per_device_batch)
     manual_seed_all(cfg.seed + info.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.precision.benchmark  # fixed shapes: let cuDNN pick kernels
@@ -121,7 +123,8 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
 
 
 def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
-    stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
+                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq)
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     return stats
 
@@ -261,4 +264,5 @@ def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
     return run_summary(arch=cfg.arch, recipe=cfg.recipe, epochs=state.progress.epoch,
                        world_size=setup.info.world_size, global_batch_size=cfg.optim.batch_size,
                        best_acc1=state.progress.best_acc1, last_eval=state.last_eval, fps=state.fps,
-                       train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images)
+                       train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images,
+                       step_lines=setup.reporter.step_lines())
