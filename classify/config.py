@@ -75,17 +75,17 @@ def add_seed_flags(p: argparse.ArgumentParser) -> None:
     add = g.add_argument
     alias = dict(default=argparse.SUPPRESS)
     add("--test-only", "--test_only", dest="evaluate", action="store_true", help="= -e/--evaluate", **alias)
-    add("--max_steps", "--max-steps", dest="stop_step_num", type=int, help="= --stop-step-num", **alias)
+    add("--max_steps", "--max-steps", dest="stop_step_num", type=int, metavar="N", help="= --stop-step-num", **alias)
     add("--distributed", dest="multiprocessing_distributed", action="store_true",
         help="= --multiprocessing-distributed (one worker per device)", **alias)
-    add("--dist_rank", "--dist-rank", dest="rank", type=int, help="= --rank (this node's rank)", **alias)
-    add("--npu", dest="device_id", type=int, help="= --device-id (the NPU/GPU id of a 1-device run)", **alias)
-    add("--pm", "--precision-mode", "--precision_mode", dest="opt_level", help="= --opt-level", **alias)
-    add("--static-loss-scale", "--static_loss_scale", "--loss-scale-value", dest="loss_scale",
+    add("--dist_rank", "--dist-rank", dest="rank", type=int, metavar="N", help="= --rank (this node's rank)", **alias)
+    add("--npu", dest="device_id", type=int, metavar="N", help="= --device-id (the NPU/GPU id of a 1-device run)", **alias)
+    add("--pm", "--precision-mode", "--precision_mode", dest="opt_level", metavar="LEVEL", help="= --opt-level", **alias)
+    add("--static-loss-scale", "--static_loss_scale", "--loss-scale-value", dest="loss_scale", metavar="X",
         help="= --loss-scale", **alias)
-    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=float,
+    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=float, metavar="N",
         help="= --warmup-epochs", **alias)
-    add("-bm", dest="benchmark", type=int, help="= --benchmark 0|1", **alias)
+    add("-bm", dest="benchmark", type=int, metavar="0|1", help="= --benchmark 0|1", **alias)
     add("--workspace", dest="output_dir", metavar="DIR", help="= --output-dir", **alias)
     add("--lr-step-size", "--lr_step_size", type=int, default=None, metavar="N",
         help="step schedule: x --lr-gamma every N epochs (implies --lr-scheduler step unless given)")
