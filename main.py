@@ -16,7 +16,7 @@ import sys
 import torch
 
 import models
-from classify.config import CheckFlag, OneLineParser, add_lever_flags, build_config, parse_int_list
+from classify.config import CheckFlag, OneLineParser, add_lever_flags, add_seed_flags, build_config, parse_int_list
 from classify.errors import Interrupted, NonFiniteLoss, UserError
 from classify.schedules import SCHEDULES
 
@@ -115,6 +115,7 @@ def get_args_parser() -> OneLineParser:
     add("--check", action=CheckFlag, help="print what a run with these flags would use (device, world size, "
         "batch, data layout, checkpoint) as key = value lines and exit: 0, or 1 with one error line")
     add_lever_flags(p)
+    add_seed_flags(p)
     return p
 
 

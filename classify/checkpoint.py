@@ -264,10 +264,11 @@ class CheckpointManager:
     """The checkpoint files of one output dir. ``save`` is called on every rank (each rank
     contributes its RNG state, a collective); only rank 0 writes."""
 
-    def __init__(self, output_dir: Path, *, is_main: bool, keep: int = 0, run_info: Optional[Dict] = None,
+    def __init__(self, output_dir: Path, *, is_main: bool, keep: int = 0, every: int = 0,
+                 run_info: Optional[Dict] = None,
                  warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
         self.output_dir = Path(output_dir)
-        self.is_main, self.keep = is_main, keep
+        self.is_main, self.keep, self.every = is_main, keep, every
         self.run_info = dict(run_info or {})  # arch, recipe, args, classes
         self.warn = warn
 
@@ -278,7 +279,8 @@ class CheckpointManager:
     def save(self, objects: TrainingObjects, progress: Progress, *, is_best: bool = False,
              finished_epoch: Optional[int] = None) -> None:
         """Write ``checkpoint.pth.tar``; ``model_best.pth.tar`` too when ``is_best``; and, with
-        ``keep``, ``checkpoint-<finished_epoch>.pth.tar`` (older ones beyond ``keep`` removed)."""
+        ``keep``, ``checkpoint-<finished_epoch>.pth.tar`` (older ones beyond ``keep`` removed); with
+        ``every`` (--checkpoint-freq N), that file also after every N-th epoch."""
         rng = gather_objects(rng_state())
         if not self.is_main:
             return
@@ -295,10 +297,12 @@ class CheckpointManager:
         save_atomic(state, self.latest_path)
         if is_best:
             _copy_atomic(self.latest_path, self.output_dir / BEST)
-        if self.keep and finished_epoch is not None:
+        due = self.every and finished_epoch is not None and (finished_epoch + 1) % self.every == 0
+        if (self.keep or due) and finished_epoch is not None:
             kept = self.output_dir / f"checkpoint-{finished_epoch}.pth.tar"
             _copy_atomic(self.latest_path, kept)
-            self._prune(kept)
+            if self.keep:
+                self._prune(kept)
 
     def after_nonfinite(self, objects: TrainingObjects, progress: Progress, error: NonFiniteLoss) -> NonFiniteLoss:
         """``--nan-policy``: save the last good state when the bad step was not applied (``error.step``

@@ -23,10 +23,12 @@ from .transforms import AUTO_AUGMENT
 
 CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
 
-__all__ = ["CheckFlag", "Config", "DataConfig", "OptimConfig", "PrecisionConfig", "LoopConfig", "OutputConfig",
-           "build_config", "OneLineParser", "parse_int_list", "LeverConfig", "add_lever_flags"]
+__all__ = ["add_seed_flags", "SEED_NO_OPS", "LOG_FORMATS", "CheckFlag", "Config", "DataConfig", "OptimConfig",
+           "PrecisionConfig", "LoopConfig", "OutputConfig", "build_config", "OneLineParser", "parse_int_list",
+           "LeverConfig", "add_lever_flags"]
 
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
+LOG_FORMATS = ("examples", "torchvision", "prefixed")  # classify/report.py; a model folder picks its own
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -54,6 +56,54 @@ def parse_int_list(text: str) -> Tuple[int, ...]:
         return tuple(int(x) for x in str(text).replace(" ", "").split(",") if x != "")
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
+
+
+# ----------------------------------------------------------------------------- the seeds' flags
+# The flags of the seeds' own entry points (models/<net>/README.md, "Flags"), each with its meaning
+# here, or accepted without effect (SEED_NO_OPS) where it has none. Aliases of main.py's flags
+# share its dest and leave its default alone (argparse.SUPPRESS).
+
+SEED_NO_OPS = {
+    "--checkpoint-nameprefix": "the checkpoint names are fixed (checkpoint.pth.tar, model_best.pth.tar: "
+                               "--resume auto and the eval scripts read them)",
+    "--fine-tuning": "every layer trains (the seeds' fine-tuning swapped in a new 1000-class head); start "
+                     "from weights with --pretrained",
+    "--exp_subpath": "names the seed's experiment folder; outputs go to --output-dir",
+}
+
+
+def add_seed_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the seeds' flags (models/<net>/README.md)")
+    add = g.add_argument
+    alias = dict(default=argparse.SUPPRESS)
+    add("--test-only", "--test_only", dest="evaluate", action="store_true", help="= -e/--evaluate", **alias)
+    add("--max_steps", "--max-steps", dest="stop_step_num", type=int, metavar="N", help="= --stop-step-num", **alias)
+    add("--distributed", dest="multiprocessing_distributed", action="store_true",
+        help="= --multiprocessing-distributed (one worker per device)", **alias)
+    add("--dist_rank", "--dist-rank", dest="rank", type=int, metavar="N", help="= --rank (this node's rank)", **alias)
+    add("--npu", dest="device_id", type=int, metavar="N", help="= --device-id (the NPU/GPU id of a 1-device run)", **alias)
+    add("--pm", "--precision-mode", "--precision_mode", dest="opt_level", metavar="LEVEL", help="= --opt-level", **alias)
+    add("--static-loss-scale", "--static_loss_scale", "--loss-scale-value", dest="loss_scale", metavar="X",
+        help="= --loss-scale", **alias)
+    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=float, metavar="N",
+        help="= --warmup-epochs", **alias)
+    add("-bm", dest="benchmark", type=int, metavar="0|1", help="= --benchmark 0|1", **alias)
+    add("--workspace", dest="output_dir", metavar="DIR", help="= --output-dir", **alias)
+    add("--lr-step-size", "--lr_step_size", type=int, default=None, metavar="N",
+        help="step schedule: x --lr-gamma every N epochs (implies --lr-scheduler step unless given)")
+    add("-ef", "--eval-freq", "--eval_freq", type=int, default=None, metavar="N",
+        help="validate every N epochs, and always after the last one (default 1)")
+    add("--checkpoint-freq", "--checkpoint_freq", type=int, default=None, metavar="N",
+        help="also keep checkpoint-<epoch>.pth.tar every N epochs (default 0: only the latest)")
+    add("--log-format", "--log_format", default="examples", choices=LOG_FORMATS,
+        help="log line format: examples (pytorch/examples, default) | torchvision (references' MetricLogger: "
+        "models/googlenet/) | prefixed ([npu id: 0 ] prefixes: models/inception_resnet_v2/)")
+    for flag, why in SEED_NO_OPS.items():
+        dest = f"noop_{flag.strip('-').replace('-', '_')}"
+        if flag == "--fine-tuning":  # a switch in the seeds
+            add(flag, "-t", dest=dest, action="store_true", help=f"accepted, no effect: {why}")
+        else:
+            add(flag, dest=dest, default=None, metavar="X", help=f"accepted, no effect: {why}")
 
 
 @dataclass(frozen=True)
@@ -119,6 +169,8 @@ class LoopConfig:
     nan_skips: int = 0  # --nan-policy skip:N
     prof: bool = False
     tensorboard: bool = False
+    eval_freq: int = 1  # validate every N epochs (and after the last)
+    log_format: str = "examples"  # LOG_FORMATS
 
 
 @dataclass(frozen=True)
@@ -128,6 +180,7 @@ class OutputConfig:
     output_dir: Path
     ckpt_interval: int = 0  # also save every N steps
     keep_checkpoints: int = 0  # also keep the N newest checkpoint-<epoch>.pth.tar
+    checkpoint_freq: int = 0  # also keep checkpoint-<epoch>.pth.tar every N epochs (--checkpoint-freq)
     resume: Optional[str] = None  # a path, or "auto"
     evaluate: bool = False
     pretrained: Optional[str] = None
@@ -275,9 +328,12 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         optim=optim, precision=_precision_config(args, recipe),
         loop=LoopConfig(print_freq=_pick(args.print_freq, 10), stop_step_num=args.stop_step_num,
                         max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
-                        prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard)),
+                        prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard),
+                        eval_freq=getattr(args, "eval_freq", None) or 1,
+                        log_format=getattr(args, "log_format", "examples")),
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
+                            checkpoint_freq=getattr(args, "checkpoint_freq", None) or 0,
                             resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
         levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
@@ -292,6 +348,9 @@ def _check_numbers(args) -> None:
                         allow_zero=name in ("momentum", "workers"))
     for name in ("weight_decay", "warmup_epochs", "ckpt_interval", "start_epoch", "keep_checkpoints"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name), allow_zero=True)
+    for name in ("lr_step_size", "eval_freq"):  # the seeds' flags (add_seed_flags)
+        _check_positive(f"--{name.replace('_', '-')}", getattr(args, name, None))
+    _check_positive("--checkpoint-freq", getattr(args, "checkpoint_freq", None), allow_zero=True)
     _check_positive("--stop-step-num", args.stop_step_num)
     _check_positive("--num-classes", args.num_classes)
 
@@ -342,7 +401,8 @@ def _index_cache(args) -> Optional[str]:
 
 def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int) -> OptimConfig:
     global_batch, per_device = _batch(args, recipe, demo, world_size=world_size, local_world=local_world)
-    scheduler = _pick(args.lr_scheduler, recipe.lr_scheduler)
+    step_size = getattr(args, "lr_step_size", None)  # torchvision references' StepLR period
+    scheduler = _pick(args.lr_scheduler, "step" if step_size else None, recipe.lr_scheduler)
     if scheduler not in SCHEDULES:
         raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
     return OptimConfig(
@@ -352,7 +412,7 @@ def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_wo
                                      accum=_accum_steps(args, global_batch))),
         momentum=_pick(args.momentum, recipe.momentum), weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe), lr_scheduler=scheduler,
-        lr_epochs=_pick(args.lr_epochs, recipe.lr_epochs), lr_step=recipe.lr_step,
+        lr_epochs=_pick(args.lr_epochs, () if step_size else None, recipe.lr_epochs), lr_step=_pick(step_size, recipe.lr_step),
         lr_gamma=_pick(args.lr_gamma, recipe.lr_gamma),
         warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs))
 

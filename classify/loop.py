@@ -258,19 +258,23 @@ def _update(parts: TrainParts) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings,
-             normalize: Normalize) -> Dict[str, float]:
+def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings, normalize: Normalize,
+             reporter: Optional[Reporter] = None, print_freq: int = 0) -> Dict[str, float]:
     """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
     The loss is plain cross-entropy (no label smoothing), as timm and torchvision report it.
-    ``model`` must be the bare module (DDP's forward would be a collective per batch)."""
+    ``model`` must be the bare module (DDP's forward would be a collective per batch).
+    With ``reporter``: a ``Test: [ i/N]`` line every ``print_freq`` batches (rank 0's shard so far;
+    the one sync of reading the sums), and a last ``Test: [N/N]`` line with the exact global figures."""
     model.eval()
     criterion = nn.CrossEntropyLoss()
     meter = Meter(["loss", "acc1", "acc5"], device)
-    bad = 0
-    for images, target, n_bad in loader:
+    printing = reporter is not None and reporter.is_main and print_freq > 0
+    steps, state, bad = len(loader), _Pass(), 0
+    for i, (images, target, n_bad) in enumerate(loader):
         bad += n_bad
         if images is None:
             continue
+        data_time = state.data_done()
         images = images.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
         with autocast(device, amp):
@@ -278,7 +282,22 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings
         loss = criterion(output.float(), target)
         n = images.shape[0]
         meter.update(torch.cat([(loss * n).view(1), accuracy_counts(output, target) * 100.0]), n)
+        now = state.step_done(data_time)
+        if printing and i % print_freq == 0:
+            _print_test(reporter, meter, state, step=i, steps=steps, now=now)
     out = meter.averages(reduce=True)
     out["images"] = out.pop("count")
     out["bad_images"] = sum_over_ranks(bad, device)
+    if reporter is not None:
+        per_step = (time.perf_counter() - state.start) / max(state.done, 1)
+        final = dict(out, time=per_step)
+        reporter.test_step(steps, steps, window=final, avg=final, eta_s=0.0)
     return out
+
+
+def _print_test(reporter: Reporter, meter: Meter, state: _Pass, *, step: int, steps: int, now: float) -> None:
+    m = meter.read_window()
+    m["time"] = state.time / state.steps
+    avg = dict(meter.averages(), time=(now - state.start) / state.done)
+    reporter.test_step(step, steps, window=m, avg=avg, eta_s=avg["time"] * (steps - state.done))
+    state.reset()

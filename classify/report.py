@@ -2,6 +2,16 @@
 
 The line formats are a contract (docs/architecture.md, "Logs"): ModelZoo grep pipelines read the
 token after ``Loss``, after `` * Acc@1`` and the last token of the ``FPS@all`` line.
+
+Three formats (``--log-format``; a model folder's main.py picks its seed's):
+- ``examples`` (default): pytorch/examples' ``Epoch: [e][ i/N]  Time ...  Loss l (avg)  Acc@1 ...``,
+  ``Test: [ i/N]  ...``, `` * Acc@1 A Acc@5 B``, ``[epoch e] FPS@all F``;
+- ``torchvision``: the references' MetricLogger, ``Epoch: [e]  [ i/N]  eta: ...  img/s: R  loss: l (avg)
+  acc1: ...`` with R this process's rate, ``Test:  [ i/N]  eta: ...  loss: ...  acc1: ...``; only
+  the `` * Acc@1`` summary carries ``Acc@1`` (its seed's script takes the largest in the log);
+- ``prefixed``: the ModelZoo Inception-ResNet-v2 scripts' ``[npu id: 0 ] [batch_size: 192 ] * FPS@all F``
+  and ``[npu id: 0 ] [AVG-ACC] * Acc@1 A Acc@5 B`` with several processes, ``Train: batch_size: 192
+  * FPS@all F`` and `` * Acc@1 A Acc@5 B`` with one; the device named as it is (npu, gpu, cpu).
 """
 
 import json
@@ -25,10 +35,17 @@ _TB_NAMES = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc1": "
 class Reporter:
     """Rank 0 prints and writes; every other rank is silent and writes nothing."""
 
-    def __init__(self, output_dir: Path, is_main: bool, stream=None, tensorboard: bool = False):
+    def __init__(self, output_dir: Path, is_main: bool, stream=None, tensorboard: bool = False, *,
+                 log_format: str = "examples", world_size: int = 1, device: Optional[torch.device] = None,
+                 per_device_batch: Optional[int] = None):
         self.output_dir = Path(output_dir)
         self.is_main = is_main
         self.stream = stream or sys.stdout
+        self.format, self.world_size, self.per_device_batch = log_format, world_size, per_device_batch
+        device = torch.device("cpu") if device is None else torch.device(device)
+        # the real device, as the seeds name it: [npu id: 0 ], [gpu id: 0 ], [cpu id: 0 ]
+        self.prefix = f"[{ {'cuda': 'gpu'}.get(device.type, device.type)} id: {device.index or 0} ]"
+        self.printed_img_s, self.printed_loss = [], None  # what the step lines said (summary.json)
         self.tb = None
         if tensorboard and is_main:
             from torch.utils.tensorboard import SummaryWriter  # checked at parse time (config)
@@ -44,19 +61,54 @@ class Reporter:
         """The step line; ``window``: averages since the last line, ``avg``: the epoch's."""
         m = window
         width = len(str(steps))
-        run_eta = f"  run ETA {format_eta(run_eta_s)}" if run_eta_s is not None else ""
-        self.line(f"Epoch: [{epoch}][{step:>{width}}/{steps}]  "
-                  f"Time {m['time']:.3f} ({avg['time']:.3f})  Data {m['data']:.3f}  "
-                  f"Loss {m['loss']:.4f} ({avg['loss']:.4f})  "
-                  f"Acc@1 {m['acc1']:.3f} ({avg['acc1']:.3f})  "
-                  f"LR {lr:.4f}  img/s {img_s:.1f}  ETA {format_eta(eta_s)}{run_eta}")
+        if self.format == "torchvision":  # img/s: this process's rate (its seed's script multiplies by ranks)
+            img_s = img_s / self.world_size
+            text = (f"Epoch: [{epoch}]  [{step:>{width}}/{steps}]  eta: {format_eta(eta_s)}  lr: {lr:.6g}  "
+                    f"img/s: {img_s:.1f}  {_metric_columns(m, avg)}  time: {m['time']:.4f}  data: {m['data']:.4f}")
+        else:
+            run_eta = f"  run ETA {format_eta(run_eta_s)}" if run_eta_s is not None else ""
+            text = (f"Epoch: [{epoch}][{step:>{width}}/{steps}]  "
+                    f"Time {m['time']:.3f} ({avg['time']:.3f})  Data {m['data']:.3f}  "
+                    f"Loss {m['loss']:.4f} ({avg['loss']:.4f})  "
+                    f"Acc@1 {m['acc1']:.3f} ({avg['acc1']:.3f})  "
+                    f"LR {lr:.4f}  img/s {img_s:.1f}  ETA {format_eta(eta_s)}{run_eta}")
+        self.printed_img_s.append(round(img_s, 1))
+        self.printed_loss = round(m["loss"], 4)
+        self.line(text)
+
+    def test_step(self, step: int, steps: int, *, window: Dict[str, float], avg: Dict[str, float],
+                  eta_s: Optional[float]) -> None:
+        """An evaluation progress line (pytorch/examples' ``Test: [ 10/391]``); ``window``: averages
+        since the last line, ``avg``: so far (the last line: over every rank's images)."""
+        m, width = window, len(str(steps))
+        if self.format == "torchvision":
+            self.line(f"Test:  [{step:>{width}}/{steps}]  eta: {format_eta(eta_s)}  {_metric_columns(m, avg)}  "
+                      f"time: {m['time']:.4f}")
+        else:
+            self.line(f"Test: [{step:>{width}}/{steps}]  Time {m['time']:.3f} ({avg['time']:.3f})  "
+                      f"Loss {m['loss']:.4f} ({avg['loss']:.4f})  Acc@1 {m['acc1']:.3f} ({avg['acc1']:.3f})  "
+                      f"Acc@5 {m['acc5']:.3f} ({avg['acc5']:.3f})")
 
     def eval_result(self, acc1: float, acc5: float, label: str = "") -> None:
         """`` * Acc@1 ...``; the EMA weights' line is `` * EMA Acc@1 ...`` (greps for `` * Acc@1`` skip it)."""
-        self.line(f" * {label}Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
+        prefix = f"{self.prefix} [AVG-ACC]" if self.format == "prefixed" and self.world_size > 1 else ""
+        self.line(f"{prefix} * {label}Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
 
     def fps(self, epoch: int, fps: float) -> None:
-        self.line(f"[epoch {epoch}] FPS@all {fps:.1f}")
+        if self.format != "prefixed":
+            self.line(f"[epoch {epoch}] FPS@all {fps:.1f}")
+        elif self.world_size > 1:
+            self.line(f"{self.prefix} [batch_size: {self.per_device_batch} ] * FPS@all {fps:.1f}")
+        else:
+            self.line(f"Train: batch_size: {self.per_device_batch} * FPS@all {fps:.1f}")
+
+    def step_lines(self) -> Dict:
+        """What rank 0's step lines printed (``step_lines`` of summary.json): the last loss, and the
+        largest img/s and their mean from the third line on (the torchvision-format seed's FPS
+        pipelines read those; the run's FPS is ``fps``)."""
+        rates = self.printed_img_s
+        return {"count": len(rates), "last_loss": self.printed_loss, "img_per_s_max": max(rates, default=None),
+                "img_per_s_mean_from_third": round(sum(rates[2:]) / len(rates[2:]), 4) if rates[2:] else None}
 
     def epoch_record(self, epoch: int, *, lr: float, train: Dict, val: Dict, ema: Optional[Dict] = None,
                      train_size: Optional[int] = None) -> None:
@@ -102,6 +154,12 @@ class Reporter:
         os.replace(tmp, path)
 
 
+def _metric_columns(m: Dict[str, float], avg: Dict[str, float]) -> str:
+    """torchvision's MetricLogger columns: ``loss: l (avg)  acc1: a (avg)  acc5: b (avg)``."""
+    return "  ".join(f"{name}: {m[key]:.{digits}f} ({avg[key]:.{digits}f})"
+                     for name, key, digits in (("loss", "loss", 4), ("acc1", "acc1", 3), ("acc5", "acc5", 3)))
+
+
 def prepare_output_dir(path: Path) -> None:
     """Create ``path`` and check that it is writable (one line if not)."""
     try:
@@ -117,7 +175,7 @@ def prepare_output_dir(path: Path) -> None:
 def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_batch_size: int,
                 best_acc1: Optional[float], last_eval: Dict, fps: float, train_time: float,
                 device: torch.device, amp: str, bad_images: int, last_ema: Optional[Dict] = None,
-                best_is_ema: bool = False) -> Dict:
+                best_is_ema: bool = False, step_lines: Optional[Dict] = None) -> Dict:
     """The contents of summary.json (with --model-ema also the EMA weights' final figures)."""
     ema = {} if last_ema is None else {"final_ema_acc1": _round(last_ema.get("acc1")),
                                        "final_ema_acc5": _round(last_ema.get("acc5")), "best_is_ema": best_is_ema}
@@ -125,8 +183,10 @@ def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_
         "arch": arch, "recipe": recipe, "epochs": epochs, "world_size": world_size,
         "global_batch_size": global_batch_size, "best_acc1": _round(best_acc1),
         "final_acc1": _round(last_eval.get("acc1")), "final_acc5": _round(last_eval.get("acc5")),
+        "final_val_loss": _round(last_eval.get("loss")),
         "fps": round(fps, 1), "train_time_s": round(train_time, 3), "device": str(device), "amp": amp,
         "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images, **ema,
+        "step_lines": step_lines or {},
     }
 
 

@@ -114,7 +114,9 @@ def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
     """Output dir, reporter, seeds; a warning when the loaders oversubscribe the CPUs."""
     if info.is_main:
         prepare_output_dir(cfg.output.output_dir)
-    reporter = Reporter(cfg.output.output_dir, info.is_main, tensorboard=cfg.loop.tensorboard)
+    reporter = Reporter(cfg.output.output_dir, info.is_main, tensorboard=cfg.loop.tensorboard,
+                        log_format=cfg.loop.log_format, world_size=info.world_size, device=device,
+                        per_device_batch=cfg.optim.per_device_batch)
     manual_seed_all(cfg.seed + info.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.precision.benchmark  # fixed shapes: let cuDNN pick kernels
@@ -146,7 +148,8 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
 
 
 def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
-    stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
+                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq)
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     return stats
 
@@ -189,6 +192,7 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
         return _profile(setup, parts, train_loader)
     objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler, ema=parts.ema)
     ckpt = CheckpointManager(cfg.output.output_dir, is_main=info.is_main, keep=cfg.output.keep_checkpoints,
+                             every=cfg.output.checkpoint_freq,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
                                        "classes": setup.classes})
     state = _TrainState(ckpt.resume(cfg.output.resume, objects, arch=cfg.arch, rank=info.rank,
@@ -251,11 +255,12 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
             raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {epoch} step "
                               f"{progress.step}; checkpoint saved to {ckpt.latest_path}; continue with "
                               "--resume auto", stats["stop_signal"])
-        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader)
         if steps_left is not None:
             steps_left -= stats["steps"]
-            if steps_left <= 0:
-                break
+        last = epoch == cfg.optim.epochs - 1 or (steps_left is not None and steps_left <= 0)
+        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last)
+        if last:
+            break
 
 
 def _progressive_size(setup: _Setup, parts: TrainParts, epoch: int) -> None:
@@ -271,8 +276,9 @@ def _progressive_size(setup: _Setup, parts: TrainParts, epoch: int) -> None:
 
 
 def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
-               stats: Dict, val_loader) -> None:
-    """FPS line, evaluation, checkpoints (best: the first evaluation, then any better Acc@1), record."""
+               stats: Dict, val_loader, last: bool = True) -> None:
+    """FPS line, evaluation (every --eval-freq epochs and after the ``last``), checkpoints (best: the
+    first evaluation, then any better Acc@1), record."""
     epoch, reporter, progress = state.progress.epoch, setup.reporter, state.progress
     if stats["steps"]:  # none: resumed after a stop at the epoch's last step, only its end was left
         state.fps = stats["fps"]
@@ -280,17 +286,20 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
     state.bad_images += int(stats["bad_images"])
     if stats["bad_images"]:
         reporter.line(f"[epoch {epoch}] skipped {int(stats['bad_images'])} unreadable images")
-    if val_loader is not None:
+    every = setup.cfg.loop.eval_freq
+    evaluated = val_loader is not None and (last or (epoch + 1) % every == 0)
+    if evaluated:
+        if objects.ema is not None:  # first, so that the last Acc@1 line is the weights' (seed pipelines)
+            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader)
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
         state.last_eval = _evaluate(setup, model, val_loader)
-        if objects.ema is not None:
-            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader)
-    is_best = _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
+    is_best = evaluated and _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
-    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats, val=state.last_eval,
-                          ema=state.last_ema or None, train_size=stats.get("train_size"))
+    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats,
+                          val=state.last_eval if evaluated else {}, ema=(state.last_ema or None) if evaluated else None,
+                          train_size=stats.get("train_size"))
 
 
 def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
@@ -320,4 +329,5 @@ def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
                        world_size=setup.info.world_size, global_batch_size=cfg.optim.batch_size,
                        best_acc1=state.progress.best_acc1, last_eval=state.last_eval, fps=state.fps,
                        train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images,
-                       last_ema=state.last_ema or None, best_is_ema=state.progress.best_is_ema)
+                       last_ema=state.last_ema or None, best_is_ema=state.progress.best_is_ema,
+                       step_lines=setup.reporter.step_lines())

@@ -22,6 +22,18 @@ PERF_STEPS_CPU=20
 LAUNCHER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$LAUNCHER_DIR")
 
+# A per-model folder's scripts (models/<net>/test/*.sh) call `model_launcher NET NETWORK MODE SCALE "$@"`
+# instead of launcher_main: the arch is fixed to NET, the folder's own entry points run
+# (models/<net>/main.py, and models/<net>/main_8p.py where the folder has one: they fix the arch
+# and the folder's log format), CaseName and Network use NETWORK (the seed's name, e.g.
+# AlexNet_ID2663_for_PyTorch), and the outputs go to models/<net>/test/output/<id>/.
+MODEL_ARCH="" NETWORK="" MODEL_DIR=""
+model_launcher() {
+    MODEL_ARCH=$1 NETWORK=$2 MODEL_DIR=models/$1
+    shift 2
+    launcher_main "$@"
+}
+
 _die() {  # one line on stderr, exit 1
     echo "error: $SCRIPT: $*" >&2
     exit 1
@@ -35,7 +47,7 @@ _abspath() {  # relative to the directory the user ran the script from
 
 _usage() {
     cat <<EOF
-usage: bash test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batch_size=N]
+usage: bash ${MODEL_DIR:+$MODEL_DIR/}test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batch_size=N]
           [--epochs=N] [--lr=X] [--workers=N] [--image_size=N] [--device=auto|cpu|cuda|npu]
           [--device_id=N] [--rank_size=N] [--stop_step_num=N] [--pth_path=FILE] [main.py flags...]
 
@@ -46,8 +58,8 @@ usage: bash test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batc
                 default every visible device from --device_id on, 2 gloo processes on cpu)
   --device      auto (default): npu if torch_npu imports and sees an NPU, else cuda if
                 available, else cpu
-  --device_id   first device; outputs go to test/output/<device_id>/ (default 0)
-  --pth_path    checkpoint to evaluate (eval scripts; default test/output/<id>/model_best.pth.tar)
+  --device_id   first device; outputs go to ${MODEL_DIR:+$MODEL_DIR/}test/output/<device_id>/ (default 0)
+  --pth_path    checkpoint to evaluate (eval scripts; default ${MODEL_DIR:+$MODEL_DIR/}test/output/<id>/model_best.pth.tar)
 Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). See README.md.
 EOF
 }
@@ -107,6 +119,9 @@ _parse_args() {
     [[ $STOP_STEP_NUM != 0 ]] || _die "--stop_step_num must be at least 1"
     [[ $SCALE == 8p || -z $RANK_SIZE || $RANK_SIZE == 1 ]] ||
         _die "--rank_size=$RANK_SIZE: this script runs one device; use ${SCRIPT/_1p/_8p} for several"
+    [[ -z $MODEL_ARCH || -z $ARCH || $ARCH == "$MODEL_ARCH" ]] ||
+        _die "--arch=$ARCH: this is $MODEL_ARCH's folder; use models/$ARCH/test/$SCRIPT (or the top-level test/)"
+    ARCH=${ARCH:-$MODEL_ARCH}
     [[ $MODE == eval || -z $PTH_PATH ]] ||
         _die "--pth_path is for train_eval_*.sh; to continue a run pass --resume=FILE (main.py's flag)"
 }
@@ -123,11 +138,10 @@ _find_python() {
 # Sets ENTRY (main.py or main_8p.py) and ARGS, its flags for this run: the check's and the
 # trainer's, less the performance runs' step count (it depends on the device kind).
 _build_args() {
-    if [[ $SCALE == 1p ]]; then
-        ENTRY=main.py
-    else
-        ENTRY=main_8p.py
-    fi
+    # a model folder's own entry point where it has one (it fixes the arch and the log format)
+    ENTRY=main.py
+    [[ $SCALE == 8p ]] && ENTRY=main_8p.py
+    [[ -n $MODEL_DIR && -f $REPO_ROOT/$MODEL_DIR/$ENTRY ]] && ENTRY=$MODEL_DIR/$ENTRY
     ARGS=("--device=$DEVICE" "--device-id=$DEVICE_ID")  # ignored on cpu
     [[ -n $RANK_SIZE && $SCALE == 8p ]] && ARGS+=("--nproc_per_node=$RANK_SIZE")
     ((DATA_GIVEN)) && ARGS+=("--data_path=$(_abspath "$DATA_PATH")")
@@ -148,7 +162,7 @@ _build_args() {
             # (a --resume among the other flags comes later and wins).
             ARGS+=(--resume=auto) ;;
         eval)
-            local pth=$REPO_ROOT/test/output/$DEVICE_ID/model_best.pth.tar
+            local pth=$OUTPUT_DIR/model_best.pth.tar
             [[ -n $PTH_PATH ]] && pth=$(_abspath "$PTH_PATH")
             ARGS+=(-e "--resume=$pth") ;;
     esac
@@ -234,15 +248,16 @@ _token_after() {  # $1 = line regex, $2 = token; prints the token after $2 on th
 _report() {
     local network batch fps acc loss step_ms case_name
     read -r network batch < <(_summary_fields)
-    network=${network:-${ARCH:-googlenet}}
+    network=${NETWORK:-${network:-${ARCH:-googlenet}}}
     batch=${batch:-${BATCH_SIZE:-N/A}}
     case_name="${network}_bs${batch}_${RANK_SIZE}p_${CASE_KIND}"
-    awk '/^Epoch: \[/ { for (i = 1; i < NF; i++) if ($i == "Loss") { print $(i + 1); break } }' \
+    # the token after "Loss" (or "loss:" in the torchvision log format of models/googlenet/)
+    awk '/^Epoch: \[/ { for (i = 1; i < NF; i++) if ($i == "Loss" || $i == "loss:") { print $(i + 1); break } }' \
         "$TRAIN_LOG" >"$OUTPUT_DIR/train_${case_name}_loss.txt"
     loss=$(tail -n 1 "$OUTPUT_DIR/train_${case_name}_loss.txt")
     fps=$(awk '/FPS@all/ { v = $NF } END { print (v == "" ? "N/A" : v) }' "$TRAIN_LOG")
     acc=N/A
-    [[ $MODE != performance ]] && acc=$(_token_after '^ \\* Acc@1 ' Acc@1)
+    [[ $MODE != performance ]] && acc=$(_token_after ' \\* Acc@1 ' Acc@1)  # also "[npu id: 0 ] [AVG-ACC] * Acc@1 X"
     step_ms=N/A
     if [[ $fps != N/A && $batch != N/A ]]; then
         step_ms=$(awk -v b="$batch" -v f="$fps" 'BEGIN { if (f > 0) printf "%.2f", b * 1000 / f; else print "N/A" }')
@@ -268,7 +283,7 @@ _report() {
 launcher_main() {
     MODE=$1 SCALE=$2
     shift 2
-    SCRIPT=$(basename "${BASH_SOURCE[1]}")
+    SCRIPT=$(basename "${BASH_SOURCE[${#BASH_SOURCE[@]} - 1]}")  # the script the user ran
     USER_CWD=$PWD
     _parse_args "$@"
     DEVICE_ID=${DEVICE_ID:-0}
@@ -276,7 +291,7 @@ launcher_main() {
     _find_python
     CASE_KIND=${MODE/full/acc}
     CASE_KIND=${CASE_KIND/performance/perf}
-    OUTPUT_DIR=$REPO_ROOT/test/output/$DEVICE_ID
+    OUTPUT_DIR=$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output/$DEVICE_ID
     TRAIN_LOG=$OUTPUT_DIR/train_$DEVICE_ID.log
     # main.py's --output-dir. Evaluation writes only summary.json: into eval/, so that the
     # training run's summary.json beside the checkpoints survives.
