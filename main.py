@@ -97,7 +97,10 @@ def get_args_parser() -> OneLineParser:
     add("--ckpt-interval", "--ckpt_interval", type=int, default=None, help="also save every N steps")
     add("--keep-checkpoints", "--keep_checkpoints", type=int, default=None, metavar="N",
         help="also keep the N newest epoch checkpoints, checkpoint-<epoch>.pth.tar (default 0)")
-    add("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
+    add("--resume", default=None, metavar="PATH", help="continue from a checkpoint file, or auto: the newest "
+        "in --output-dir (only when its run has this run's data, arch, recipe, classes, image size, batch)")
+    add("--fresh", action="store_true", help="start over in --output-dir: the run there moves to "
+        "OUTPUT_DIR/previous-<time>/ (nothing deleted)")
     add("-e", "--evaluate", action="store_true", help="evaluate only (with --resume/--pretrained)")
     add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
     add("--prof", action="store_true", help="profile a few steps with torch.profiler, then stop")

@@ -288,12 +288,31 @@ class CheckpointManager:
             "rng": rng[0], "rng_per_rank": rng, **self.run_info,
         }
         save_atomic(state, self.latest_path)
-        if is_best:
+        if is_best and self._may_replace_best(progress.best_acc1):
             _copy_atomic(self.latest_path, self.output_dir / BEST)
         if self.keep and finished_epoch is not None:
             kept = self.output_dir / f"checkpoint-{finished_epoch}.pth.tar"
             _copy_atomic(self.latest_path, kept)
             self._prune(kept)
+
+    def _may_replace_best(self, acc1: Optional[float]) -> bool:
+        """``model_best.pth.tar`` is only ever replaced by a better model of the same run: not
+        when the file there is of another run (its run id) or at least as good."""
+        path = self.output_dir / BEST
+        if not path.is_file():
+            return True
+        try:
+            old = load_checkpoint(path, mmap=True)
+        except CheckpointError:
+            return True  # unreadable: nothing worth keeping
+        run_id = (self.run_info.get("identity") or {}).get("run_id")
+        old_id = (old.get("identity") or {}).get("run_id") if isinstance(old.get("identity"), dict) else None
+        if old_id is not None and old_id != run_id:  # None: written before run ids
+            self.warn(f"warning: {path} is of another run ({old_id}); this run's best model is not written "
+                      f"there (its latest is {self.latest_path})")
+            return False
+        best = old.get("best_acc1")
+        return best is None or acc1 is None or acc1 > best
 
     def after_nonfinite(self, objects: TrainingObjects, progress: Progress, error: NonFiniteLoss) -> NonFiniteLoss:
         """``--nan-policy``: save the last good state when the bad step was not applied (``error.step``
@@ -363,6 +382,7 @@ class CheckpointManager:
     def restore(self, path: Path, objects: TrainingObjects, *, arch: str, rank: int, world_size: int) -> Progress:
         """Load everything ``path`` holds into ``objects`` and this rank's RNG; returns the progress."""
         state = load_checkpoint(path)
+        self._check_identity(path, state)
         load_model_weights(_bare(objects.model), state, path=path, arch=arch)
         for key in ("optimizer", "lr_scheduler"):
             if key not in state:
@@ -378,6 +398,19 @@ class CheckpointManager:
         if len(per_rank) == world_size and per_rank[rank]:
             set_rng_state(per_rank[rank])
         return Progress(epoch=int(state["epoch"]), step=int(state.get("step", 0)), best_acc1=state.get("best_acc1"))
+
+
+    def _check_identity(self, path: Path, state: Dict[str, Any]) -> None:
+        """Continue only a run of this run's identity (data root, arch, recipe, classes, image
+        size, global batch: ``classify.rundir``); a checkpoint written before identities passes."""
+        from .rundir import differences
+
+        saved, ours = state.get("identity"), self.run_info.get("identity")
+        differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
+        if differ:
+            raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
+                                  f"with the flags it was trained with, or start from its weights with "
+                                  f"--pretrained {path}")
 
 
 def _bare(model: nn.Module) -> nn.Module:

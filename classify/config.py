@@ -128,6 +128,7 @@ class OutputConfig:
     resume: Optional[str] = None  # a path, or "auto"
     evaluate: bool = False
     pretrained: Optional[str] = None
+    fresh: bool = False  # start over in output_dir, its old run moved to previous-<time>/ (classify.rundir)
 
 
 @dataclass(frozen=True)
@@ -273,9 +274,20 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                         prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard)),
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
-                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
+                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
+                            fresh=_fresh(args)),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
     )
+
+
+def _fresh(args) -> bool:
+    """``--fresh`` starts over: with ``--resume auto`` (the launcher's) nothing is resumed; with
+    a checkpoint path it contradicts itself."""
+    fresh = bool(getattr(args, "fresh", False))
+    if fresh and args.resume not in (None, "auto"):
+        raise UserError(f"--fresh starts over, --resume {args.resume} continues; drop one (to start from its "
+                        f"weights: --pretrained {args.resume})")
+    return fresh
 
 
 def _check_numbers(args) -> None:
