@@ -90,6 +90,9 @@ class OptimConfig:
     lr_step: int
     lr_gamma: float
     warmup_epochs: float
+    lr_scale: float = 1.0  # the linear scaling applied to the recipe's lr (1: none, or --lr given)
+    recipe_lr: Optional[float] = None  # the recipe's lr at its batch recipe_batch, before scaling
+    recipe_batch: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -334,10 +337,13 @@ def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_wo
     scheduler = _pick(args.lr_scheduler, recipe.lr_scheduler)
     if scheduler not in SCHEDULES:
         raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
+    recipe_lr = _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch)
     return OptimConfig(
+        lr_scale=1.0 if args.lr is not None else recipe_lr / recipe.lr(world_size),
+        recipe_lr=recipe.lr(world_size), recipe_batch=recipe.global_batch(world_size),
         epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs), start_epoch=args.start_epoch or 0,
         batch_size=global_batch, per_device_batch=per_device,
-        lr=_pick(args.lr, _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch)),
+        lr=_pick(args.lr, recipe_lr),
         momentum=_pick(args.momentum, recipe.momentum), weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe), lr_scheduler=scheduler,
         lr_epochs=_pick(args.lr_epochs, recipe.lr_epochs), lr_step=recipe.lr_step,

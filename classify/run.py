@@ -83,6 +83,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
                   f"{len(data.val) if data.val else 0} val images, {num_classes} classes, "
                   f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device), lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
+    _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
     val_loader = _loader(setup, data.val, train=False) if use_val else None
@@ -104,6 +105,27 @@ def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
         reporter.line(f"warning: {workers} loader workers x {info.local_world_size} processes > {cpus} CPUs; "
                       f"this oversubscribes the CPUs (try -j {max(1, cpus // info.local_world_size)})")
     return reporter
+
+
+# Linear lr scaling (Goyal et al., 2017) held up to 8k images from a batch of 256 (32x); beyond
+# ~16x of a recipe's point it is a guess the user should make.
+_LR_SCALE_WARN = 16
+
+
+def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
+    """Values that would train garbage: a global batch larger than the training set or one
+    that leaves a rank without a full step is an error; an lr scaled far up, a warning."""
+    o = cfg.optim
+    if train is not None and not cfg.output.evaluate:
+        images = len(train)
+        per_rank = -(-images // world_size)  # the sampler pads every shard to this
+        if o.batch_size > images or per_rank < o.per_device_batch:
+            raise UserError(f"global batch {o.batch_size} is larger than the {images} training images"
+                            f"{f' ({per_rank} per process, batch {o.per_device_batch} each)' if world_size > 1 else ''}"
+                            f"; use -b/--batch-size {max(1, images // world_size) * world_size} or less")
+    if o.lr_scale > _LR_SCALE_WARN:
+        report(f"warning: batch {o.batch_size} scales the recipe's lr {o.recipe_lr:g} (batch {o.recipe_batch}) "
+               f"{o.lr_scale:.0f}x to {o.lr:.3g}; linear scaling is not reliable that far: pass --lr to choose it")
 
 
 def _claim(cfg: Config, root, num_classes: int) -> Dict:
