@@ -13,12 +13,16 @@ import argparse
 import os
 import sys
 
-import torch
+try:  # importing torch takes seconds: a Ctrl-C then is one line too, not a traceback
+    import torch
 
-import models
-from classify.config import CheckFlag, OneLineParser, build_config, parse_int_list
-from classify.errors import Interrupted, NonFiniteLoss, UserError
-from classify.schedules import SCHEDULES
+    import models
+    from classify.config import CheckFlag, OneLineParser, build_config, parse_int_list
+    from classify.errors import Interrupted, NonFiniteLoss, UserError
+    from classify.schedules import SCHEDULES
+except KeyboardInterrupt:
+    print("error: interrupted while starting (SIGINT); nothing was written", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def get_args_parser() -> OneLineParser:
@@ -175,8 +179,8 @@ def main(argv=None) -> int:
         print(f"error: {'' if rank == 0 else f'[rank {rank}] '}out of memory on the device; use a smaller "
               "-b/--batch-size, --amp, or a smaller --image-size", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # before training (import, data scan, model) or a second Ctrl-C
+        print("error: interrupted (SIGINT)", file=sys.stderr, flush=True)
         return 130
     return 0
 

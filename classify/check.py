@@ -99,6 +99,8 @@ def _data(cfg: Config) -> Tuple[str, str, bool]:
 
         root = default_demo_root()
         ready = is_complete(root)
+        if not ready:
+            _demo_writable(root)
         return "demo", f"{root.absolute()}{'' if ready else ' (generated on first use)'}", True
     cifar = find_cifar_root(d.path)
     if cifar is not None:
@@ -118,6 +120,24 @@ def _data(cfg: Config) -> Tuple[str, str, bool]:
     return layout, str(Path(d.path).expanduser().absolute()), val is not None
 
 
+def _demo_writable(root: Path) -> None:
+    """The demo set the run would generate: a folder it can create (``ensure_demo_data``'s
+    errors, found without creating anything)."""
+    from .data.demo import demo_unwritable
+
+    if root.is_dir() and any(root.iterdir()):
+        from .data.demo import ensure_demo_data
+
+        ensure_demo_data(root)  # refuses a half-written folder at once, creating nothing
+    existing = root
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(demo_unwritable(root, f"'{existing}' is a file"))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(demo_unwritable(root, f"no write access to '{existing}'"))
+
+
 def _check_mode(cfg: Config, layout: str, has_val: bool) -> None:
     """The split checks ``classify.run`` makes once the model is built."""
     from .data import check_splits
@@ -130,11 +150,13 @@ def _check_mode(cfg: Config, layout: str, has_val: bool) -> None:
 
 
 def _require_file(value: str, flag: str) -> Path:
-    from .checkpoint import BEST, LATEST
+    from .checkpoint import BEST, LATEST, folder_given
 
     path = Path(value).expanduser()
     if path.is_file():
         return path.absolute()
+    if path.is_dir():
+        raise CheckpointError(folder_given(value, flag))
     if path.exists():
         raise CheckpointError(f"checkpoint '{value}' is not a file; pass a checkpoint file to {flag}")
     if flag == "--pretrained":

@@ -180,7 +180,16 @@ def _refusal(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
                             "refusing to load it — it could run code")
 
 
+def folder_given(value, flag: str = "--resume") -> str:
+    """The one line for a checkpoint path that is a folder."""
+    how = (f"pass a checkpoint file in it (e.g. {Path(value) / LATEST}), or --resume auto with --output-dir "
+           f"{value}" if flag == "--resume" else f"pass a weights file in it to {flag}")
+    return f"checkpoint '{value}' is a folder, not a file; {how}"
+
+
 def _read(path: Path, mmap: bool = False) -> Any:
+    if path.is_dir():
+        raise CheckpointError(folder_given(path))
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found; check the path given to --resume/--pretrained")
     try:

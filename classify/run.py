@@ -5,6 +5,7 @@
 
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict
 
@@ -101,6 +102,8 @@ def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.precision.benchmark  # fixed shapes: let cuDNN pick kernels
     workers, cpus = cfg.data.workers, cpu_count()
+    # PyTorch's own worker-count warning (once per loader) says less than ours: ours alone.
+    warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes")
     if workers * info.local_world_size > cpus:
         reporter.line(f"warning: {workers} loader workers x {info.local_world_size} processes > {cpus} CPUs; "
                       f"this oversubscribes the CPUs (try -j {max(1, cpus // info.local_world_size)})")

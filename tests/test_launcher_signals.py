@@ -13,7 +13,10 @@ import pytest
 
 from classify.checkpoint import load_checkpoint
 from tests.conftest import start_ahead
-from tests.test_launchers import OUTPUT, new_id, start  # noqa: F401 (new_id: a fixture)
+from tests import test_launchers
+from tests.test_launchers import OUTPUT, start
+
+new_id = test_launchers.new_id  # the fixture: fresh device ids, their folders removed at the end
 
 # A run that never ends by itself (1000 epochs of 60 steps): only the signal stops it.
 LONG = ["--arch=tinynet", "--dummy", "--dummy-size", "480,40", "--num-classes", "4", "--image_size=16",
