@@ -7,6 +7,7 @@ import signal
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict
 
 import torch
@@ -27,7 +28,7 @@ from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .pretrained import load_pretrained
 from .report import Reporter, create_output_dir, prepare_output_dir, run_summary
-from .rundir import claim, identity, move_aside, new_run_id
+from .rundir import claim, held_run, identity, move_aside, new_run_id
 from .transforms import Normalize
 
 __all__ = ["run"]
@@ -187,8 +188,12 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
         _load_weights(setup, model, out.resume, pretrained=False)
     elif out.pretrained:
         _load_weights(setup, model, out.pretrained, pretrained=True)
+    if held_run(out.output_dir) is not None:  # a training run's folder: its config and summary stay
+        setup.reporter.output_dir = Path(out.output_dir) / "eval"
+        setup.reporter.line(f"=> '{out.output_dir}' holds a training run: this evaluation's config.json and "
+                            f"summary.json go to '{setup.reporter.output_dir}'")
     if setup.info.is_main:
-        create_output_dir(out.output_dir)
+        create_output_dir(setup.reporter.output_dir)
     setup.reporter.write_json("config.json", setup.cfg.to_dict())
     start = time.perf_counter()
     stats = _evaluate(setup, model, val_loader)

@@ -352,3 +352,21 @@ def test_full_run_continues_from_its_checkpoint(full_1p, continued_started):
     assert "Epoch: [0]" not in run.train_log and "Epoch: [1]" in run.train_log
     epochs = [json.loads(line)["epoch"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]
+
+
+RUN_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "metrics.jsonl", "summary.json", "config.json")
+
+
+def test_full_run_with_other_data_refuses_its_folder(full_1p, image_folder, tmp_path, subprocess_env):
+    """The quick start's folder, then a run on another dataset: refused by the check, in one line,
+    before anything of the old run is touched (it used to continue the old model silently)."""
+    other = tmp_path / "other"
+    shutil.copytree(image_folder, other)  # same classes, another data root
+    before = {name: (full_1p.dir / name).read_bytes() for name in RUN_FILES}
+    proc = launch("train_full_1p.sh", f"--data_path={other}", *TINY, f"--device_id={full_1p.dir.name}",
+                  env=subprocess_env)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("error: ") and "holds another run (data root" in line and "--fresh" in line
+    assert "--device_id" in line
+    assert {name: (full_1p.dir / name).read_bytes() for name in RUN_FILES} == before

@@ -129,3 +129,11 @@ def test_errors_before_training_leave_no_output_folder(image_folder, tmp_path, c
     assert code == 2 and "does not exist" in err and not (tmp_path / "a").exists()
     code, _, err = _run(capsys, *tiny_args(image_folder, out, "--resume", tmp_path / "none.pth.tar"))
     assert code == 2 and "not found" in err and not (tmp_path / "a").exists()
+
+
+def test_evaluation_in_a_training_run_s_folder_leaves_it_alone(finished, image_folder, capsys):
+    before = _snapshot(finished)
+    code, out, err = _run(capsys, *tiny_args(image_folder, finished, "-e", "--resume", finished / BEST))
+    assert code == 0, err
+    assert _snapshot(finished) == before  # its config.json (identity) and summary.json stay
+    assert json.loads((finished / "eval" / "summary.json").read_text())["final_acc1"] is not None
