@@ -4,7 +4,8 @@ flags would use, resolved and checked without starting it.
 The check resolves exactly what the run would (the config of ``classify.config``, the device
 of ``classify.devices``, for ``main_8p.py`` the workers and devices of ``classify.launch``),
 checks what the run reads before it spends minutes building a model (the data layout, the
-checkpoint or weights file, the output dir's parent), and prints one ``key = value`` line per
+checkpoint or weights file, the output dir and whether the run may use it: ``classify.rundir``),
+and prints one ``key = value`` line per
 item on stdout, in this order (``KEYS``)::
 
     arch = vgg16
@@ -22,7 +23,8 @@ item on stdout, in this order (``KEYS``)::
     data_path = /data/imagenet          # absolute; "none" for dummy; demo: its cache folder, with
                                         # " (generated on first use)" while it does not exist yet
     checkpoint = none                   # none | PATH (--resume) | PATH (--resume auto)
-                                        # | none (--resume auto: no checkpoint in DIR) | PATH (--pretrained)
+                                        # | none (--resume auto: no checkpoint in DIR) | none (--fresh)
+                                        # | PATH (--pretrained)
     output_dir = /abs/output/dir
 
 and exits 0; a mistake is one line ``error: ...`` on stderr and exit code 1 (argparse's
