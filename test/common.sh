@@ -47,7 +47,10 @@ usage: bash test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batc
                 available, else cpu
   --device_id   first device; outputs go to test/output/<device_id>/ (default 0)
   --pth_path    checkpoint to evaluate (eval scripts; default test/output/<id>/model_best.pth.tar)
-Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). See README.md.
+  --fresh       full runs: start over in test/output/<id>/ (its run moves to previous-<time>/);
+                without it a full run continues the run there, or refuses one of other data/flags
+Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). Ctrl-C or SIGTERM: the
+trainer saves a checkpoint and the same command continues it. See README.md.
 EOF
 }
 
