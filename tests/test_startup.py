@@ -30,7 +30,8 @@ def test_lr_scaled_far_warns_unless_given_and_small_lr_shows(tmp_path, capsys):
     code, out, err = _run(capsys, *DUMMY, "-b", "160", "--output-dir", tmp_path / "a")  # tinynet: 0.05 @ 8
     assert code == 0, err
     assert "warning: batch 160 scales the recipe's lr 0.05 (batch 8) 20x to 1; " in out and "--lr" in out
-    code, out, err = _run(capsys, *DUMMY, "-b", "160", "--lr", "0.000078", "--lr-scheduler", "constant", "--output-dir", tmp_path / "b")
+    code, out, err = _run(capsys, *DUMMY, "-b", "160", "--lr", "0.000078", "--lr-scheduler", "constant",
+                          "--output-dir", tmp_path / "b")
     assert code == 0, err
     assert "warning: batch" not in out and "lr 7.8e-05" in out  # the header
     step = next(line for line in out.splitlines() if line.startswith("Epoch: ["))
