@@ -120,7 +120,9 @@ def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
     """Values that would train garbage: a global batch larger than the training set or one
     that leaves a rank without a full step is an error; an lr scaled far up, a warning."""
     o = cfg.optim
-    if train is not None and not cfg.output.evaluate:
+    if cfg.output.evaluate:
+        return
+    if train is not None:
         images = len(train)
         per_rank = -(-images // world_size)  # the sampler pads every shard to this
         if o.batch_size > images or per_rank < o.per_device_batch:
