@@ -153,12 +153,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
-    if args.check:  # what this run would use, checked (classify/check.py): 0, or 1 with one error line
-        from classify.check import check_run
-
-        return check_run(lambda _worker_argv, world, local: build_config(args, world, local),
-                         launcher_argv=_launcher_flags(args) if _wants_launcher(args) else None)
     try:
+        if args.check:  # what this run would use, checked (classify/check.py): 0, or 1 with one error line
+            from classify.check import check_run
+
+            return check_run(lambda _worker_argv, world, local: build_config(args, world, local),
+                             launcher_argv=_launcher_flags(args) if _wants_launcher(args) else None)
         if _wants_launcher(args):
             from classify.launch import launch
 
