@@ -13,12 +13,16 @@ import argparse
 import os
 import sys
 
-import torch
+try:  # importing torch takes seconds: a Ctrl-C then is one line too, not a traceback
+    import torch
 
-import models
-from classify.config import CheckFlag, OneLineParser, add_lever_flags, add_seed_flags, build_config, parse_int_list
-from classify.errors import Interrupted, NonFiniteLoss, UserError
-from classify.schedules import SCHEDULES
+    import models
+    from classify.config import CheckFlag, OneLineParser, add_lever_flags, add_seed_flags, build_config, parse_int_list
+    from classify.errors import Interrupted, NonFiniteLoss, UserError
+    from classify.schedules import SCHEDULES
+except KeyboardInterrupt:
+    print("error: interrupted while starting (SIGINT); nothing was written", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def get_args_parser() -> OneLineParser:
@@ -104,7 +108,10 @@ def get_args_parser() -> OneLineParser:
     add("--ckpt-interval", "--ckpt_interval", type=int, default=None, help="also save every N steps")
     add("--keep-checkpoints", "--keep_checkpoints", type=int, default=None, metavar="N",
         help="also keep the N newest epoch checkpoints, checkpoint-<epoch>.pth.tar (default 0)")
-    add("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
+    add("--resume", default=None, metavar="PATH", help="continue from a checkpoint file, or auto: the newest "
+        "in --output-dir (only when its run has this run's data, arch, recipe, classes, image size, batch)")
+    add("--fresh", action="store_true", help="start over in --output-dir: the run there moves to "
+        "OUTPUT_DIR/previous-<time>/ (nothing deleted)")
     add("-e", "--evaluate", action="store_true", help="evaluate only (with --resume/--pretrained)")
     add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
     add("--prof", action="store_true", help="profile a few steps with torch.profiler, then stop")
@@ -155,12 +162,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
-    if args.check:  # what this run would use, checked (classify/check.py): 0, or 1 with one error line
-        from classify.check import check_run
-
-        return check_run(lambda _worker_argv, world, local: build_config(args, world, local),
-                         launcher_argv=_launcher_flags(args) if _wants_launcher(args) else None)
     try:
+        if args.check:  # what this run would use, checked (classify/check.py): 0, or 1 with one error line
+            from classify.check import check_run
+
+            return check_run(lambda _worker_argv, world, local: build_config(args, world, local),
+                             launcher_argv=_launcher_flags(args) if _wants_launcher(args) else None)
         if _wants_launcher(args):
             from classify.launch import launch
 
@@ -181,8 +188,8 @@ def main(argv=None) -> int:
         print(f"error: {'' if rank == 0 else f'[rank {rank}] '}out of memory on the device; use a smaller "
               "-b/--batch-size, --amp, or a smaller --image-size", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # before training (import, data scan, model) or a second Ctrl-C
+        print("error: interrupted (SIGINT)", file=sys.stderr, flush=True)
         return 130
     return 0
 

@@ -29,14 +29,17 @@ def run(argv=None) -> int:
               "--device-id N (the first device, without a list), --max-restarts N; --world-size/--rank are "
               "nodes/node rank as in pytorch/examples. --check: print what the run would use and exit.")
         return 0
-    if "--check" in argv:  # the workers, their devices and config, resolved and checked; nothing started
-        return check_run(lambda worker_argv, world, local: build_config(main.get_args_parser().parse_args(
-            worker_argv), world, local), launcher_argv=argv)
     try:
+        if "--check" in argv:  # the workers, their devices and config, resolved and checked; nothing started
+            return check_run(lambda worker_argv, world, local: build_config(main.get_args_parser().parse_args(
+                worker_argv), world, local), launcher_argv=argv)
         return launch(argv, validate=main.check)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the workers start (the check, torchrun's import)
+        print("error: interrupted (SIGINT)", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

@@ -180,7 +180,16 @@ def _refusal(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
                             "refusing to load it — it could run code")
 
 
+def folder_given(value, flag: str = "--resume") -> str:
+    """The one line for a checkpoint path that is a folder."""
+    how = (f"pass a checkpoint file in it (e.g. {Path(value) / LATEST}), or --resume auto with --output-dir "
+           f"{value}" if flag == "--resume" else f"pass a weights file in it to {flag}")
+    return f"checkpoint '{value}' is a folder, not a file; {how}"
+
+
 def _read(path: Path, mmap: bool = False) -> Any:
+    if path.is_dir():
+        raise CheckpointError(folder_given(path))
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found; check the path given to --resume/--pretrained")
     try:
@@ -295,7 +304,7 @@ class CheckpointManager:
             state.update(state_dict_ema=model_state(objects.ema.module), ema_updates=int(objects.ema.n_averaged),
                          best_is_ema=progress.best_is_ema)
         save_atomic(state, self.latest_path)
-        if is_best:
+        if is_best and self._may_replace_best(progress.best_acc1):
             _copy_atomic(self.latest_path, self.output_dir / BEST)
         due = self.every and finished_epoch is not None and (finished_epoch + 1) % self.every == 0
         if (self.keep or due) and finished_epoch is not None:
@@ -303,6 +312,25 @@ class CheckpointManager:
             _copy_atomic(self.latest_path, kept)
             if self.keep:
                 self._prune(kept)
+
+    def _may_replace_best(self, acc1: Optional[float]) -> bool:
+        """``model_best.pth.tar`` is only ever replaced by a better model of the same run: not
+        when the file there is of another run (its run id) or at least as good."""
+        path = self.output_dir / BEST
+        if not path.is_file():
+            return True
+        try:
+            old = load_checkpoint(path, mmap=True)
+        except CheckpointError:
+            return True  # unreadable: nothing worth keeping
+        run_id = (self.run_info.get("identity") or {}).get("run_id")
+        old_id = (old.get("identity") or {}).get("run_id") if isinstance(old.get("identity"), dict) else None
+        if old_id is not None and old_id != run_id:  # None: written before run ids
+            self.warn(f"warning: {path} is of another run ({old_id}); this run's best model is not written "
+                      f"there (its latest is {self.latest_path})")
+            return False
+        best = old.get("best_acc1")
+        return best is None or acc1 is None or acc1 > best
 
     def after_nonfinite(self, objects: TrainingObjects, progress: Progress, error: NonFiniteLoss) -> NonFiniteLoss:
         """``--nan-policy``: save the last good state when the bad step was not applied (``error.step``
@@ -372,6 +400,7 @@ class CheckpointManager:
     def restore(self, path: Path, objects: TrainingObjects, *, arch: str, rank: int, world_size: int) -> Progress:
         """Load everything ``path`` holds into ``objects`` and this rank's RNG; returns the progress."""
         state = load_checkpoint(path)
+        self._check_identity(path, state)
         load_model_weights(_bare(objects.model), state, path=path, arch=arch)
         for key in ("optimizer", "lr_scheduler"):
             if key not in state:
@@ -403,6 +432,19 @@ def _restore_ema(objects: TrainingObjects, state: Dict[str, Any], *, path: Path,
     load_model_weights(ema.module, {"state_dict": state["state_dict_ema"], "arch": state.get("arch")}, path=path,
                        arch=arch)
     ema.n_averaged.fill_(int(state.get("ema_updates", 1)))
+
+
+    def _check_identity(self, path: Path, state: Dict[str, Any]) -> None:
+        """Continue only a run of this run's identity (data root, arch, recipe, classes, image
+        size, global batch: ``classify.rundir``); a checkpoint written before identities passes."""
+        from .rundir import differences
+
+        saved, ours = state.get("identity"), self.run_info.get("identity")
+        differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
+        if differ:
+            raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
+                                  f"with the flags it was trained with, or start from its weights with "
+                                  f"--pretrained {path}")
 
 
 def _bare(model: nn.Module) -> nn.Module:

@@ -143,6 +143,9 @@ class OptimConfig:
     lr_step: int
     lr_gamma: float
     warmup_epochs: float
+    lr_scale: float = 1.0  # the linear scaling applied to the recipe's lr (1: none, or --lr given)
+    recipe_lr: Optional[float] = None  # the recipe's lr at its batch recipe_batch, before scaling
+    recipe_batch: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class OutputConfig:
     resume: Optional[str] = None  # a path, or "auto"
     evaluate: bool = False
     pretrained: Optional[str] = None
+    fresh: bool = False  # start over in output_dir, its old run moved to previous-<time>/ (classify.rundir)
 
 
 @dataclass(frozen=True)
@@ -334,12 +338,23 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             checkpoint_freq=getattr(args, "checkpoint_freq", None) or 0,
-                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
+                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
+                            fresh=_fresh(args)),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
         levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
                              warmup_epochs=optim.warmup_epochs, epochs=optim.epochs,
                              min_size=models.min_image_size(arch)),
     )
+
+
+def _fresh(args) -> bool:
+    """``--fresh`` starts over: with ``--resume auto`` (the launcher's) nothing is resumed; with
+    a checkpoint path it contradicts itself."""
+    fresh = bool(getattr(args, "fresh", False))
+    if fresh and args.resume not in (None, "auto"):
+        raise UserError(f"--fresh starts over, --resume {args.resume} continues; drop one (to start from its "
+                        f"weights: --pretrained {args.resume})")
+    return fresh
 
 
 def _check_numbers(args) -> None:
@@ -405,11 +420,14 @@ def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_wo
     scheduler = _pick(args.lr_scheduler, "step" if step_size else None, recipe.lr_scheduler)
     if scheduler not in SCHEDULES:
         raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
+    recipe_lr = _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch,
+                           accum=_accum_steps(args, global_batch))
     return OptimConfig(
+        lr_scale=1.0 if args.lr is not None else recipe_lr / recipe.lr(world_size),
+        recipe_lr=recipe.lr(world_size), recipe_batch=recipe.global_batch(world_size),
         epochs=_pick(args.epochs, demo.get("epochs"), recipe.epochs), start_epoch=args.start_epoch or 0,
         batch_size=global_batch, per_device_batch=per_device,
-        lr=_pick(args.lr, _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch,
-                                     accum=_accum_steps(args, global_batch))),
+        lr=_pick(args.lr, recipe_lr),
         momentum=_pick(args.momentum, recipe.momentum), weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe), lr_scheduler=scheduler,
         lr_epochs=_pick(args.lr_epochs, () if step_size else None, recipe.lr_epochs), lr_step=_pick(step_size, recipe.lr_step),

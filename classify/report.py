@@ -26,7 +26,7 @@ import torch
 from .errors import UserError
 from .metrics import format_eta
 
-__all__ = ["Reporter", "prepare_output_dir", "run_summary"]
+__all__ = ["Reporter", "create_output_dir", "prepare_output_dir", "run_summary"]
 
 _TB_NAMES = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc1": "acc1/train", "acc1": "acc1/val",
              "acc5": "acc5/val", "lr": "lr", "img_per_s": "img_per_s"}
@@ -47,10 +47,8 @@ class Reporter:
         self.prefix = f"[{ {'cuda': 'gpu'}.get(device.type, device.type)} id: {device.index or 0} ]"
         self.printed_img_s, self.printed_loss = [], None  # what the step lines said (summary.json)
         self.tb = None
-        if tensorboard and is_main:
-            from torch.utils.tensorboard import SummaryWriter  # checked at parse time (config)
-
-            self.tb = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+        self.tensorboard = tensorboard and is_main  # the writer is made at the first record (the
+        # output dir is created once the run starts writing)
 
     def line(self, text: str) -> None:
         if self.is_main:
@@ -71,7 +69,7 @@ class Reporter:
                     f"Time {m['time']:.3f} ({avg['time']:.3f})  Data {m['data']:.3f}  "
                     f"Loss {m['loss']:.4f} ({avg['loss']:.4f})  "
                     f"Acc@1 {m['acc1']:.3f} ({avg['acc1']:.3f})  "
-                    f"LR {lr:.4f}  img/s {img_s:.1f}  ETA {format_eta(eta_s)}{run_eta}")
+                    f"LR {format_lr(lr)}  img/s {img_s:.1f}  ETA {format_eta(eta_s)}{run_eta}")
         self.printed_img_s.append(round(img_s, 1))
         self.printed_loss = round(m["loss"], 4)
         self.line(text)
@@ -128,6 +126,10 @@ class Reporter:
         metrics = self.output_dir / "metrics.jsonl"
         with open(metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard and self.tb is None:
+            from torch.utils.tensorboard import SummaryWriter  # checked at parse time (config)
+
+            self.tb = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
         if self.tb is not None:
             for key in ("train_loss", "train_acc1", "val_loss", "acc1", "acc5", "lr", "img_per_s"):
                 if record.get(key) is not None:
@@ -160,8 +162,28 @@ def _metric_columns(m: Dict[str, float], avg: Dict[str, float]) -> str:
                      for name, key, digits in (("loss", "loss", 4), ("acc1", "acc1", 3), ("acc5", "acc5", 3)))
 
 
-def prepare_output_dir(path: Path) -> None:
-    """Create ``path`` and check that it is writable (one line if not)."""
+def prepare_output_dir(path: Path) -> Path:
+    """Check that ``path`` can be the output dir, creating nothing (an error found before the
+    run starts writing leaves no empty folder behind): a folder we may write into, or one we
+    may create. One line if not; returns the absolute path."""
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output dir '{path}' is a file; pass --output-dir to a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"output dir '{path}' is not writable ('{existing}' is a file); "
+                        "pass --output-dir to a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"output dir '{path}' is not writable (no write access to '{existing}'); "
+                        "pass --output-dir to a writable folder")
+    return path
+
+
+def create_output_dir(path: Path) -> None:
+    """Create ``path`` (rank 0, when the run starts writing) and check that it takes a file."""
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write_test.{time.time_ns()}"
@@ -188,6 +210,12 @@ def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_
         "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images, **ema,
         "step_lines": step_lines or {},
     }
+
+
+def format_lr(lr: float) -> str:
+    """The step line's lr: 4 decimals (``0.0100``), or below 1e-3, where 4 decimals would show
+    ``0.0000``, two significant digits in exponent form (``7.8e-05``)."""
+    return f"{lr:.4f}" if lr == 0 or abs(lr) >= 1e-3 else f"{lr:.1e}"
 
 
 def _round(value, digits: int = 4):

@@ -5,7 +5,9 @@
 
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, Optional
 
 import torch
@@ -26,7 +28,8 @@ from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .schedules import progressive_size
 from .pretrained import load_pretrained
-from .report import Reporter, prepare_output_dir, run_summary
+from .report import Reporter, create_output_dir, prepare_output_dir, run_summary
+from .rundir import claim, held_run, identity, move_aside, new_run_id
 from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
@@ -55,6 +58,7 @@ class _Setup:
     normalize: Normalize
     classes: list = field(default_factory=list)
     num_classes: int = 0
+    identity: Dict = field(default_factory=dict)  # the run's, with its run_id (classify.rundir)
 
 
 def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
@@ -72,6 +76,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
                                    num_classes=d.num_classes or 1000, backend=d.backend,
                                    index_cache=d.index_cache))
     num_classes = count_classes(d.num_classes, data.classes)
+    ident = _claim(cfg, root, num_classes)  # may this run use the output dir? (reads only)
     channels_last = use_channels_last(device, cfg.precision.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
@@ -79,7 +84,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
-                   list(data.classes), num_classes)
+                   list(data.classes), num_classes, ident)
     decoded = " (decoded on the device)" if d.backend == "gpu" and root else ""
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
                   f"'{root or 'synthetic'}'{decoded}: {len(data.train) if data.train else 0} train / "
@@ -87,6 +92,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
                   f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
                   f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
+    _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
     val_loader = _loader(setup, data.val, train=False) if use_val else None
@@ -123,10 +129,62 @@ def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
     if cfg.levers.deterministic:
         reporter.line(f"=> deterministic: {use_deterministic()}")
     workers, cpus = cfg.data.workers, cpu_count()
+    # PyTorch's own worker-count warning (once per loader) says less than ours: ours alone.
+    warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes")
     if workers * info.local_world_size > cpus:
         reporter.line(f"warning: {workers} loader workers x {info.local_world_size} processes > {cpus} CPUs; "
                       f"this oversubscribes the CPUs (try -j {max(1, cpus // info.local_world_size)})")
     return reporter
+
+
+# Linear lr scaling (Goyal et al., 2017) held up to 8k images from a batch of 256 (32x); beyond
+# ~16x of a recipe's point it is a guess the user should make.
+_LR_SCALE_WARN = 16
+
+
+def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
+    """Values that would train garbage: a global batch larger than the training set or one
+    that leaves a rank without a full step is an error; an lr scaled far up, a warning."""
+    o = cfg.optim
+    if cfg.output.evaluate:
+        return
+    if train is not None:
+        images = len(train)
+        per_rank = -(-images // world_size)  # the sampler pads every shard to this
+        if o.batch_size > images or per_rank < o.per_device_batch:
+            raise UserError(f"global batch {o.batch_size} is larger than the {images} training images"
+                            f"{f' ({per_rank} per process, batch {o.per_device_batch} each)' if world_size > 1 else ''}"
+                            f"; use -b/--batch-size {max(1, images // world_size) * world_size} or less")
+    if o.lr_scale > _LR_SCALE_WARN:
+        report(f"warning: batch {o.batch_size} scales the recipe's lr {o.recipe_lr:g} (batch {o.recipe_batch}) "
+               f"{o.lr_scale:.0f}x to {o.lr:.3g}; linear scaling is not reliable that far: pass --lr to choose it")
+
+
+def _claim(cfg: Config, root, num_classes: int) -> Dict:
+    """The run's identity and id: the continued run's id, or a new one (``classify.rundir.claim``
+    refuses a folder that holds another run, before anything in it is touched)."""
+    ident = identity(data_root="dummy" if cfg.data.kind == "dummy" else root, arch=cfg.arch, recipe=cfg.recipe,
+                     num_classes=num_classes, image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
+    if cfg.output.evaluate or cfg.loop.prof:  # they write no checkpoint, no metrics
+        return ident
+    held = claim(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh,
+                 epochs=cfg.optim.epochs)
+    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}
+
+
+def _begin(setup: _Setup) -> None:
+    """Rank 0, once everything the run starts from is in place: ``--fresh`` moves the old run
+    aside, then the folder is created and the run's config (with its identity) written. A run
+    that fails before this leaves the output dir, and the run that wrote it, untouched."""
+    cfg, reporter = setup.cfg, setup.reporter
+    if not setup.info.is_main:
+        return
+    if cfg.output.fresh:
+        moved = move_aside(cfg.output.output_dir)
+        if moved is not None:
+            reporter.line(f"=> --fresh: the previous run in '{cfg.output.output_dir}' moved to '{moved}'")
+    create_output_dir(cfg.output.output_dir)
+    reporter.write_json("config.json", {"identity": setup.identity, **cfg.to_dict()})
 
 
 def _loader(setup: _Setup, dataset, *, train: bool):
@@ -160,6 +218,12 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
         _load_weights(setup, model, out.resume, pretrained=False)
     elif out.pretrained:
         _load_weights(setup, model, out.pretrained, pretrained=True)
+    if held_run(out.output_dir) is not None:  # a training run's folder: its config and summary stay
+        setup.reporter.output_dir = Path(out.output_dir) / "eval"
+        setup.reporter.line(f"=> '{out.output_dir}' holds a training run: this evaluation's config.json and "
+                            f"summary.json go to '{setup.reporter.output_dir}'")
+    if setup.info.is_main:
+        create_output_dir(setup.reporter.output_dir)
     setup.reporter.write_json("config.json", setup.cfg.to_dict())
     start = time.perf_counter()
     stats = _evaluate(setup, model, val_loader)
@@ -194,13 +258,12 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     ckpt = CheckpointManager(cfg.output.output_dir, is_main=info.is_main, keep=cfg.output.keep_checkpoints,
                              every=cfg.output.checkpoint_freq,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
-                                       "classes": setup.classes})
-    state = _TrainState(ckpt.resume(cfg.output.resume, objects, arch=cfg.arch, rank=info.rank,
+                                       "classes": setup.classes, "identity": setup.identity})
+    resume = None if cfg.output.fresh and cfg.output.resume == "auto" else cfg.output.resume
+    state = _TrainState(ckpt.resume(resume, objects, arch=cfg.arch, rank=info.rank,
                                     world_size=info.world_size, log=reporter.line)
                         or Progress(epoch=cfg.optim.start_epoch))
-    # Written once everything the run starts from is in place (a run that fails before this
-    # leaves the output dir, and the config.json of the run that wrote it, untouched).
-    reporter.write_json("config.json", cfg.to_dict())
+    _begin(setup)
     if state.progress.epoch >= cfg.optim.epochs:
         reporter.line(f"=> all {cfg.optim.epochs} epochs are already trained; nothing to train (pass more "
                       "--epochs or a new --output-dir); evaluating the checkpoint")
@@ -222,6 +285,8 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
 def _profile(setup: _Setup, parts: TrainParts, train_loader) -> Dict:
     from .profiling import profile_training
 
+    if setup.info.is_main:
+        create_output_dir(setup.cfg.output.output_dir)
     train_loader.sampler.set_epoch(0)
     return profile_training(parts, train_loader, out_dir=setup.cfg.output.output_dir, report=setup.reporter.line)
 

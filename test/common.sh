@@ -60,7 +60,10 @@ usage: bash ${MODEL_DIR:+$MODEL_DIR/}test/$SCRIPT [--data_path=DIR] [--arch=NAME
                 available, else cpu
   --device_id   first device; outputs go to ${MODEL_DIR:+$MODEL_DIR/}test/output/<device_id>/ (default 0)
   --pth_path    checkpoint to evaluate (eval scripts; default ${MODEL_DIR:+$MODEL_DIR/}test/output/<id>/model_best.pth.tar)
-Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). See README.md.
+  --fresh       full runs: start over in ${MODEL_DIR:+$MODEL_DIR/}test/output/<id>/ (its run moves to previous-<time>/);
+                without it a full run continues the run there, or refuses one of other data/flags
+Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). Ctrl-C or SIGTERM: the
+trainer saves a checkpoint and the same command continues it. See README.md.
 EOF
 }
 
@@ -206,7 +209,8 @@ _build_command() {
         if [[ $arg == --resume=auto && $MODE == full ]]; then
             # only when it found a checkpoint to continue (else the run starts fresh, without it)
             [[ $CHECK_checkpoint == *" (--resume auto)" ]] || continue
-            echo "=> $RUN_DIR holds a checkpoint: continuing it (--resume auto); delete it to start over"
+            echo "=> $RUN_DIR holds a checkpoint of this run: continuing it (--resume auto);" \
+                "pass --fresh to start over (the old run moves to previous-<time>/)"
             RESUMING=1
         fi
         [[ $arg == --device=* ]] && arg=--device=$DEVICE  # the kind the check resolved
@@ -219,8 +223,60 @@ _build_command() {
     done
 }
 
+# ----------------------------------------------------------------------------- the trainer's process
+# Signals and the log copy (#17). SIGINT/SIGTERM/SIGHUP to this script -- Ctrl-C (the whole
+# process group), a scheduler's or `kill`'s SIGTERM (this PID alone), SIGTERM to the group --
+# reach the trainer exactly once, from _forward: it runs in its own process group, so a
+# terminal's Ctrl-C does not hit it directly. main.py finishes its step, saves and exits 130 /
+# 143; main_8p.py (torchrun's agent) passes the signal to its workers and waits for them. The
+# tees copying its output into TRAIN_LOG ignore the signals, so the log and the trainer's last
+# lines survive; the script waits for both, and nothing it started outlives it.
+
+# Starts CMD with stdin from /dev/null and stdout/stderr each through a tee appending to
+# TRAIN_LOG. Sets TRAINER_PID (also its process group) and TEE_PIDS.
+_start_trainer() {
+    local out err
+    exec {out}> >(trap '' INT TERM HUP; exec tee -a "$TRAIN_LOG")
+    TEE_PIDS=("$!")
+    exec {err}> >(trap '' INT TERM HUP; exec tee -a "$TRAIN_LOG" >&2)
+    TEE_PIDS+=("$!")
+    set -m  # job control for this one command: its own process group, SIGINT not ignored
+    "${CMD[@]}" </dev/null >&"$out" 2>&"$err" &
+    TRAINER_PID=$!
+    set +m
+    exec {out}>&- {err}>&-
+}
+
+_forward() {  # $1: the signal this script received; the trainer gets it (SIGHUP as SIGTERM)
+    local sig=$1
+    [[ $sig == HUP ]] && sig=TERM
+    STOP_SIGNAL=${STOP_SIGNAL:-$sig}
+    kill -s "$sig" "$TRAINER_PID" 2>/dev/null
+}
+
+# Waits for the trainer (through any number of forwarded signals), then for what is left of
+# its process group (a loader worker, briefly) and for the tees. Sets RC.
+_wait_trainer() {
+    trap '_forward INT' INT
+    trap '_forward TERM' TERM
+    trap '_forward HUP' HUP
+    while kill -0 "$TRAINER_PID" 2>/dev/null; do
+        wait "$TRAINER_PID"  # returns early when a trapped signal arrives
+    done
+    wait "$TRAINER_PID"  # bash keeps the status of a reaped background job
+    RC=$?
+    local i
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        kill -0 -- "-$TRAINER_PID" 2>/dev/null || break
+        ((i < 10)) && sleep 0.5 || kill -KILL -- "-$TRAINER_PID" 2>/dev/null
+    done
+    wait "${TEE_PIDS[@]}" 2>/dev/null
+    trap - INT TERM HUP
+}
+
 # Runs CMD: stdout and stderr go to the terminal as they are and both into TRAIN_LOG.
-# Sets RC (the trainer's exit code) and E2E_TIME (seconds).
+# Sets RC (the trainer's exit code), STOP_SIGNAL (INT | TERM when one was forwarded) and
+# E2E_TIME (seconds).
 _run_trainer() {
     local start
     start=$(date +%s)
@@ -229,10 +285,26 @@ _run_trainer() {
         "(generated on first use; pass --data_path=DIR for real data)" | tee -a "$TRAIN_LOG"
     echo "=> ${CMD[*]}" | tee -a "$TRAIN_LOG"
     export PYTHONUNBUFFERED=1
-    # stdout to stdout and stderr to stderr, each also appended to the log
-    { { "${CMD[@]}" | tee -a "$TRAIN_LOG"; exit "${PIPESTATUS[0]}"; } 2>&1 1>&3 3>&- |
-        tee -a "$TRAIN_LOG" >&2 3>&-; RC=${PIPESTATUS[0]}; } 3>&1
+    STOP_SIGNAL=""
+    _start_trainer
+    _wait_trainer
     E2E_TIME=$(($(date +%s) - start))
+}
+
+# The one line for a run stopped by a signal (instead of the closing lines): where the
+# checkpoint is and how to continue. On stderr and in TRAIN_LOG.
+_stopped() {
+    local ckpt=$RUN_DIR/checkpoint.pth.tar how
+    if [[ $MODE == eval ]]; then
+        how="nothing to continue; run the same command to evaluate again"
+    elif [[ ! -f $ckpt ]]; then
+        how="no checkpoint was written yet; the same command starts the run again"
+    elif [[ $MODE == performance ]]; then
+        how="checkpoint ${ckpt#"$REPO_ROOT"/}; a performance run starts over: run the same command again"
+    else
+        how="checkpoint ${ckpt#"$REPO_ROOT"/}; run the same command to continue it (--resume auto)"
+    fi
+    echo "=> $SCRIPT: stopped by SIG$STOP_SIGNAL (exit $RC); $how" | tee -a "$TRAIN_LOG" >&2
 }
 
 _summary_fields() {  # prints "arch global_batch_size" from summary.json (rank 0 writes it last)
@@ -251,6 +323,8 @@ _report() {
     network=${NETWORK:-${network:-${ARCH:-googlenet}}}
     batch=${batch:-${BATCH_SIZE:-N/A}}
     case_name="${network}_bs${batch}_${RANK_SIZE}p_${CASE_KIND}"
+    # the previous reports of this kind (checkpoints stay: the eval scripts read them)
+    rm -f "$OUTPUT_DIR"/*_[0-9]*p_"$CASE_KIND".log "$OUTPUT_DIR"/train_*_"$CASE_KIND"_loss.txt
     # the token after "Loss" (or "loss:" in the torchvision log format of models/googlenet/)
     awk '/^Epoch: \[/ { for (i = 1; i < NF; i++) if ($i == "Loss" || $i == "loss:") { print $(i + 1); break } }' \
         "$TRAIN_LOG" >"$OUTPUT_DIR/train_${case_name}_loss.txt"
@@ -293,20 +367,25 @@ launcher_main() {
     CASE_KIND=${CASE_KIND/performance/perf}
     OUTPUT_DIR=$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output/$DEVICE_ID
     TRAIN_LOG=$OUTPUT_DIR/train_$DEVICE_ID.log
-    # main.py's --output-dir. Evaluation writes only summary.json: into eval/, so that the
-    # training run's summary.json beside the checkpoints survives.
+    # main.py's --output-dir: the accuracy run's folder itself; evaluation writes its
+    # summary.json into eval/ and performance runs all of theirs into perf/ (a throughput run's
+    # 20-step checkpoint never replaces the accuracy run's).
     RUN_DIR=$OUTPUT_DIR
     [[ $MODE == eval ]] && RUN_DIR=$OUTPUT_DIR/eval
+    [[ $MODE == performance ]] && RUN_DIR=$OUTPUT_DIR/perf
     _build_args
     _check
     _build_command
-    mkdir -p "$RUN_DIR" || _die "cannot create $RUN_DIR"
-    # Stale reports of the same kind go (checkpoints stay: the eval scripts read them).
-    # A continued run keeps its metrics.jsonl (the earlier epochs' records).
-    ((RESUMING)) || rm -f "$RUN_DIR/metrics.jsonl"
-    rm -f "$RUN_DIR/summary.json" "$OUTPUT_DIR"/*_[0-9]*p_"$CASE_KIND".log \
-        "$OUTPUT_DIR"/train_*_"$CASE_KIND"_loss.txt
+    mkdir -p "$OUTPUT_DIR" || _die "cannot create $OUTPUT_DIR"
+    # perf/ is the performance runs' scratch: each one replaces the last (nothing there is
+    # ever continued). Whether the accuracy run's folder may be reused is main.py's decision
+    # (its config.json; the check above refused a folder of another run).
+    [[ $MODE == performance ]] && rm -rf "$RUN_DIR"
     _run_trainer
+    if [[ -n $STOP_SIGNAL ]] && ((RC == 130 || RC == 143)); then
+        _stopped
+        return "$RC"
+    fi
     if ((RC != 0)); then
         echo "error: $SCRIPT: the trainer exited with code $RC; see ${TRAIN_LOG#"$REPO_ROOT"/}" >&2
         return "$RC"
