@@ -94,6 +94,8 @@ def get_args_parser() -> OneLineParser:
     add("-p", "--print-freq", "--print_freq", "--log_interval", dest="print_freq", type=int, default=None)
     add("--output-dir", "--output_dir", "--ckpt_path", "--ckpt-path", "--log_path", dest="output_dir",
         default=None, help="checkpoints, metrics.jsonl, summary.json (default: current dir)")
+    add("--force-output-dir", "--force_output_dir", action="store_true",
+        help="use the output dir even if a job on another host holds its lock (.classify.lock)")
     add("--ckpt-interval", "--ckpt_interval", type=int, default=None, help="also save every N steps")
     add("--keep-checkpoints", "--keep_checkpoints", type=int, default=None, metavar="N",
         help="also keep the N newest epoch checkpoints, checkpoint-<epoch>.pth.tar (default 0)")

@@ -128,6 +128,7 @@ class OutputConfig:
     resume: Optional[str] = None  # a path, or "auto"
     evaluate: bool = False
     pretrained: Optional[str] = None
+    force_output_dir: bool = False  # take over another host's lock (classify.lock)
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                         prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard)),
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
-                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained),
+                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
+                            force_output_dir=bool(getattr(args, "force_output_dir", False))),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
     )
 

@@ -3,6 +3,7 @@
 ``run(cfg)`` is what ``main.py`` calls, in one process or in each torchrun worker.
 """
 
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_en
 from .errors import Interrupted, NonFiniteLoss, UserError
 from .fast import use_channels_last
 from .guard import StopRequest
+from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .pretrained import load_pretrained
@@ -37,7 +39,8 @@ def run(cfg: Config) -> Dict:
     device = resolve_device(cfg.device, info.local_rank, None if info.enabled else cfg.device_id)
     init_distributed(info, device, backend=cfg.dist_backend)
     try:
-        return _run(cfg, info, device)
+        with output_lock(cfg.output.output_dir, is_main=info.is_main, force=cfg.output.force_output_dir) as restarted:
+            return _run(cfg, info, device, restarted=restarted)
     finally:
         cleanup()
 
@@ -53,9 +56,10 @@ class _Setup:
     amp: AmpSettings
     normalize: Normalize
     classes: list = field(default_factory=list)
+    restarted: bool = False  # a restart generation of this torchrun job (classify.lock)
 
 
-def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
+def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool = False) -> Dict:
     reporter = _start(cfg, info, device)
     if cfg.data.backend == "gpu" and device.type not in ("cuda", "cpu"):
         raise UserError(f"--data-backend gpu decodes with nvJPEG on cuda (or on the CPU); on {device.type} "
@@ -73,7 +77,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
-                   list(data.classes))
+                   list(data.classes), restarted)
     decoded = " (decoded on the device)" if d.backend == "gpu" and root else ""
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
                   f"'{root or 'synthetic'}'{decoded}: {len(data.train) if data.train else 0} train / "
@@ -163,7 +167,7 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     ckpt = CheckpointManager(cfg.output.output_dir, is_main=info.is_main, keep=cfg.output.keep_checkpoints,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
                                        "classes": setup.classes})
-    state = _TrainState(ckpt.resume(cfg.output.resume, objects, arch=cfg.arch, rank=info.rank,
+    state = _TrainState(ckpt.resume(_resume_flag(setup, ckpt), objects, arch=cfg.arch, rank=info.rank,
                                     world_size=info.world_size, log=reporter.line)
                         or Progress(epoch=cfg.optim.start_epoch))
     # Written once everything the run starts from is in place (a run that fails before this
@@ -185,6 +189,17 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     reporter.summary(summary)
     reporter.close()
     return summary
+
+
+def _resume_flag(setup: _Setup, ckpt: CheckpointManager):
+    """``--resume``; in a restart generation the newest checkpoint of the output dir, whatever
+    was passed: a restarted worker never starts again from less progress than was saved."""
+    resume = setup.cfg.output.resume
+    if setup.restarted and ckpt.resume_path("auto") is not None:
+        setup.reporter.line(f"=> torchrun restarted the workers (job {os.environ.get('TORCHELASTIC_RUN_ID')}): "
+                            f"continuing from the newest checkpoint in '{ckpt.output_dir}' (as --resume auto)")
+        return "auto"
+    return resume
 
 
 def _profile(setup: _Setup, parts: TrainParts, train_loader) -> Dict:
