@@ -177,6 +177,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
+    except RuntimeError as e:
+        from classify.distributed import lost_peer
+
+        if not lost_peer(e):
+            raise
+        print(f"error: [rank {rank}] lost a peer process ({str(e).splitlines()[0][:160]}); torchrun's agent stops "
+              "or restarts the job", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

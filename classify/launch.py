@@ -24,7 +24,9 @@ stops right after ``validate`` (``main_8p.py --check``).
 import os
 import re
 import signal
+import socket
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,18 +328,42 @@ def launch(argv: List[str], validate: Optional[Callable[[List[str], int, int], o
             release_job(out, job=p.rdzv.run_id)
 
 
+def _wait_for_endpoint(rdzv: Rendezvous) -> None:
+    """A node that is not the endpoint's host connects to it first, retrying until
+    ``--rdzv-timeout``: an endpoint that never answers is one line after a bounded wait (torch
+    would print a C++ stack trace and the same conclusion)."""
+    from torch.distributed.elastic.rendezvous.utils import _matches_machine_hostname
+
+    host, _, port = rdzv.endpoint.rpartition(":")
+    if rdzv.endpoint == "localhost:0" or _matches_machine_hostname(host):
+        return
+    deadline, reason = time.monotonic() + rdzv.timeout, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=max(0.1, min(5.0, deadline - time.monotonic()))).close()
+            return
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    raise UserError(f"rendezvous endpoint {rdzv.endpoint} did not answer from {socket.gethostname()} within "
+                    f"--rdzv-timeout {rdzv.timeout} s ({reason}); check that node 0 runs the job and that HOST:PORT "
+                    "is reachable from every node")
+
+
 def _run_torchrun(argv: List[str], rdzv: Optional[Rendezvous] = None) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
 
+    if rdzv is not None:
+        _wait_for_endpoint(rdzv)
     try:
         run(parse_args(argv))
     except RendezvousError as e:  # endpoint unreachable, the other nodes never came, ...
         where = f" at {rdzv.endpoint} (job {rdzv.run_id})" if rdzv else ""
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"error: rendezvous{where} failed: {type(e).__name__}: {reason}; check that every node runs the same "
+        reason = f": {str(e).splitlines()[0]}" if str(e).strip() and str(e) != type(e).__name__ else ""
+        print(f"error: rendezvous{where} failed ({type(e).__name__}{reason}); check that every node runs the same "
               f"command and reaches the endpoint (waited at most --rdzv-timeout "
               f"{rdzv.timeout if rdzv else RDZV_TIMEOUT} s)", file=sys.stderr, flush=True)
         return 1
