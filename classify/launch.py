@@ -8,13 +8,18 @@ Flags understood here (everything else goes to the workers unchanged):
 ``--nproc_per_node N``, ``--device-list/--device_list 0,1,..`` and ``--visible_devices``
 (which devices, and how many workers), ``--device-id/--device_id N`` (without a device
 list: the first device, the workers use N..N+nproc-1; ignored on cpu),
-``--world-size``/``--rank`` (pytorch/examples:
-number of nodes and this node's rank when ``--multiprocessing-distributed``), ``--addr``
-and ``--dist-url tcp://HOST:PORT`` (node 0, the rendezvous of several nodes; one node
-always takes a free local port), ``--max-restarts``.
+``--max-restarts``, and torchrun's rendezvous flags ``--nnodes N|MIN:MAX``, ``--rdzv-backend``
+(c10d, default; static with ``--node-rank``), ``--rdzv-endpoint HOST:PORT``, ``--rdzv-id``,
+``--rdzv-conf``, ``--rdzv-timeout S``. The pytorch/examples forms ``--world-size``/``--rank``
+(number of nodes, this node's rank), ``--addr`` and ``--dist-url tcp://HOST:PORT`` map onto the
+same rendezvous; without flags the scheduler's ``PET_*`` (Kubeflow) and ``SLURM_*`` variables
+are read. One node with no endpoint takes a free local port (torchrun's --standalone).
 
-A worker that dies stops the job: torchrun's agent terminates the others and this module
-prints one line naming the rank that failed first.
+A worker that dies stops the job (or, with ``--max-restarts``, the agent restarts the workers,
+which continue from the newest checkpoint: classify.run, classify.lock); this module prints
+one line naming the rank that failed first. Before any worker starts, the output dir's lock
+is checked (classify.lock), and a node that is not the endpoint waits at most
+``--rdzv-timeout`` for it to answer.
 
 ``plan(argv)`` resolves all of it (device kind, workers, devices, nodes, the torchrun and
 worker command lines) without changing anything; ``launch(argv, validate, dry_run=True)``
