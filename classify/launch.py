@@ -234,8 +234,9 @@ def _rendezvous(args, env) -> Rendezvous:
         raise UserError(f"--nnodes {lo}:{hi} (elastic) needs --rdzv-backend c10d; static takes a fixed number")
     if args.rdzv_timeout < 1:
         raise UserError(f"--rdzv-timeout must be >= 1 second, got {args.rdzv_timeout}")
+    slurm_id = env.get("SLURM_JOB_ID") and ".".join(filter(None, (env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID"))))
     _, run_id = _first(("--rdzv-id", args.rdzv_id), ("PET_RDZV_ID", env.get("PET_RDZV_ID")),
-                       ("SLURM_JOB_ID", env.get("SLURM_JOB_ID")))
+                       ("SLURM_JOB_ID", slurm_id))  # one srun step: the same on every node
     if run_id is None:  # all nodes must agree: one made from the endpoint; one node: a fresh id
         run_id = f"classify-{endpoint.replace(':', '-')}" if endpoint else uuid.uuid4().hex[:12]
     return Rendezvous(min_nodes=lo, max_nodes=hi, backend=backend if endpoint else "c10d",

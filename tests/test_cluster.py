@@ -28,7 +28,7 @@ from tests.conftest import ROOT, Background, start_ahead
 JOB = ["--dummy", "--dummy-size", "64,12", "--num-classes", "4", "--image-size", "16", "-a", "tinynet",
        "--workers", "0", "-p", "1", "--epochs", "3", "--ckpt-interval", "2", "--seed", "5"]
 SCHEDULER_VARS = ("PET_NNODES", "PET_RDZV_ENDPOINT", "PET_RDZV_ID", "PET_MAX_RESTARTS", "PET_NPROC_PER_NODE",
-                  "PET_RDZV_BACKEND", "PET_NODE_RANK", "SLURM_JOB_ID", "SLURM_NNODES", "SLURM_NODEID",
+                  "PET_RDZV_BACKEND", "PET_NODE_RANK", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NNODES", "SLURM_NODEID",
                   "SLURM_JOB_NODELIST", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 
 
@@ -321,6 +321,7 @@ def test_scheduler_environment_when_no_flag(clean_env):
     assert p.nnodes == 2 and p.node_rank == 1
     assert "--rdzv-endpoint=gpu007:29500" in p.torchrun and "--rdzv-id=881" in p.torchrun
     assert "--nnodes=3" in torchrun_flags("--nnodes", "3", "--rdzv-endpoint", "x:1", env=slurm)  # flags win
+    assert "--rdzv-id=881.2" in torchrun_flags(env=dict(slurm, SLURM_STEP_ID="2"))  # one srun step, all nodes
     assert launch.first_host("n1,n2") == "n1" and launch.first_host("a[1-2]") == "a1"
 
 
