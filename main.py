@@ -105,6 +105,8 @@ def get_args_parser() -> OneLineParser:
     add("-p", "--print-freq", "--print_freq", "--log_interval", dest="print_freq", type=int, default=None)
     add("--output-dir", "--output_dir", "--ckpt_path", "--ckpt-path", "--log_path", dest="output_dir",
         default=None, help="checkpoints, metrics.jsonl, summary.json (default: current dir)")
+    add("--force-output-dir", "--force_output_dir", action="store_true",
+        help="use the output dir even if a job on another host holds its lock (.classify.lock)")
     add("--ckpt-interval", "--ckpt_interval", type=int, default=None, help="also save every N steps")
     add("--keep-checkpoints", "--keep_checkpoints", type=int, default=None, metavar="N",
         help="also keep the N newest epoch checkpoints, checkpoint-<epoch>.pth.tar (default 0)")
@@ -191,6 +193,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # before training (import, data scan, model) or a second Ctrl-C
         print("error: interrupted (SIGINT)", file=sys.stderr, flush=True)
         return 130
+    except RuntimeError as e:
+        from classify.distributed import lost_peer
+
+        if not lost_peer(e):
+            raise
+        print(f"error: [rank {rank}] lost a peer process ({str(e).splitlines()[0][:160]}); torchrun's agent stops "
+              "or restarts the job", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -188,6 +188,7 @@ class OutputConfig:
     evaluate: bool = False
     pretrained: Optional[str] = None
     fresh: bool = False  # start over in output_dir, its old run moved to previous-<time>/ (classify.rundir)
+    force_output_dir: bool = False  # take over another host's lock (classify.lock)
 
 
 @dataclass(frozen=True)
@@ -339,7 +340,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             checkpoint_freq=getattr(args, "checkpoint_freq", None) or 0,
                             resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
-                            fresh=_fresh(args)),
+                            fresh=_fresh(args), force_output_dir=bool(getattr(args, "force_output_dir", False))),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
         levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
                              warmup_epochs=optim.warmup_epochs, epochs=optim.epochs,

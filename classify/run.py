@@ -3,6 +3,7 @@
 ``run(cfg)`` is what ``main.py`` calls, in one process or in each torchrun worker.
 """
 
+import os
 import signal
 import time
 import warnings
@@ -24,6 +25,7 @@ from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_en
 from .errors import Interrupted, NonFiniteLoss, UserError
 from .fast import use_channels_last
 from .guard import StopRequest
+from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .schedules import progressive_size
@@ -41,7 +43,8 @@ def run(cfg: Config) -> Dict:
     device = resolve_device(cfg.device, info.local_rank, None if info.enabled else cfg.device_id)
     init_distributed(info, device, backend=cfg.dist_backend)
     try:
-        return _run(cfg, info, device)
+        with output_lock(cfg.output.output_dir, is_main=info.is_main, force=cfg.output.force_output_dir) as restarted:
+            return _run(cfg, info, device, restarted=restarted)
     finally:
         cleanup()
 
@@ -59,9 +62,10 @@ class _Setup:
     classes: list = field(default_factory=list)
     num_classes: int = 0
     identity: Dict = field(default_factory=dict)  # the run's, with its run_id (classify.rundir)
+    restarted: bool = False  # a restart generation of this torchrun job (classify.lock)
 
 
-def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
+def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool = False) -> Dict:
     reporter = _start(cfg, info, device)
     if cfg.data.backend == "gpu" and device.type not in ("cuda", "cpu"):
         raise UserError(f"--data-backend gpu decodes with nvJPEG on cuda (or on the CPU); on {device.type} "
@@ -84,7 +88,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
-                   list(data.classes), num_classes, ident)
+                   list(data.classes), num_classes, ident, restarted)
     decoded = " (decoded on the device)" if d.backend == "gpu" and root else ""
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
                   f"'{root or 'synthetic'}'{decoded}: {len(data.train) if data.train else 0} train / "
@@ -259,8 +263,7 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
                              every=cfg.output.checkpoint_freq,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
                                        "classes": setup.classes, "identity": setup.identity})
-    resume = None if cfg.output.fresh and cfg.output.resume == "auto" else cfg.output.resume
-    state = _TrainState(ckpt.resume(resume, objects, arch=cfg.arch, rank=info.rank,
+    state = _TrainState(ckpt.resume(_resume_flag(setup, ckpt), objects, arch=cfg.arch, rank=info.rank,
                                     world_size=info.world_size, log=reporter.line)
                         or Progress(epoch=cfg.optim.start_epoch))
     _begin(setup)
@@ -280,6 +283,17 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     reporter.summary(summary)
     reporter.close()
     return summary
+
+
+def _resume_flag(setup: _Setup, ckpt: CheckpointManager):
+    """``--resume``; in a restart generation the newest checkpoint of the output dir, whatever
+    was passed: a restarted worker never starts again from less progress than was saved."""
+    resume = setup.cfg.output.resume
+    if setup.restarted and ckpt.resume_path("auto") is not None:
+        setup.reporter.line(f"=> torchrun restarted the workers (job {os.environ.get('TORCHELASTIC_RUN_ID')}): "
+                            f"continuing from the newest checkpoint in '{ckpt.output_dir}' (as --resume auto)")
+        return "auto"
+    return None if setup.cfg.output.fresh and resume == "auto" else resume  # --fresh: the run starts over
 
 
 def _profile(setup: _Setup, parts: TrainParts, train_loader) -> Dict:
