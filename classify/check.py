@@ -238,6 +238,10 @@ def _num_classes(cfg: Config, layout: str) -> int:
         return 1000
     if layout in ("cifar10", "demo"):
         return 10
+    if layout.startswith("shards"):
+        from .data.shards import open_shards
+
+        return len(open_shards(cfg.data.path)[2])
     from .data import resolve_splits
 
     train, val = resolve_splits(cfg.data.path)
