@@ -249,8 +249,9 @@ class FolderRun:
         proc = self.bg.result(600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         self.stdout, self.log = proc.stdout, self.dir / f"train_{self.id}.log"
-        summary_dir = self.dir / "eval" if (self.dir / "eval" / "summary.json").is_file() else self.dir
-        self.summary = json.loads((summary_dir / "summary.json").read_text())
+        # main.py's --output-dir: the folder itself, eval/ for evaluation, perf/ for performance runs
+        found = [d for d in (self.dir / "eval", self.dir / "perf", self.dir) if (d / "summary.json").is_file()]
+        self.summary = json.loads((found[0] / "summary.json").read_text())
         return self
 
     def pipe(self, pipeline, device="cpu"):
