@@ -420,6 +420,18 @@ class CheckpointManager:
         return Progress(epoch=int(state["epoch"]), step=int(state.get("step", 0)), best_acc1=state.get("best_acc1"),
                         best_is_ema=bool(state.get("best_is_ema", False)))
 
+    def _check_identity(self, path: Path, state: Dict[str, Any]) -> None:
+        """Continue only a run of this run's identity (data root, arch, recipe, classes, image
+        size, global batch: ``classify.rundir``); a checkpoint written before identities passes."""
+        from .rundir import differences
+
+        saved, ours = state.get("identity"), self.run_info.get("identity")
+        differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
+        if differ:
+            raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
+                                  f"with the flags it was trained with, or start from its weights with "
+                                  f"--pretrained {path}")
+
 
 def _restore_ema(objects: TrainingObjects, state: Dict[str, Any], *, path: Path, arch: str) -> None:
     """``state_dict_ema`` into the EMA; a checkpoint without one (a run that had no EMA) starts
@@ -432,19 +444,6 @@ def _restore_ema(objects: TrainingObjects, state: Dict[str, Any], *, path: Path,
     load_model_weights(ema.module, {"state_dict": state["state_dict_ema"], "arch": state.get("arch")}, path=path,
                        arch=arch)
     ema.n_averaged.fill_(int(state.get("ema_updates", 1)))
-
-
-    def _check_identity(self, path: Path, state: Dict[str, Any]) -> None:
-        """Continue only a run of this run's identity (data root, arch, recipe, classes, image
-        size, global batch: ``classify.rundir``); a checkpoint written before identities passes."""
-        from .rundir import differences
-
-        saved, ours = state.get("identity"), self.run_info.get("identity")
-        differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
-        if differ:
-            raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
-                                  f"with the flags it was trained with, or start from its weights with "
-                                  f"--pretrained {path}")
 
 
 def _bare(model: nn.Module) -> nn.Module:
