@@ -182,7 +182,9 @@ def output_lock(output_dir: Path, *, is_main: bool, force: bool = False):
     lock, created = None, None
     if is_main:
         folder = prepare_output_dir(Path(output_dir))
-        created = None if folder.exists() else folder
+        created = folder if not folder.exists() else None
+        while created is not None and not created.parent.exists():  # the topmost folder made here
+            created = created.parent
         create_output_dir(folder)
         lock = acquire(folder, force=force)
     restarted = gather_objects(bool(lock and lock.restarted))[0]
@@ -200,8 +202,12 @@ def output_lock(output_dir: Path, *, is_main: bool, force: bool = False):
 
 
 def _remove_if_empty(folder: Optional[Path]) -> None:
-    """A folder the lock created and nothing else wrote into (the run failed before it started
-    writing) is removed again: an error found before training leaves no empty output dir."""
+    """Folders the lock created (``folder``, the topmost, and those below it down to the output
+    dir) that nothing else wrote into (the run failed before it started writing) are removed
+    again: an error found before training leaves no empty output dir."""
     if folder is not None:
+        for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
         with contextlib.suppress(OSError):
             folder.rmdir()

@@ -78,7 +78,6 @@ def test_a_new_run_into_a_finished_run_s_folder(finished, image_folder, capsys):
 
 
 def test_fresh_moves_the_old_run_aside(finished, image_folder, capsys):
-    (finished / ".classify.lock").write_text("another helper's lock")
     (finished / "notes.txt").write_text("mine")
     old = _snapshot(finished)
     old_id = json.loads(old["config.json"])["identity"]["run_id"]
@@ -89,7 +88,7 @@ def test_fresh_moves_the_old_run_aside(finished, image_folder, capsys):
     moved = _snapshot(previous)
     assert {"checkpoint.pth.tar", "model_best.pth.tar", "metrics.jsonl", "summary.json", "config.json"} <= set(moved)
     assert all(moved[name] == old[name] for name in moved)  # moved, not rewritten
-    assert (finished / ".classify.lock").read_text() == "another helper's lock"  # never moved
+    assert not (previous / ".classify.lock").exists()  # the run's lock (classify/lock.py) is never moved
     assert (finished / "notes.txt").read_text() == "mine"
     assert json.loads((finished / "config.json").read_text())["identity"]["run_id"] != old_id
     assert len((finished / "metrics.jsonl").read_text().splitlines()) == 1
