@@ -80,7 +80,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    num_classes=d.num_classes or 1000, backend=d.backend,
                                    index_cache=d.index_cache))
     num_classes = count_classes(d.num_classes, data.classes)
-    ident = _claim(cfg, root, num_classes)  # may this run use the output dir? (reads only)
+    ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     channels_last = use_channels_last(device, cfg.precision.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
@@ -164,14 +164,15 @@ def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
                f"{o.lr_scale:.0f}x to {o.lr:.3g}; linear scaling is not reliable that far: pass --lr to choose it")
 
 
-def _claim(cfg: Config, root, num_classes: int) -> Dict:
+def _claim(cfg: Config, root, num_classes: int, restarted: bool = False) -> Dict:
     """The run's identity and id: the continued run's id, or a new one (``classify.rundir.claim``
     refuses a folder that holds another run, before anything in it is touched)."""
     ident = identity(data_root="dummy" if cfg.data.kind == "dummy" else root, arch=cfg.arch, recipe=cfg.recipe,
                      num_classes=num_classes, image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
     if cfg.output.evaluate or cfg.loop.prof:  # they write no checkpoint, no metrics
         return ident
-    held = claim(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh,
+    resume = cfg.output.resume or ("auto" if restarted else None)  # a restart generation continues its run
+    held = claim(cfg.output.output_dir, ident, resume=resume, fresh=cfg.output.fresh and not restarted,
                  epochs=cfg.optim.epochs)
     return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}
 
@@ -183,7 +184,7 @@ def _begin(setup: _Setup) -> None:
     cfg, reporter = setup.cfg, setup.reporter
     if not setup.info.is_main:
         return
-    if cfg.output.fresh:
+    if cfg.output.fresh and not setup.restarted:  # a restart generation keeps what the first one wrote
         moved = move_aside(cfg.output.output_dir)
         if moved is not None:
             reporter.line(f"=> --fresh: the previous run in '{cfg.output.output_dir}' moved to '{moved}'")
