@@ -12,6 +12,7 @@ recipe supplies defaults; every flag given on the command line wins.
 import argparse
 import os
 import sys
+from typing import Optional
 
 try:  # importing torch takes seconds: a Ctrl-C then is one line too, not a traceback
     import torch
@@ -128,17 +129,17 @@ def get_args_parser() -> OneLineParser:
     return p
 
 
-def check(argv, world_size: int, local_world: int):
+def check(argv, world_size: int, local_world: int, *, job: Optional[str] = None):
     """Resolve the config and check what the run reads first (data layout, checkpoint or
     weights file, output dir) without starting anything: the launcher calls it before it
-    starts the workers (``classify.launch``). Returns the config."""
+    starts the workers (``classify.launch``), with its ``job`` (rendezvous) id. Returns the config."""
     from classify.check import inspect
 
     args = get_args_parser().parse_args(argv)
     if args.check:  # an abbreviation that main_8p.py did not take for --check: it would reach the workers
         raise UserError("write --check in full (main_8p.py looks for the whole word)")
     cfg = build_config(args, world_size, local_world)
-    inspect(cfg, resolve_auto=False)  # --resume auto: each worker's run resolves it
+    inspect(cfg, resolve_auto=False, job=job)  # --resume auto: each worker's run resolves it
     return cfg
 
 

@@ -248,9 +248,12 @@ def _num_classes(cfg: Config, layout: str) -> int:
     return len(_class_dirs(train or val))
 
 
-def _claim(cfg: Config, layout: str) -> None:
+def _claim(cfg: Config, layout: str, *, job: Optional[str] = None) -> None:
     """The run's decision on the output dir (``classify.rundir.claim``): a folder holding
-    another run, or this run without a way to continue it, is refused before anything starts."""
+    another run, or this run without a way to continue it, is refused before anything starts.
+    A node joining its own ``job`` (the dir's lock is that job's: another node of it, or an
+    elastic join, is running) continues that run, whatever its global batch is now."""
+    from .lock import held_by
     from .rundir import claim, identity
 
     if cfg.output.evaluate or cfg.loop.prof:
@@ -263,20 +266,22 @@ def _claim(cfg: Config, layout: str) -> None:
         root = "dummy" if layout == "dummy" else cfg.data.path
     ident = identity(data_root=root, arch=cfg.arch, recipe=cfg.recipe, num_classes=_num_classes(cfg, layout),
                      image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
+    if job is not None and held_by(cfg.output.output_dir, job):
+        return  # the job's workers claim it as a restart generation (classify.run)
     claim(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh, epochs=cfg.optim.epochs)
 
 
 # ----------------------------------------------------------------------------- all of it
 
 
-def inspect(cfg: Config, *, resolve_auto: bool = True) -> Dict[str, str]:
+def inspect(cfg: Config, *, resolve_auto: bool = True, job: Optional[str] = None) -> Dict[str, str]:
     """Check the data, the checkpoint and the output dir of ``cfg`` (one-line ``UserError``);
     returns the report's lines other than the devices'. ``resolve_auto=False``: leave
     ``--resume auto`` to the run (it reads every checkpoint's metadata)."""
     layout, path, has_val = _data(cfg)
     _check_mode(cfg, layout, has_val)
     output_dir = _output_dir(cfg)
-    _claim(cfg, layout)
+    _claim(cfg, layout, job=job)
     return {"arch": cfg.arch, "recipe": cfg.recipe, "mode": "evaluate" if cfg.output.evaluate else "train",
             "global_batch": str(cfg.optim.batch_size), "per_device_batch": str(cfg.optim.per_device_batch),
             "data": layout, "data_path": path, "checkpoint": _checkpoint(cfg, resolve_auto),

@@ -274,9 +274,10 @@ class CheckpointManager:
     contributes its RNG state, a collective); only rank 0 writes."""
 
     def __init__(self, output_dir: Path, *, is_main: bool, keep: int = 0, every: int = 0,
-                 run_info: Optional[Dict] = None,
+                 run_info: Optional[Dict] = None, restarted: bool = False,
                  warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
         self.output_dir = Path(output_dir)
+        self.restarted = restarted  # a torchrun restart generation: its global batch may differ (elastic)
         self.is_main, self.keep, self.every = is_main, keep, every
         self.run_info = dict(run_info or {})  # arch, recipe, args, classes
         self.warn = warn
@@ -426,6 +427,8 @@ class CheckpointManager:
         from .rundir import differences
 
         saved, ours = state.get("identity"), self.run_info.get("identity")
+        if ours and self.restarted:  # elastic membership (--nnodes MIN:MAX) changes the world size
+            ours = {**ours, "global_batch": None}
         differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
         if differ:
             raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "

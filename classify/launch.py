@@ -304,14 +304,14 @@ def plan(argv: List[str], env: Optional[Dict[str, str]] = None) -> Plan:
 
 def launch(argv: List[str], validate: Optional[Callable[[List[str], int, int], object]] = None,
            dry_run: bool = False) -> int:
-    """Start the workers; ``validate(worker_argv, world_size, local_world)`` runs first, in this
+    """Start the workers; ``validate(worker_argv, world_size, local_world, job=ID)`` runs first, in this
     process, so that a usage error is one line before any worker starts (and when it returns the
     config, an output dir that another job holds too). ``dry_run``: stop right after the
     validation (0), with nothing started and the environment untouched."""
     from .lock import check_free, release_job
 
     p = plan(argv)
-    cfg = validate(p.worker_args, p.world_size, p.nproc) if validate is not None else None
+    cfg = validate(p.worker_args, p.world_size, p.nproc, job=p.rdzv.run_id) if validate is not None else None
     out = getattr(getattr(cfg, "output", None), "output_dir", None)
     if out is not None:
         check_free(out, job=p.rdzv.run_id, force=cfg.output.force_output_dir)

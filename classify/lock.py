@@ -29,7 +29,8 @@ from .distributed import gather_objects
 from .errors import UserError
 from .report import create_output_dir, prepare_output_dir
 
-__all__ = ["LOCK_NAME", "Holder", "OutputLock", "acquire", "output_lock", "check_free", "release_job", "this_job"]
+__all__ = ["LOCK_NAME", "Holder", "OutputLock", "acquire", "output_lock", "check_free", "held_by", "release_job",
+           "this_job"]
 
 LOCK_NAME = ".classify.lock"
 
@@ -161,6 +162,12 @@ def check_free(output_dir: Path, *, job: str, force: bool = False) -> None:
     held = _read(path)
     if held is not None:
         _verdict(path, held, Holder(host=socket.gethostname(), pid=os.getpid(), start=time.time(), job=job), force)
+
+
+def held_by(output_dir: Path, job: str) -> bool:
+    """``output_dir``'s lock is ``job``'s (another node of that job, or an earlier generation, holds it)."""
+    held = _read(Path(output_dir).expanduser() / LOCK_NAME)
+    return held is not None and held.job is not None and held.job == job
 
 
 def release_job(output_dir: Path, *, job: str) -> None:

@@ -172,7 +172,9 @@ def _claim(cfg: Config, root, num_classes: int, restarted: bool = False) -> Dict
     if cfg.output.evaluate or cfg.loop.prof:  # they write no checkpoint, no metrics
         return ident
     resume = cfg.output.resume or ("auto" if restarted else None)  # a restart generation continues its run
-    held = claim(cfg.output.output_dir, ident, resume=resume, fresh=cfg.output.fresh and not restarted,
+    # Elastic membership (--nnodes MIN:MAX) changes the global batch between generations of one job.
+    compared = {**ident, "global_batch": None} if restarted else ident
+    held = claim(cfg.output.output_dir, compared, resume=resume, fresh=cfg.output.fresh and not restarted,
                  epochs=cfg.optim.epochs)
     return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}
 
@@ -261,7 +263,7 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
         return _profile(setup, parts, train_loader)
     objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler, ema=parts.ema)
     ckpt = CheckpointManager(cfg.output.output_dir, is_main=info.is_main, keep=cfg.output.keep_checkpoints,
-                             every=cfg.output.checkpoint_freq,
+                             every=cfg.output.checkpoint_freq, restarted=setup.restarted,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
                                        "classes": setup.classes, "identity": setup.identity})
     state = _TrainState(ckpt.resume(_resume_flag(setup, ckpt), objects, arch=cfg.arch, rank=info.rank,
