@@ -13,12 +13,16 @@ import argparse
 import os
 import sys
 
-import torch
+try:  # importing torch takes seconds: a Ctrl-C then is one line too, not a traceback
+    import torch
 
-import models
-from classify.config import CheckFlag, OneLineParser, build_config, parse_int_list
-from classify.errors import Interrupted, NonFiniteLoss, UserError
-from classify.schedules import SCHEDULES
+    import models
+    from classify.config import CheckFlag, OneLineParser, add_lever_flags, add_seed_flags, build_config, parse_int_list
+    from classify.errors import Interrupted, NonFiniteLoss, UserError
+    from classify.schedules import SCHEDULES
+except KeyboardInterrupt:
+    print("error: interrupted while starting (SIGINT); nothing was written", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def get_args_parser() -> OneLineParser:
@@ -40,6 +44,11 @@ def get_args_parser() -> OneLineParser:
     add("--val-resize", "--val_resize", type=int, default=None, help="val resize before the centre crop")
     add("--num-classes", "--num_classes", type=int, default=None, help="default: classes in the data")
     add("--no-val", "--no_val", action="store_true", help="skip validation (train only)")
+    add("--index-cache", "--index_cache", default=None, metavar="DIR",
+        help="where the file index of each data folder is kept (default $XDG_CACHE_HOME/classify/index)")
+    add("--no-index-cache", "--no_index_cache", action="store_true", help="scan the data folders on every start")
+    add("--cache-dataset", "--cache_dataset", action="store_true",
+        help="torchvision references' flag: use the index cache (on by default)")
     # model and recipe
     add("-a", "--arch", "--model", "--backbone", dest="arch", default=None,
         help=f"{' | '.join(models.list_models())} (default {models.DEFAULT_ARCH})")
@@ -96,10 +105,15 @@ def get_args_parser() -> OneLineParser:
     add("-p", "--print-freq", "--print_freq", "--log_interval", dest="print_freq", type=int, default=None)
     add("--output-dir", "--output_dir", "--ckpt_path", "--ckpt-path", "--log_path", dest="output_dir",
         default=None, help="checkpoints, metrics.jsonl, summary.json (default: current dir)")
+    add("--force-output-dir", "--force_output_dir", action="store_true",
+        help="use the output dir even if a job on another host holds its lock (.classify.lock)")
     add("--ckpt-interval", "--ckpt_interval", type=int, default=None, help="also save every N steps")
     add("--keep-checkpoints", "--keep_checkpoints", type=int, default=None, metavar="N",
         help="also keep the N newest epoch checkpoints, checkpoint-<epoch>.pth.tar (default 0)")
-    add("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
+    add("--resume", default=None, metavar="PATH", help="continue from a checkpoint file, or auto: the newest "
+        "in --output-dir (only when its run has this run's data, arch, recipe, classes, image size, batch)")
+    add("--fresh", action="store_true", help="start over in --output-dir: the run there moves to "
+        "OUTPUT_DIR/previous-<time>/ (nothing deleted)")
     add("-e", "--evaluate", action="store_true", help="evaluate only (with --resume/--pretrained)")
     add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
     add("--prof", action="store_true", help="profile a few steps with torch.profiler, then stop")
@@ -109,6 +123,8 @@ def get_args_parser() -> OneLineParser:
     add("--nan-policy", "--nan_policy", default="stop", help="stop | skip | skip:N (non-finite loss)")
     add("--check", action=CheckFlag, help="print what a run with these flags would use (device, world size, "
         "batch, data layout, checkpoint) as key = value lines and exit: 0, or 1 with one error line")
+    add_lever_flags(p)
+    add_seed_flags(p)
     return p
 
 
@@ -148,12 +164,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
-    if args.check:  # what this run would use, checked (classify/check.py): 0, or 1 with one error line
-        from classify.check import check_run
-
-        return check_run(lambda _worker_argv, world, local: build_config(args, world, local),
-                         launcher_argv=_launcher_flags(args) if _wants_launcher(args) else None)
     try:
+        if args.check:  # what this run would use, checked (classify/check.py): 0, or 1 with one error line
+            from classify.check import check_run
+
+            return check_run(lambda _worker_argv, world, local: build_config(args, world, local),
+                             launcher_argv=_launcher_flags(args) if _wants_launcher(args) else None)
         if _wants_launcher(args):
             from classify.launch import launch
 
@@ -174,9 +190,17 @@ def main(argv=None) -> int:
         print(f"error: {'' if rank == 0 else f'[rank {rank}] '}out of memory on the device; use a smaller "
               "-b/--batch-size, --amp, or a smaller --image-size", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # before training (import, data scan, model) or a second Ctrl-C
+        print("error: interrupted (SIGINT)", file=sys.stderr, flush=True)
         return 130
+    except RuntimeError as e:
+        from classify.distributed import lost_peer
+
+        if not lost_peer(e):
+            raise
+        print(f"error: [rank {rank}] lost a peer process ({str(e).splitlines()[0][:160]}); torchrun's agent stops "
+              "or restarts the job", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

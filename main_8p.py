@@ -18,7 +18,7 @@ import main
 from classify.check import check_run
 from classify.config import build_config
 from classify.errors import UserError
-from classify.launch import launch
+from classify.launch import RDZV_TIMEOUT, launch
 
 
 def run(argv=None) -> int:
@@ -26,17 +26,23 @@ def run(argv=None) -> int:
     if "-h" in argv or "--help" in argv:
         main.get_args_parser().print_help()
         print("\nmain_8p.py also takes: --nproc_per_node N, --device-list/--visible_devices 0,1,..., "
-              "--device-id N (the first device, without a list), --max-restarts N; --world-size/--rank are "
+              "--device-id N (the first device, without a list), --max-restarts N; torchrun's rendezvous flags "
+              "--nnodes N|MIN:MAX, --rdzv-backend c10d|static, --rdzv-endpoint HOST:PORT, --rdzv-id JOB, "
+              "--node-rank R (static), --rdzv-conf K=V,..., --rdzv-timeout S (default "
+              f"{RDZV_TIMEOUT} s; PET_* and SLURM_* variables when absent); --world-size/--rank are "
               "nodes/node rank as in pytorch/examples. --check: print what the run would use and exit.")
         return 0
-    if "--check" in argv:  # the workers, their devices and config, resolved and checked; nothing started
-        return check_run(lambda worker_argv, world, local: build_config(main.get_args_parser().parse_args(
-            worker_argv), world, local), launcher_argv=argv)
     try:
+        if "--check" in argv:  # the workers, their devices and config, resolved and checked; nothing started
+            return check_run(lambda worker_argv, world, local: build_config(main.get_args_parser().parse_args(
+                worker_argv), world, local), launcher_argv=argv)
         return launch(argv, validate=main.check)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the workers start (the check, torchrun's import)
+        print("error: interrupted (SIGINT)", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

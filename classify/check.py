@@ -4,7 +4,8 @@ flags would use, resolved and checked without starting it.
 The check resolves exactly what the run would (the config of ``classify.config``, the device
 of ``classify.devices``, for ``main_8p.py`` the workers and devices of ``classify.launch``),
 checks what the run reads before it spends minutes building a model (the data layout, the
-checkpoint or weights file, the output dir's parent), and prints one ``key = value`` line per
+checkpoint or weights file, the output dir and whether the run may use it: ``classify.rundir``),
+and prints one ``key = value`` line per
 item on stdout, in this order (``KEYS``)::
 
     arch = vgg16
@@ -18,11 +19,13 @@ item on stdout, in this order (``KEYS``)::
     global_batch = 256
     per_device_batch = 32
     data = folder train+val             # folder train+val | folder train only | folder val only
+                                        # | shards train+val | shards train only | shards val only
                                         # | cifar10 | demo | dummy
     data_path = /data/imagenet          # absolute; "none" for dummy; demo: its cache folder, with
                                         # " (generated on first use)" while it does not exist yet
     checkpoint = none                   # none | PATH (--resume) | PATH (--resume auto)
-                                        # | none (--resume auto: no checkpoint in DIR) | PATH (--pretrained)
+                                        # | none (--resume auto: no checkpoint in DIR) | none (--fresh)
+                                        # | PATH (--pretrained)
     output_dir = /abs/output/dir
 
 and exits 0; a mistake is one line ``error: ...`` on stderr and exit code 1 (argparse's
@@ -99,7 +102,13 @@ def _data(cfg: Config) -> Tuple[str, str, bool]:
 
         root = default_demo_root()
         ready = is_complete(root)
+        if not ready:
+            _demo_writable(root)
         return "demo", f"{root.absolute()}{'' if ready else ' (generated on first use)'}", True
+    from .data.shards import is_shard_source
+
+    if is_shard_source(d.path):
+        return _shard_layout(d.path)
     cifar = find_cifar_root(d.path)
     if cifar is not None:
         if not (cifar / "test_batch").is_file():
@@ -118,11 +127,38 @@ def _data(cfg: Config) -> Tuple[str, str, bool]:
     return layout, str(Path(d.path).expanduser().absolute()), val is not None
 
 
+def _shard_layout(source: str) -> Tuple[str, str, bool]:
+    """WebDataset shards (``classify.data.shards``): their index names the splits."""
+    from .data.shards import open_shards
+
+    train, val, _ = open_shards(source)
+    return f"shards {'train+val' if train and val else ('train only' if train else 'val only')}", source, \
+        val is not None
+
+
+def _demo_writable(root: Path) -> None:
+    """The demo set the run would generate: a folder it can create (``ensure_demo_data``'s
+    errors, found without creating anything)."""
+    from .data.demo import demo_unwritable
+
+    if root.is_dir() and any(root.iterdir()):
+        from .data.demo import ensure_demo_data
+
+        ensure_demo_data(root)  # refuses a half-written folder at once, creating nothing
+    existing = root
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(demo_unwritable(root, f"'{existing}' is a file"))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(demo_unwritable(root, f"no write access to '{existing}'"))
+
+
 def _check_mode(cfg: Config, layout: str, has_val: bool) -> None:
     """The split checks ``classify.run`` makes once the model is built."""
     from .data import check_splits
 
-    check_splits(path=cfg.data.path, has_train=layout != "folder val only", has_val=has_val and not cfg.data.no_val,
+    check_splits(path=cfg.data.path, has_train=not layout.endswith("val only"), has_val=has_val and not cfg.data.no_val,
                  evaluate=cfg.output.evaluate)
 
 
@@ -130,11 +166,13 @@ def _check_mode(cfg: Config, layout: str, has_val: bool) -> None:
 
 
 def _require_file(value: str, flag: str) -> Path:
-    from .checkpoint import BEST, LATEST
+    from .checkpoint import BEST, LATEST, folder_given
 
     path = Path(value).expanduser()
     if path.is_file():
         return path.absolute()
+    if path.is_dir():
+        raise CheckpointError(folder_given(value, flag))
     if path.exists():
         raise CheckpointError(f"checkpoint '{value}' is not a file; pass a checkpoint file to {flag}")
     if flag == "--pretrained":
@@ -171,6 +209,8 @@ def _checkpoint(cfg: Config, resolve_auto: bool) -> str:
     pretrained = _pretrained(cfg) if out.pretrained and not (out.evaluate and out.resume) else None
     if out.resume is not None and (out.evaluate or out.resume != "auto"):
         return f"{_require_file(out.resume, '--resume')} (--resume)"
+    if out.resume == "auto" and out.fresh and pretrained is None:
+        return "none (--fresh)"
     if out.resume == "auto" and resolve_auto:
         found = _auto(cfg)
         if found is not None:
@@ -184,17 +224,46 @@ def _checkpoint(cfg: Config, resolve_auto: bool) -> str:
 
 
 def _output_dir(cfg: Config) -> Path:
-    """What ``classify.report.prepare_output_dir`` would refuse, without creating anything."""
-    path = Path(cfg.output.output_dir).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output dir '{path}' is not a folder; pass --output-dir to a writable folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"output dir '{path}' is not writable (no write access to '{existing}'); "
-                        "pass --output-dir to a writable folder")
-    return path
+    """What ``classify.report.prepare_output_dir`` refuses (it creates nothing)."""
+    from .report import prepare_output_dir
+
+    return prepare_output_dir(cfg.output.output_dir)
+
+
+def _num_classes(cfg: Config, layout: str) -> int:
+    """The classifier's width as the run will count it (class folders, not files)."""
+    if cfg.data.num_classes:
+        return cfg.data.num_classes
+    if layout == "dummy":
+        return 1000
+    if layout in ("cifar10", "demo"):
+        return 10
+    if layout.startswith("shards"):
+        from .data.shards import open_shards
+
+        return len(open_shards(cfg.data.path)[2])
+    from .data import resolve_splits
+
+    train, val = resolve_splits(cfg.data.path)
+    return len(_class_dirs(train or val))
+
+
+def _claim(cfg: Config, layout: str) -> None:
+    """The run's decision on the output dir (``classify.rundir.claim``): a folder holding
+    another run, or this run without a way to continue it, is refused before anything starts."""
+    from .rundir import claim, identity
+
+    if cfg.output.evaluate or cfg.loop.prof:
+        return
+    if layout == "demo":
+        from .data.demo import default_demo_root
+
+        root = str(default_demo_root())
+    else:
+        root = "dummy" if layout == "dummy" else cfg.data.path
+    ident = identity(data_root=root, arch=cfg.arch, recipe=cfg.recipe, num_classes=_num_classes(cfg, layout),
+                     image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
+    claim(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh, epochs=cfg.optim.epochs)
 
 
 # ----------------------------------------------------------------------------- all of it
@@ -206,10 +275,12 @@ def inspect(cfg: Config, *, resolve_auto: bool = True) -> Dict[str, str]:
     ``--resume auto`` to the run (it reads every checkpoint's metadata)."""
     layout, path, has_val = _data(cfg)
     _check_mode(cfg, layout, has_val)
+    output_dir = _output_dir(cfg)
+    _claim(cfg, layout)
     return {"arch": cfg.arch, "recipe": cfg.recipe, "mode": "evaluate" if cfg.output.evaluate else "train",
             "global_batch": str(cfg.optim.batch_size), "per_device_batch": str(cfg.optim.per_device_batch),
             "data": layout, "data_path": path, "checkpoint": _checkpoint(cfg, resolve_auto),
-            "output_dir": str(_output_dir(cfg))}
+            "output_dir": str(output_dir)}
 
 
 def format_report(values: Dict[str, str]) -> str:

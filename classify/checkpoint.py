@@ -180,7 +180,16 @@ def _refusal(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
                             "refusing to load it — it could run code")
 
 
+def folder_given(value, flag: str = "--resume") -> str:
+    """The one line for a checkpoint path that is a folder."""
+    how = (f"pass a checkpoint file in it (e.g. {Path(value) / LATEST}), or --resume auto with --output-dir "
+           f"{value}" if flag == "--resume" else f"pass a weights file in it to {flag}")
+    return f"checkpoint '{value}' is a folder, not a file; {how}"
+
+
 def _read(path: Path, mmap: bool = False) -> Any:
+    if path.is_dir():
+        raise CheckpointError(folder_given(path))
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found; check the path given to --resume/--pretrained")
     try:
@@ -246,6 +255,7 @@ class Progress:
     epoch: int = 0
     step: int = 0
     best_acc1: Optional[float] = None  # None before the first evaluation
+    best_is_ema: bool = False  # --model-ema: best_acc1 is the EMA weights' (model_best holds both)
 
 
 @dataclass
@@ -256,16 +266,18 @@ class TrainingObjects:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: Optional[torch.amp.GradScaler] = None
+    ema: Optional[Any] = None  # --model-ema: a classify.ema.ModelEma (saved as state_dict_ema)
 
 
 class CheckpointManager:
     """The checkpoint files of one output dir. ``save`` is called on every rank (each rank
     contributes its RNG state, a collective); only rank 0 writes."""
 
-    def __init__(self, output_dir: Path, *, is_main: bool, keep: int = 0, run_info: Optional[Dict] = None,
+    def __init__(self, output_dir: Path, *, is_main: bool, keep: int = 0, every: int = 0,
+                 run_info: Optional[Dict] = None,
                  warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)):
         self.output_dir = Path(output_dir)
-        self.is_main, self.keep = is_main, keep
+        self.is_main, self.keep, self.every = is_main, keep, every
         self.run_info = dict(run_info or {})  # arch, recipe, args, classes
         self.warn = warn
 
@@ -276,7 +288,8 @@ class CheckpointManager:
     def save(self, objects: TrainingObjects, progress: Progress, *, is_best: bool = False,
              finished_epoch: Optional[int] = None) -> None:
         """Write ``checkpoint.pth.tar``; ``model_best.pth.tar`` too when ``is_best``; and, with
-        ``keep``, ``checkpoint-<finished_epoch>.pth.tar`` (older ones beyond ``keep`` removed)."""
+        ``keep``, ``checkpoint-<finished_epoch>.pth.tar`` (older ones beyond ``keep`` removed); with
+        ``every`` (--checkpoint-freq N), that file also after every N-th epoch."""
         rng = gather_objects(rng_state())
         if not self.is_main:
             return
@@ -287,13 +300,37 @@ class CheckpointManager:
             "epoch": progress.epoch, "step": progress.step, "best_acc1": progress.best_acc1,
             "rng": rng[0], "rng_per_rank": rng, **self.run_info,
         }
+        if objects.ema is not None:  # torchvision/timm key names, like state_dict
+            state.update(state_dict_ema=model_state(objects.ema.module), ema_updates=int(objects.ema.n_averaged),
+                         best_is_ema=progress.best_is_ema)
         save_atomic(state, self.latest_path)
-        if is_best:
+        if is_best and self._may_replace_best(progress.best_acc1):
             _copy_atomic(self.latest_path, self.output_dir / BEST)
-        if self.keep and finished_epoch is not None:
+        due = self.every and finished_epoch is not None and (finished_epoch + 1) % self.every == 0
+        if (self.keep or due) and finished_epoch is not None:
             kept = self.output_dir / f"checkpoint-{finished_epoch}.pth.tar"
             _copy_atomic(self.latest_path, kept)
-            self._prune(kept)
+            if self.keep:
+                self._prune(kept)
+
+    def _may_replace_best(self, acc1: Optional[float]) -> bool:
+        """``model_best.pth.tar`` is only ever replaced by a better model of the same run: not
+        when the file there is of another run (its run id) or at least as good."""
+        path = self.output_dir / BEST
+        if not path.is_file():
+            return True
+        try:
+            old = load_checkpoint(path, mmap=True)
+        except CheckpointError:
+            return True  # unreadable: nothing worth keeping
+        run_id = (self.run_info.get("identity") or {}).get("run_id")
+        old_id = (old.get("identity") or {}).get("run_id") if isinstance(old.get("identity"), dict) else None
+        if old_id is not None and old_id != run_id:  # None: written before run ids
+            self.warn(f"warning: {path} is of another run ({old_id}); this run's best model is not written "
+                      f"there (its latest is {self.latest_path})")
+            return False
+        best = old.get("best_acc1")
+        return best is None or acc1 is None or acc1 > best
 
     def after_nonfinite(self, objects: TrainingObjects, progress: Progress, error: NonFiniteLoss) -> NonFiniteLoss:
         """``--nan-policy``: save the last good state when the bad step was not applied (``error.step``
@@ -363,6 +400,7 @@ class CheckpointManager:
     def restore(self, path: Path, objects: TrainingObjects, *, arch: str, rank: int, world_size: int) -> Progress:
         """Load everything ``path`` holds into ``objects`` and this rank's RNG; returns the progress."""
         state = load_checkpoint(path)
+        self._check_identity(path, state)
         load_model_weights(_bare(objects.model), state, path=path, arch=arch)
         for key in ("optimizer", "lr_scheduler"):
             if key not in state:
@@ -374,10 +412,38 @@ class CheckpointManager:
         objects.scheduler.load_state_dict(state["lr_scheduler"])
         if objects.scaler is not None and state.get("scaler"):
             objects.scaler.load_state_dict(state["scaler"])
+        if objects.ema is not None:
+            _restore_ema(objects, state, path=path, arch=arch)
         per_rank = state.get("rng_per_rank") or [state.get("rng")]
         if len(per_rank) == world_size and per_rank[rank]:
             set_rng_state(per_rank[rank])
-        return Progress(epoch=int(state["epoch"]), step=int(state.get("step", 0)), best_acc1=state.get("best_acc1"))
+        return Progress(epoch=int(state["epoch"]), step=int(state.get("step", 0)), best_acc1=state.get("best_acc1"),
+                        best_is_ema=bool(state.get("best_is_ema", False)))
+
+    def _check_identity(self, path: Path, state: Dict[str, Any]) -> None:
+        """Continue only a run of this run's identity (data root, arch, recipe, classes, image
+        size, global batch: ``classify.rundir``); a checkpoint written before identities passes."""
+        from .rundir import differences
+
+        saved, ours = state.get("identity"), self.run_info.get("identity")
+        differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
+        if differ:
+            raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
+                                  f"with the flags it was trained with, or start from its weights with "
+                                  f"--pretrained {path}")
+
+
+def _restore_ema(objects: TrainingObjects, state: Dict[str, Any], *, path: Path, arch: str) -> None:
+    """``state_dict_ema`` into the EMA; a checkpoint without one (a run that had no EMA) starts
+    the EMA from the resumed weights."""
+    ema = objects.ema
+    if state.get("state_dict_ema") is None:
+        ema.module.load_state_dict(_bare(objects.model).state_dict())
+        ema.n_averaged.fill_(0)
+        return
+    load_model_weights(ema.module, {"state_dict": state["state_dict_ema"], "arch": state.get("arch")}, path=path,
+                       arch=arch)
+    ema.n_averaged.fill_(int(state.get("ema_updates", 1)))
 
 
 def _bare(model: nn.Module) -> nn.Module:

@@ -17,8 +17,8 @@ import torch.distributed as dist
 
 from .errors import UserError
 
-__all__ = ["resolve_kind", "resolve_device", "synchronize", "supports_bf16", "cpu_native_bf16", "cpu_flags", "cpuinfo_flags",
-           "device_count", "npu_available",
+__all__ = ["use_deterministic", "resolve_kind", "resolve_device", "synchronize", "supports_bf16", "cpu_native_bf16",
+           "cpu_flags", "cpuinfo_flags", "device_count", "npu_available",
            "dist_backend", "pin_memory", "manual_seed_all", "rng_state", "set_rng_state", "cpu_count",
            "dist_ready", "collective_device", "check_device_index", "VISIBLE_DEVICES_ENV", "KINDS"]
 
@@ -202,3 +202,15 @@ def set_rng_state(state: dict) -> None:
     accelerator = _accelerator_rng()
     if accelerator is not None and accelerator[0] in state:  # a resume on another kind skips it
         accelerator[1].set_rng_state_all(state[accelerator[0]])
+
+
+def use_deterministic() -> str:
+    """``--deterministic``: deterministic kernels everywhere (an op without one raises), cuDNN's
+    deterministic algorithms without autotuning, and cuBLAS's fixed workspace (must be set
+    before cuBLAS starts: a run calls this before it builds anything). Returns what was set."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    return (f"torch.use_deterministic_algorithms(True), cudnn.deterministic, cudnn.benchmark off, "
+            f"CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}")

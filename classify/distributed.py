@@ -6,6 +6,8 @@ included). One process with none of them set runs without a process group.
 
 import datetime
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +16,11 @@ import torch.distributed as dist
 from .devices import dist_backend, dist_ready
 
 __all__ = ["DistInfo", "dist_info_from_env", "init_distributed", "all_reduce_sum", "gather_objects",
-           "broadcast_buffers", "cleanup"]
+           "broadcast_buffers", "cleanup", "lost_peer"]
+
+# What a collective raises when another rank died (gloo: pair.cc; nccl/hccl: a watchdog abort).
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "connectFullMesh failed", "Broken pipe",
+              "NCCL communicator was aborted", "ProcessGroupNCCL watchdog")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ def init_distributed(info: DistInfo, device: torch.device, *, backend: str = Non
     """Join the process group (env:// rendezvous set up by torchrun)."""
     if not info.enabled or dist_ready():
         return
+    _stop_with_agent()
     # Fail fast instead of hanging when a peer dies: with async error handling nccl/hccl abort
     # a collective stuck longer than ``timeout_s`` and end the process, so torchrun's agent
     # sees the failure and stops the job (gloo raises on a closed connection by itself).
@@ -60,6 +67,24 @@ def init_distributed(info: DistInfo, device: torch.device, *, backend: str = Non
     dist.init_process_group(backend=backend or dist_backend(device), init_method="env://",
                             rank=info.rank, world_size=info.world_size,
                             timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+
+
+def _stop_with_agent() -> None:
+    """Under torchrun: get SIGTERM when the agent that started this worker dies (a node lost
+    with its agent SIGKILLed). The workers run in their own sessions, so without this an
+    orphan would keep training with no agent to stop or restart it; with it, the ranks stop
+    at the step they agree on (classify.guard) and rank 0 saves, then the other nodes' agents
+    see the job end. Linux only (prctl PR_SET_PDEATHSIG); elsewhere nothing changes."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the agent died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _torch_version() -> tuple:
@@ -94,3 +119,10 @@ def gather_objects(obj) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error`` is a collective failing because another rank died: a consequence that
+    torchrun's agent handles (it stops or restarts the job), not this rank's own failure."""
+    return (isinstance(error, RuntimeError) and "WORLD_SIZE" in os.environ
+            and any(text in str(error) for text in _PEER_LOST))

@@ -48,10 +48,16 @@ def build_inference_model(arch: str, *, num_classes: int, train_kwargs: Optional
     return models.create_model(arch, num_classes=num_classes, **kwargs).eval()
 
 
-def load_trained_model(path, arch: Optional[str] = None) -> TrainedModel:
+def load_trained_model(path, arch: Optional[str] = None, *, ema: bool = False) -> TrainedModel:
     """Build the checkpoint's inference network (``entry.inference_build_kwargs``) with its
-    weights, in eval mode. ``arch`` (``--arch``) is needed only for a bare state_dict without one."""
+    weights, in eval mode. ``arch`` (``--arch``) is needed only for a bare state_dict without one.
+    ``ema``: the EMA weights (``state_dict_ema``, a ``--model-ema`` run's) instead."""
     state = load_checkpoint(path)
+    if ema:
+        if state.get("state_dict_ema") is None:
+            raise CheckpointError(f"checkpoint '{path}' holds no EMA weights (state_dict_ema); it comes from a run "
+                                  "without --model-ema: drop --ema")
+        state = {**state, "state_dict": state["state_dict_ema"]}
     arch = state.get("arch") or arch
     if not arch:
         raise CheckpointError(f"checkpoint '{path}' does not name its network; pass --arch "
@@ -73,7 +79,8 @@ def load_trained_model(path, arch: Optional[str] = None) -> TrainedModel:
         return getattr(recipe, key) if value is None else value
 
     return TrainedModel(model=model, arch=arch, num_classes=num_classes, classes=classes,
-                        image_size=int(pick("image_size")), val_resize=int(pick("val_resize")),
+                        image_size=int(args.get("val_crop_size") or pick("image_size")),  # the val crop
+                        val_resize=int(pick("val_resize")),
                         mean=tuple(pick("mean")), std=tuple(pick("std")))
 
 

@@ -8,13 +8,18 @@ Flags understood here (everything else goes to the workers unchanged):
 ``--nproc_per_node N``, ``--device-list/--device_list 0,1,..`` and ``--visible_devices``
 (which devices, and how many workers), ``--device-id/--device_id N`` (without a device
 list: the first device, the workers use N..N+nproc-1; ignored on cpu),
-``--world-size``/``--rank`` (pytorch/examples:
-number of nodes and this node's rank when ``--multiprocessing-distributed``), ``--addr``
-and ``--dist-url tcp://HOST:PORT`` (node 0, the rendezvous of several nodes; one node
-always takes a free local port), ``--max-restarts``.
+``--max-restarts``, and torchrun's rendezvous flags ``--nnodes N|MIN:MAX``, ``--rdzv-backend``
+(c10d, default; static with ``--node-rank``), ``--rdzv-endpoint HOST:PORT``, ``--rdzv-id``,
+``--rdzv-conf``, ``--rdzv-timeout S``. The pytorch/examples forms ``--world-size``/``--rank``
+(number of nodes, this node's rank), ``--addr`` and ``--dist-url tcp://HOST:PORT`` map onto the
+same rendezvous; without flags the scheduler's ``PET_*`` (Kubeflow) and ``SLURM_*`` variables
+are read. One node with no endpoint takes a free local port (torchrun's --standalone).
 
-A worker that dies stops the job: torchrun's agent terminates the others and this module
-prints one line naming the rank that failed first.
+A worker that dies stops the job (or, with ``--max-restarts``, the agent restarts the workers,
+which continue from the newest checkpoint: classify.run, classify.lock); this module prints
+one line naming the rank that failed first. Before any worker starts, the output dir's lock
+is checked (classify.lock), and a node that is not the endpoint waits at most
+``--rdzv-timeout`` for it to answer.
 
 ``plan(argv)`` resolves all of it (device kind, workers, devices, nodes, the torchrun and
 worker command lines) without changing anything; ``launch(argv, validate, dry_run=True)``
@@ -22,8 +27,12 @@ stops right after ``validate`` (``main_8p.py --check``).
 """
 
 import os
+import re
 import signal
+import socket
 import sys
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
@@ -38,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Plan", "plan", "launch", "launcher_parser", "first_failure"]
 
 MAIN = str(Path(__file__).resolve().parent.parent / "main.py")
+RDZV_TIMEOUT = 300  # seconds a node waits for the rendezvous endpoint and the other nodes
 
 
 class _LauncherParser(OneLineParser):
@@ -56,7 +66,15 @@ def launcher_parser() -> OneLineParser:
     add("--rank", type=int, default=None)
     add("--addr", default=None)
     add("--dist-url", "--dist_url", default=None)
-    add("--max-restarts", "--max_restarts", type=int, default=0)
+    add("--max-restarts", "--max_restarts", default=None)
+    # torchrun's rendezvous flags (multi-node, elastic); the scheduler's PET_*/SLURM_* when absent
+    add("--nnodes", default=None)
+    add("--node-rank", "--node_rank", dest="node_rank", type=int, default=None)
+    add("--rdzv-backend", "--rdzv_backend", dest="rdzv_backend", default=None)
+    add("--rdzv-endpoint", "--rdzv_endpoint", dest="rdzv_endpoint", default=None)
+    add("--rdzv-id", "--rdzv_id", dest="rdzv_id", default=None)
+    add("--rdzv-conf", "--rdzv_conf", dest="rdzv_conf", default=None)
+    add("--rdzv-timeout", "--rdzv_timeout", dest="rdzv_timeout", type=int, default=RDZV_TIMEOUT)
     add("--device", default="auto")
     # the first device when no --device-list names them (the launcher scripts' --device_id)
     add("--device-id", "--device_id", dest="device_id", type=int, default=None)
@@ -98,35 +116,143 @@ def _workers(kind: str, nproc_per_node: Optional[int], device_list: Optional[Lis
     return nproc, tuple(range(start, start + nproc))
 
 
-def _nodes(world_size: Optional[int], rank: Optional[int]) -> Tuple[int, int]:
-    """(number of nodes, this node's rank): pytorch/examples' --world-size/--rank with
-    --multiprocessing-distributed."""
-    nnodes, node_rank = world_size or 1, rank or 0
-    if nnodes < 1:
-        raise UserError(f"--world-size (number of nodes) must be >= 1, got {world_size}")
-    if not 0 <= node_rank < nnodes:
-        raise UserError(f"--rank {node_rank} is not a node rank for --world-size {nnodes} nodes; "
-                        f"use 0..{nnodes - 1}")
-    return nnodes, node_rank
+@dataclass(frozen=True)
+class Rendezvous:
+    """How the agents of a job find each other (torchrun's rendezvous flags, resolved)."""
+
+    min_nodes: int
+    max_nodes: int
+    backend: str  # c10d | static
+    endpoint: str  # HOST:PORT; localhost:0 for one node (what torchrun --standalone does)
+    run_id: str  # the job: the same on every node and in every restart generation
+    node_rank: int  # used by the static backend only (c10d assigns ranks at the rendezvous)
+    timeout: int  # seconds a node waits for the endpoint and the other nodes
+    conf: str = ""  # extra --rdzv-conf K=V,... passed through
+
+    def torchrun_flags(self) -> List[str]:
+        nnodes = str(self.max_nodes) if self.min_nodes == self.max_nodes else f"{self.min_nodes}:{self.max_nodes}"
+        t = self.timeout
+        conf = f"join_timeout={t},read_timeout={t},timeout={t}" + (f",{self.conf}" if self.conf else "")
+        flags = [f"--nnodes={nnodes}", f"--rdzv-backend={self.backend}", f"--rdzv-endpoint={self.endpoint}",
+                 f"--rdzv-id={self.run_id}", f"--rdzv-conf={conf}"]
+        return flags + ([f"--node-rank={self.node_rank}"] if self.backend == "static" else [])
 
 
-def _rendezvous(addr: Optional[str], dist_url: Optional[str], nnodes: int) -> Tuple[Optional[str], Optional[int]]:
-    """(host, port) of node 0 from --addr / --dist-url tcp://HOST:PORT (env://: MASTER_ADDR/PORT)."""
-    host, port = addr, None
-    if dist_url and dist_url != "env://":
-        url = urlparse(dist_url)
+def _first(*pairs: Tuple[str, Optional[str]]) -> Tuple[Optional[str], Optional[str]]:
+    """(where from, value) of the first pair with a value: flags before scheduler variables."""
+    for where, value in pairs:
+        if value not in (None, ""):
+            return where, str(value)
+    return None, None
+
+
+def _nnodes(args, env) -> Tuple[int, int]:
+    """(min, max) from --nnodes N|MIN:MAX, pytorch/examples' --world-size (nodes), PET_NNODES, SLURM_NNODES."""
+    if args.nnodes and args.world_size is not None and args.nnodes != str(args.world_size):
+        raise UserError(f"--nnodes {args.nnodes} and --world-size {args.world_size} (nodes) disagree; pass one")
+    where, text = _first(("--nnodes", args.nnodes), ("--world-size", args.world_size),
+                         ("PET_NNODES", env.get("PET_NNODES")), ("SLURM_NNODES", env.get("SLURM_NNODES")))
+    if text is None:
+        return 1, 1
+    parts = text.split(":")
+    if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"{where} '{text}' is not a number of nodes N or a range MIN:MAX (e.g. 2 or 1:4)")
+    lo, hi = int(parts[0]), int(parts[-1])
+    if lo < 1:
+        raise UserError(f"{where} {text}: the number of nodes must be >= 1")
+    if lo > hi:
+        raise UserError(f"{where} {text}: the minimum is above the maximum; write MIN:MAX, e.g. {hi}:{lo}")
+    return lo, hi
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list: ``n[01-04,07],gpu1`` -> ``n01``."""
+    head, depth = "", 0
+    for ch in nodelist:
+        if ch == "," and depth == 0:
+            break
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        head += ch
+    if "[" not in head:
+        return head
+    prefix, ranges = head.split("[", 1)
+    return prefix + re.split(r"[-,\]]", ranges)[0]
+
+
+def _endpoint(args, env, max_nodes: int) -> Tuple[Optional[str], Optional[str]]:
+    """(where from, HOST:PORT) of the rendezvous: --rdzv-endpoint; with several nodes also the
+    ModelZoo/pytorch/examples forms (--dist-url tcp://HOST:PORT, --addr, env://: MASTER_ADDR/PORT),
+    PET_RDZV_ENDPOINT and the first host of SLURM_JOB_NODELIST."""
+    if args.rdzv_endpoint:
+        return "--rdzv-endpoint", args.rdzv_endpoint
+    if max_nodes == 1:  # one node: a free local port (two jobs on one machine must not collide)
+        return None, None
+    port = env.get("MASTER_PORT") if env.get("MASTER_PORT", "").isdigit() else "29500"
+    if args.dist_url and args.dist_url != "env://":
+        url = urlparse(args.dist_url)
+        return "--dist-url", f"{args.addr or url.hostname}:{url.port or port}"
+    if args.addr:
+        return "--addr", f"{args.addr}:{port}"
+    if args.dist_url == "env://" and env.get("MASTER_ADDR"):
+        return "MASTER_ADDR", f"{env['MASTER_ADDR']}:{port}"
+    if env.get("PET_RDZV_ENDPOINT"):
+        return "PET_RDZV_ENDPOINT", env["PET_RDZV_ENDPOINT"]
+    if env.get("SLURM_JOB_NODELIST"):
+        return "SLURM_JOB_NODELIST", f"{first_host(env['SLURM_JOB_NODELIST'])}:{port}"
+    if env.get("MASTER_ADDR"):
+        return "MASTER_ADDR", f"{env['MASTER_ADDR']}:{port}"
+    return None, None
+
+
+def _check_endpoint(where: str, endpoint: str) -> None:
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UserError(f"{where} '{endpoint}' has no port; pass HOST:PORT (e.g. node0:29500), the same on every node")
+
+
+def _rendezvous(args, env) -> Rendezvous:
+    """The rendezvous of this node's agent from the flags, then the scheduler's environment."""
+    if args.dist_url and args.dist_url != "env://":
+        url = urlparse(args.dist_url)
         if url.scheme != "tcp" or not url.hostname:
-            raise UserError(f"--dist-url '{dist_url}' is not tcp://HOST:PORT or env://")
-        host = host or url.hostname
-        port = url.port
-    elif dist_url == "env://" or nnodes > 1:  # pytorch/examples' env://: MASTER_ADDR/MASTER_PORT
-        host = host or os.environ.get("MASTER_ADDR")
-        port = int(os.environ["MASTER_PORT"]) if os.environ.get("MASTER_PORT", "").isdigit() else None
-    if nnodes > 1 and host is None:
-        # Every node would wait on its own 127.0.0.1: a hang, not an error.
-        raise UserError(f"{nnodes} nodes need the address of node 0: pass --addr HOST or "
-                        "--dist-url tcp://HOST:PORT (the same on every node)")
-    return host, port
+            raise UserError(f"--dist-url '{args.dist_url}' is not tcp://HOST:PORT or env://")
+    lo, hi = _nnodes(args, env)
+    where, rank = _first(("--node-rank", args.node_rank), ("--rank", args.rank),
+                         ("PET_NODE_RANK", env.get("PET_NODE_RANK")), ("SLURM_NODEID", env.get("SLURM_NODEID")))
+    if rank is not None and (not rank.isdigit() or int(rank) >= hi):
+        raise UserError(f"{where} {rank} is not a node rank for {hi} nodes; use 0..{hi - 1}")
+    backend = args.rdzv_backend or env.get("PET_RDZV_BACKEND") or "c10d"
+    if backend not in ("c10d", "static"):
+        raise UserError(f"--rdzv-backend '{backend}' is not c10d or static")
+    source, endpoint = _endpoint(args, env, hi)
+    if endpoint is None and hi > 1:  # every node would wait on its own localhost: a hang, not an error
+        raise UserError(f"{hi} nodes need the address of node 0: pass --rdzv-endpoint HOST:PORT (or --addr HOST, "
+                        "--dist-url tcp://HOST:PORT), the same on every node")
+    if endpoint is not None:
+        _check_endpoint(source, endpoint)
+    if backend == "static" and lo != hi:
+        raise UserError(f"--nnodes {lo}:{hi} (elastic) needs --rdzv-backend c10d; static takes a fixed number")
+    if args.rdzv_timeout < 1:
+        raise UserError(f"--rdzv-timeout must be >= 1 second, got {args.rdzv_timeout}")
+    slurm_id = env.get("SLURM_JOB_ID") and ".".join(filter(None, (env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID"))))
+    _, run_id = _first(("--rdzv-id", args.rdzv_id), ("PET_RDZV_ID", env.get("PET_RDZV_ID")),
+                       ("SLURM_JOB_ID", slurm_id))  # one srun step: the same on every node
+    if run_id is None:  # all nodes must agree: one made from the endpoint; one node: a fresh id
+        run_id = f"classify-{endpoint.replace(':', '-')}" if endpoint else uuid.uuid4().hex[:12]
+    return Rendezvous(min_nodes=lo, max_nodes=hi, backend=backend if endpoint else "c10d",
+                      endpoint=endpoint or "localhost:0", run_id=run_id, node_rank=int(rank or 0),
+                      timeout=args.rdzv_timeout, conf=args.rdzv_conf or "")
+
+
+def _restarts(args, env, backend: str) -> int:
+    where, text = _first(("--max-restarts", args.max_restarts), ("PET_MAX_RESTARTS", env.get("PET_MAX_RESTARTS")))
+    if text is None:
+        return 0
+    if not text.isdigit():
+        raise UserError(f"{where} '{text}' is not a number of restarts >= 0")
+    if int(text) and backend == "static":  # its store outlives the workers: stale keys (pytorch/pytorch#135712)
+        raise UserError("--max-restarts needs --rdzv-backend c10d (a static rendezvous cannot restart workers)")
+    return int(text)
 
 
 def _strip_script(rest: List[str]) -> List[str]:
@@ -139,51 +265,56 @@ class Plan:
     """What ``launch`` would start, resolved from its argv (nothing changed yet)."""
 
     kind: str  # cpu | cuda | npu
-    nnodes: int
+    nnodes: int  # the most nodes (--nnodes MIN:MAX: MAX)
     node_rank: int
     nproc: int  # workers on this node
     devices: Optional[Tuple[int, ...]]  # the accelerator ids the workers use; None on cpu
     visible: Optional[str]  # VISIBLE_DEVICES_ENV[kind] for the workers; None: leave it as it is
     torchrun: List[str]  # torch.distributed.run's flags
     worker_args: List[str]  # main.py's
+    rdzv: Optional[Rendezvous] = None
 
     @property
     def world_size(self) -> int:
         return self.nnodes * self.nproc
 
 
-def plan(argv: List[str]) -> Plan:
-    """Resolve the launcher flags of ``argv``; a one-line ``UserError`` for a bad one."""
+def plan(argv: List[str], env: Optional[Dict[str, str]] = None) -> Plan:
+    """Resolve the launcher flags of ``argv`` (and the scheduler's variables in ``env``, default
+    the environment); a one-line ``UserError`` for a bad one or a bad combination."""
     from .devices import resolve_kind
 
+    env = os.environ if env is None else env
     args, rest = launcher_parser().parse_known_args(argv)
     kind = resolve_kind(args.device)
-    nproc, devices = _workers(kind, args.nproc_per_node, args.device_list, args.device_id)
+    nproc_env = env.get("PET_NPROC_PER_NODE", "")
+    nproc_flag = args.nproc_per_node if args.nproc_per_node is not None else (
+        int(nproc_env) if nproc_env.isdigit() else None)
+    nproc, devices = _workers(kind, nproc_flag, args.device_list, args.device_id)
     # Restrict what the workers see when the devices were named (local rank i -> devices[i]).
     named = kind != "cpu" and (bool(args.device_list) or (args.device_id or 0) > 0)
     visible = ",".join(map(str, devices)) if named else None
-    nnodes, node_rank = _nodes(args.world_size, args.rank)
-    host, port = _rendezvous(args.addr, args.dist_url, nnodes)
-    torchrun = [f"--nnodes={nnodes}", f"--nproc_per_node={nproc}", f"--max-restarts={args.max_restarts}"]
-    if nnodes == 1:
-        # One node needs no known port: a free one on localhost, so that two jobs on one machine
-        # (both with the ModelZoo scripts' --dist-url tcp://127.0.0.1:50000) do not collide.
-        torchrun.append("--standalone")
-    else:
-        torchrun += [f"--node_rank={node_rank}", f"--master_addr={host or '127.0.0.1'}",
-                     f"--master_port={port or 29500}"]
-    return Plan(kind=kind, nnodes=nnodes, node_rank=node_rank, nproc=nproc, devices=devices, visible=visible,
-                torchrun=torchrun, worker_args=[f"--device={args.device}", *_strip_script(rest)])
+    rdzv = _rendezvous(args, env)
+    torchrun = [f"--nproc_per_node={nproc}", f"--max-restarts={_restarts(args, env, rdzv.backend)}",
+                *rdzv.torchrun_flags()]
+    return Plan(kind=kind, nnodes=rdzv.max_nodes, node_rank=rdzv.node_rank, nproc=nproc, devices=devices,
+                visible=visible, torchrun=torchrun, worker_args=[f"--device={args.device}", *_strip_script(rest)],
+                rdzv=rdzv)
 
 
 def launch(argv: List[str], validate: Optional[Callable[[List[str], int, int], object]] = None,
            dry_run: bool = False) -> int:
     """Start the workers; ``validate(worker_argv, world_size, local_world)`` runs first, in this
-    process, so that a usage error is one line before any worker starts. ``dry_run``: stop
-    right after the validation (0), with nothing started and the environment untouched."""
+    process, so that a usage error is one line before any worker starts (and when it returns the
+    config, an output dir that another job holds too). ``dry_run``: stop right after the
+    validation (0), with nothing started and the environment untouched."""
+    from .lock import check_free, release_job
+
     p = plan(argv)
-    if validate is not None:
-        validate(p.worker_args, p.world_size, p.nproc)
+    cfg = validate(p.worker_args, p.world_size, p.nproc) if validate is not None else None
+    out = getattr(getattr(cfg, "output", None), "output_dir", None)
+    if out is not None:
+        check_free(out, job=p.rdzv.run_id, force=cfg.output.force_output_dir)
     if dry_run:
         return 0
     from .devices import VISIBLE_DEVICES_ENV, cpu_count
@@ -191,16 +322,57 @@ def launch(argv: List[str], validate: Optional[Callable[[List[str], int, int], o
     if p.visible is not None:
         os.environ[VISIBLE_DEVICES_ENV[p.kind]] = p.visible
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpu_count() // p.nproc)))
-    return _run_torchrun(p.torchrun + [MAIN] + p.worker_args)
+    # The agent's rendezvous store must not be the workers' store: it outlives a worker
+    # generation, so restarted workers read the dead generation's addresses from it and fail
+    # in init_process_group (pytorch/pytorch#135712, #167288). With this documented torch
+    # setting every rendezvous round gives the workers a fresh store on a fresh port.
+    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    try:
+        return _run_torchrun(p.torchrun + [MAIN] + p.worker_args, p.rdzv)
+    finally:
+        if out is not None:
+            release_job(out, job=p.rdzv.run_id)
 
 
-def _run_torchrun(argv: List[str]) -> int:
+def _wait_for_endpoint(rdzv: Rendezvous) -> None:
+    """A node that is not the endpoint's host connects to it first, retrying until
+    ``--rdzv-timeout``: an endpoint that never answers is one line after a bounded wait (torch
+    would print a C++ stack trace and the same conclusion)."""
+    from torch.distributed.elastic.rendezvous.utils import _matches_machine_hostname
+
+    host, _, port = rdzv.endpoint.rpartition(":")
+    if rdzv.endpoint == "localhost:0" or _matches_machine_hostname(host):
+        return
+    deadline, reason = time.monotonic() + rdzv.timeout, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=max(0.1, min(5.0, deadline - time.monotonic()))).close()
+            return
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    raise UserError(f"rendezvous endpoint {rdzv.endpoint} did not answer from {socket.gethostname()} within "
+                    f"--rdzv-timeout {rdzv.timeout} s ({reason}); check that node 0 runs the job and that HOST:PORT "
+                    "is reachable from every node")
+
+
+def _run_torchrun(argv: List[str], rdzv: Optional[Rendezvous] = None) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
 
+    if rdzv is not None:
+        _wait_for_endpoint(rdzv)
     try:
         run(parse_args(argv))
+    except RendezvousError as e:  # endpoint unreachable, the other nodes never came, ...
+        where = f" at {rdzv.endpoint} (job {rdzv.run_id})" if rdzv else ""
+        reason = f": {str(e).splitlines()[0]}" if str(e).strip() and str(e) != type(e).__name__ else ""
+        print(f"error: rendezvous{where} failed ({type(e).__name__}{reason}); check that every node runs the same "
+              f"command and reaches the endpoint (waited at most --rdzv-timeout "
+              f"{rdzv.timeout if rdzv else RDZV_TIMEOUT} s)", file=sys.stderr, flush=True)
+        return 1
     except ChildFailedError as e:
         rank, failure = first_failure(e.failures)
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"

@@ -6,6 +6,7 @@ At a print interval the ranks agree, in one all-reduce, on whether any of them s
 non-finite loss or received a stop signal (guard.agree).
 """
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
@@ -21,9 +22,9 @@ from .errors import DataError, NonFiniteLoss
 from .guard import StopRequest, agree
 from .metrics import Meter, Throughput, accuracy_counts, sum_over_ranks, warmup_steps
 from .report import Reporter
-from .transforms import Normalize
+from .transforms import Normalize, resize_batch
 
-__all__ = ["TrainParts", "EpochPlan", "train_one_epoch", "train_step", "evaluate"]
+__all__ = ["TrainParts", "EpochPlan", "Micro", "train_one_epoch", "train_step", "evaluate"]
 
 
 @dataclass
@@ -43,6 +44,29 @@ class TrainParts:
     # so accelerators check the averaged loss at print intervals instead).
     check_finite: bool = False
     nan_skips: int = 0  # non-finite steps to skip before stopping (--nan-policy skip:N)
+    accum_steps: int = 1  # micro-batches per optimizer step (--grad-accum-steps)
+    clip_grad_norm: Optional[float] = None  # --clip-grad-norm
+    ema: Optional[nn.Module] = None  # --model-ema: a classify.ema.ModelEma
+    mix: Optional[Callable] = None  # --mixup-alpha/--cutmix-alpha: (images, labels) -> (images, soft labels)
+    train_size: Optional[int] = None  # --progressive-resize: this epoch's train resolution
+
+
+@dataclass(frozen=True)
+class Micro:
+    """Where a batch sits in its gradient-accumulation group (``--grad-accum-steps``). Groups
+    are counted from the epoch's first step; a pass's last batch closes its group (the epoch's
+    tail, or the end of a ``--stop-step-num`` pass), whose loss is averaged over its own size."""
+
+    start: int  # the group's first step
+    first: bool
+    last: bool
+    size: int  # batches in the group
+
+    @classmethod
+    def at(cls, step: int, accum: int, *, pass_start: int, pass_end: int) -> "Micro":
+        aligned = step - step % accum
+        start, end = max(aligned, pass_start), min(aligned + accum, pass_end)
+        return cls(start=start, first=step == start, last=step + 1 == end, size=end - start)
 
 
 @dataclass
@@ -103,19 +127,23 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
         n = images.shape[0]
         state.seen += n
         step = plan.start_step + i
-        if not train_step(parts, images, target, meter=meter, n=n):
-            state.skipped += 1
-            _skipped_step(parts, plan, reporter, step=step, skipped=state.skipped)
+        micro = None if parts.accum_steps == 1 else Micro.at(step, parts.accum_steps, pass_start=plan.start_step,
+                                                              pass_end=plan.start_step + steps)
+        if not train_step(parts, images, target, meter=meter, n=n, micro=micro):
+            state.skipped += 1  # with accumulation, the last good state is its group's start
+            _skipped_step(parts, plan, reporter, step=step if micro is None else micro.start, skipped=state.skipped)
         speed.step(n)
         now = state.step_done(data_time)
         if i % plan.print_freq == 0 or state.done == steps:
             stop_signal = _print_step(parts, plan, reporter, meter=meter, state=state, step=step, n=n, steps=steps,
-                                      now=now, stop=stop)
+                                      now=now, stop=stop) or stop_signal
         elif stop is not None and stop.signum and not dist_ready():
             stop_signal = stop.signum  # one process: stop at once; ranks wait for the print interval
-        if after_step is not None:
+        # Bookkeeping and stops only between optimizer steps: a checkpoint never holds half a group.
+        boundary = micro is None or micro.last
+        if after_step is not None and boundary:
             after_step(step + 1)
-        if stop_signal or state.done >= steps:
+        if (stop_signal and boundary) or state.done >= steps:
             break
     fps = speed.fps()
     totals = agree(parts.device, nonfinite=False, signum=None, bad=state.bad, seen=state.seen)
@@ -169,45 +197,84 @@ def _check_bad(bad: int, seen: int, max_fraction: float, *, final: bool = False)
                         f"{max_fraction:g}); fix or remove the bad files, or raise --max-bad-images")
 
 
-def train_step(parts: TrainParts, images, target, *, meter: Optional[Meter] = None, n: int = 0) -> bool:
+def train_step(parts: TrainParts, images, target, *, meter: Optional[Meter] = None, n: int = 0,
+               micro: Optional[Micro] = None) -> bool:
     """One optimisation step on a uint8 (or float) batch; adds loss/accuracy sums to ``meter``.
-    Returns False (and changes nothing) when ``parts.check_finite`` and the loss is not finite."""
+    Returns False (and changes nothing) when ``parts.check_finite`` and the loss is not finite.
+    With ``micro`` (gradient accumulation) the batch adds its share to the group's gradients
+    (DDP's all-reduce only on the group's last batch) and the group's last batch steps."""
     images = images.to(parts.device, non_blocking=True)
     target = target.to(parts.device, non_blocking=True)
-    with autocast(parts.device, parts.amp):
-        main, loss = parts.loss_fn(parts.criterion, parts.model(parts.normalize(images)), target)
-    # All ranks agree (one tiny all-reduce, CPU only), so they skip or stop at the same step.
-    if parts.check_finite and sum_over_ranks(0.0 if torch.isfinite(loss).item() else 1.0, parts.device):
-        return False
-    parts.optimizer.zero_grad(set_to_none=True)
-    if parts.scaler is not None:
-        parts.scaler.scale(loss).backward()
-        parts.scaler.step(parts.optimizer)
-        parts.scaler.update()
-    else:
-        loss.backward()
-        parts.optimizer.step()
-    parts.scheduler.step()
+    if micro is not None and micro.first:
+        parts.optimizer.zero_grad(set_to_none=True)
+    inputs, soft = parts.normalize(images), target
+    if parts.train_size is not None:
+        inputs = resize_batch(inputs, parts.train_size)
+    if parts.mix is not None:  # the loss sees the soft labels, the accuracy the hard ones
+        inputs, soft = parts.mix(inputs, target)
+    with _grad_sync(parts.model, micro):
+        with autocast(parts.device, parts.amp):
+            main, loss = parts.loss_fn(parts.criterion, parts.model(inputs), soft)
+        # All ranks agree (one tiny all-reduce, CPU only), so they skip or stop at the same step.
+        if parts.check_finite and sum_over_ranks(0.0 if torch.isfinite(loss).item() else 1.0, parts.device):
+            return False
+        if micro is None:
+            parts.optimizer.zero_grad(set_to_none=True)
+        _backward(parts, loss if micro is None else loss / micro.size)
+    if micro is None or micro.last:
+        _update(parts)
     if meter is not None:
         correct = accuracy_counts(main.detach(), target)
         meter.update(torch.cat([(loss.detach().float() * n).view(1), correct * 100.0]), n)
     return True
 
 
+def _grad_sync(model: nn.Module, micro: Optional[Micro]):
+    """DDP's ``no_sync`` for a group's inner batches (their gradients stay local until the last)."""
+    if micro is None or micro.last or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
+
+
+def _backward(parts: TrainParts, loss: torch.Tensor) -> None:
+    (loss if parts.scaler is None else parts.scaler.scale(loss)).backward()
+
+
+def _update(parts: TrainParts) -> None:
+    """The optimizer step on the gradients in place, then the per-step schedule. Clipping sees
+    the true gradients: with a grad scaler they are unscaled first (unscale, clip, step)."""
+    if parts.clip_grad_norm is not None:
+        if parts.scaler is not None:
+            parts.scaler.unscale_(parts.optimizer)
+        nn.utils.clip_grad_norm_(parts.model.parameters(), parts.clip_grad_norm)  # no host sync
+    if parts.scaler is not None:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        parts.optimizer.step()
+    parts.scheduler.step()
+    if parts.ema is not None:
+        parts.ema.after_step(parts.model, parts.scheduler.last_epoch)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings,
-             normalize: Normalize) -> Dict[str, float]:
+def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings, normalize: Normalize,
+             reporter: Optional[Reporter] = None, print_freq: int = 0) -> Dict[str, float]:
     """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
     The loss is plain cross-entropy (no label smoothing), as timm and torchvision report it.
-    ``model`` must be the bare module (DDP's forward would be a collective per batch)."""
+    ``model`` must be the bare module (DDP's forward would be a collective per batch).
+    With ``reporter``: a ``Test: [ i/N]`` line every ``print_freq`` batches (rank 0's shard so far;
+    the one sync of reading the sums), and a last ``Test: [N/N]`` line with the exact global figures."""
     model.eval()
     criterion = nn.CrossEntropyLoss()
     meter = Meter(["loss", "acc1", "acc5"], device)
-    bad = 0
-    for images, target, n_bad in loader:
+    printing = reporter is not None and reporter.is_main and print_freq > 0
+    steps, state, bad = len(loader), _Pass(), 0
+    for i, (images, target, n_bad) in enumerate(loader):
         bad += n_bad
         if images is None:
             continue
+        data_time = state.data_done()
         images = images.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
         with autocast(device, amp):
@@ -215,7 +282,22 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings
         loss = criterion(output.float(), target)
         n = images.shape[0]
         meter.update(torch.cat([(loss * n).view(1), accuracy_counts(output, target) * 100.0]), n)
+        now = state.step_done(data_time)
+        if printing and i % print_freq == 0:
+            _print_test(reporter, meter, state, step=i, steps=steps, now=now)
     out = meter.averages(reduce=True)
     out["images"] = out.pop("count")
     out["bad_images"] = sum_over_ranks(bad, device)
+    if reporter is not None:
+        per_step = (time.perf_counter() - state.start) / max(state.done, 1)
+        final = dict(out, time=per_step)
+        reporter.test_step(steps, steps, window=final, avg=final, eta_s=0.0)
     return out
+
+
+def _print_test(reporter: Reporter, meter: Meter, state: _Pass, *, step: int, steps: int, now: float) -> None:
+    m = meter.read_window()
+    m["time"] = state.time / state.steps
+    avg = dict(meter.averages(), time=(now - state.start) / state.done)
+    reporter.test_step(step, steps, window=m, avg=avg, eta_s=avg["time"] * (steps - state.done))
+    state.reset()

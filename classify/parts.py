@@ -1,6 +1,7 @@
 """Building the model and the training parts: the one place that wires them, used by
 ``classify.run`` and by ``tools/bench.py`` alike (so the bench measures what trains)."""
 
+import math
 from typing import Any, Dict, Optional
 
 import torch
@@ -10,14 +11,15 @@ from torch.nn.parallel import DistributedDataParallel
 import models
 
 from .amp import AmpSettings, make_scaler
-from .config import OptimConfig
+from .config import LeverConfig, OptimConfig
+from .ema import ModelEma, adjusted_decay
 from .fast import prepare_model
 from .loop import TrainParts
 from .optim import make_optimizer
 from .schedules import build_scheduler
-from .transforms import Normalize
+from .transforms import Normalize, batch_mix
 
-__all__ = ["build_model", "build_train_parts"]
+__all__ = ["build_model", "build_train_parts", "sync_batchnorm"]
 
 
 def build_model(arch: str, *, num_classes: int, device: torch.device, channels_last: bool,
@@ -29,14 +31,24 @@ def build_model(arch: str, *, num_classes: int, device: torch.device, channels_l
 
 def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_per_epoch: int,
                       device: torch.device, amp: AmpSettings, normalize: Normalize, distributed: bool = False,
-                      compile_model: bool = False, nan_skips: int = 0) -> TrainParts:
+                      compile_model: bool = False, nan_skips: int = 0,
+                      levers: Optional[LeverConfig] = None, num_classes: int = 0) -> TrainParts:
     """Optimizer, per-step lr schedule, grad scaler, DDP and torch.compile wrappers, and the
-    network's training loss (label smoothing from ``optim``)."""
+    network's training loss (label smoothing from ``optim``); ``levers``: those beyond the seeds'."""
+    levers = levers or LeverConfig()
+    if distributed and levers.sync_bn and device.type != "cpu":  # DDP refuses SyncBatchNorm on CPU modules
+        model = sync_batchnorm(model)
     optimizer = make_optimizer(model, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
-                               device=device)
+                               device=device, norm_weight_decay=levers.norm_weight_decay,
+                               bias_weight_decay=levers.bias_weight_decay)
+    # The schedule steps once per optimizer step: with accumulation, once per group of batches.
+    opt_steps = math.ceil(steps_per_epoch / levers.grad_accum_steps)  # optimizer steps per epoch
     scheduler = build_scheduler(optimizer, name=optim.lr_scheduler, epochs=optim.epochs,
-                                steps_per_epoch=steps_per_epoch, warmup_epochs=optim.warmup_epochs,
+                                steps_per_epoch=opt_steps,
+                                warmup_epochs=optim.warmup_epochs, warmup_method=levers.lr_warmup_method,
+                                warmup_decay=levers.lr_warmup_decay,
                                 milestones=optim.lr_epochs, step=optim.lr_step, gamma=optim.lr_gamma)
+    ema = _model_ema(model, levers, optim=optim, opt_steps_per_epoch=opt_steps)
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
     if compile_model:
@@ -46,4 +58,23 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
     return TrainParts(model=model, criterion=nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing).to(device),
                       optimizer=optimizer, scheduler=scheduler, scaler=make_scaler(device, amp), device=device,
                       amp=amp, normalize=normalize, loss_fn=models.get_model_entry(arch).loss,
-                      check_finite=device.type == "cpu", nan_skips=nan_skips)
+                      check_finite=device.type == "cpu", nan_skips=nan_skips,
+                      accum_steps=levers.grad_accum_steps, clip_grad_norm=levers.clip_grad_norm, ema=ema,
+                      mix=batch_mix(mixup_alpha=levers.mixup_alpha, cutmix_alpha=levers.cutmix_alpha,
+                                    switch_prob=levers.mixup_switch_prob, num_classes=num_classes))
+
+
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    """``--sync-bn``: torch's SyncBatchNorm in place of every BatchNorm layer (the container and
+    its parameters stay the same objects, so the optimizer and checkpoints see no change)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def _model_ema(model: nn.Module, levers: LeverConfig, *, optim: OptimConfig, opt_steps_per_epoch: int):
+    """``--model-ema``: the EMA of the bare model, with torchvision's decay adjustment."""
+    if not levers.model_ema:
+        return None
+    decay = adjusted_decay(levers.model_ema_decay, global_batch=optim.batch_size * levers.grad_accum_steps,
+                           every=levers.model_ema_steps, epochs=optim.epochs)
+    return ModelEma(model, decay=decay, every=levers.model_ema_steps, decay_warmup=levers.model_ema_warmup,
+                    warmup_steps=round(optim.warmup_epochs * opt_steps_per_epoch))

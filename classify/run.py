@@ -3,10 +3,13 @@
 ``run(cfg)`` is what ``main.py`` calls, in one process or in each torchrun worker.
 """
 
+import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Dict
+from pathlib import Path
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -17,16 +20,19 @@ from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, load_checkpoint, load_model_weights
 from .config import Config
 from .data import DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root
-from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device
+from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
 from .errors import Interrupted, NonFiniteLoss, UserError
 from .fast import use_channels_last
 from .guard import StopRequest
+from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
+from .schedules import progressive_size
 from .pretrained import load_pretrained
-from .report import Reporter, prepare_output_dir, run_summary
-from .transforms import Normalize
+from .report import Reporter, create_output_dir, prepare_output_dir, run_summary
+from .rundir import claim, held_run, identity, move_aside, new_run_id
+from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
 
@@ -37,7 +43,8 @@ def run(cfg: Config) -> Dict:
     device = resolve_device(cfg.device, info.local_rank, None if info.enabled else cfg.device_id)
     init_distributed(info, device, backend=cfg.dist_backend)
     try:
-        return _run(cfg, info, device)
+        with output_lock(cfg.output.output_dir, is_main=info.is_main, force=cfg.output.force_output_dir) as restarted:
+            return _run(cfg, info, device, restarted=restarted)
     finally:
         cleanup()
 
@@ -53,19 +60,27 @@ class _Setup:
     amp: AmpSettings
     normalize: Normalize
     classes: list = field(default_factory=list)
+    num_classes: int = 0
+    identity: Dict = field(default_factory=dict)  # the run's, with its run_id (classify.rundir)
+    restarted: bool = False  # a restart generation of this torchrun job (classify.lock)
 
 
-def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
+def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool = False) -> Dict:
     reporter = _start(cfg, info, device)
     if cfg.data.backend == "gpu" and device.type not in ("cuda", "cpu"):
         raise UserError(f"--data-backend gpu decodes with nvJPEG on cuda (or on the CPU); on {device.type} "
                         "use --data-backend pil")
     d = cfg.data
     root = data_root(d.kind, d.path)
-    data = build_datasets(DataSpec(root=root, image_size=d.image_size, val_resize=d.val_resize,
+    prog = cfg.levers.progressive_resize  # the loaders crop at its largest size, the device resizes per epoch
+    data = build_datasets(DataSpec(root=root, image_size=max(prog[:2]) if prog else d.image_size,
+                                   val_resize=d.val_resize,
+                                   val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
-                                   num_classes=d.num_classes or 1000, backend=d.backend))
+                                   num_classes=d.num_classes or 1000, backend=d.backend,
+                                   index_cache=d.index_cache))
     num_classes = count_classes(d.num_classes, data.classes)
+    ident = _claim(cfg, root, num_classes)  # may this run use the output dir? (reads only)
     channels_last = use_channels_last(device, cfg.precision.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
@@ -73,13 +88,15 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
-                   list(data.classes))
+                   list(data.classes), num_classes, ident, restarted)
     decoded = " (decoded on the device)" if d.backend == "gpu" and root else ""
     reporter.line(f"=> {cfg.arch} ({cfg.recipe}) on {device} x{info.world_size}, {data.kind} data "
                   f"'{root or 'synthetic'}'{decoded}: {len(data.train) if data.train else 0} train / "
                   f"{len(data.val) if data.val else 0} val images, {num_classes} classes, "
-                  f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device), lr {cfg.optim.lr:g}, "
+                  f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
+                  f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
+    _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
     val_loader = _loader(setup, data.val, train=False) if use_val else None
@@ -88,26 +105,98 @@ def _run(cfg: Config, info: DistInfo, device: torch.device) -> Dict:
     return _train(setup, model, _loader(setup, data.train, train=True), val_loader=val_loader)
 
 
+def _augment(cfg: Config) -> Optional[AugmentSpec]:
+    """--auto-augment/--random-erase for the train transform (None: the seeds' augmentation)."""
+    lv = cfg.levers
+    if lv.auto_augment is None and not lv.random_erase:
+        return None
+    return AugmentSpec(auto_augment=lv.auto_augment, ra_magnitude=lv.ra_magnitude,
+                       augmix_severity=lv.augmix_severity, random_erase=lv.random_erase, mean=cfg.data.mean)
+
+
+def _accum_note(cfg: Config) -> str:
+    """The header's effective batch with gradient accumulation (nothing without)."""
+    n = cfg.levers.grad_accum_steps
+    return "" if n == 1 else f" x {n} accumulation steps = effective batch {cfg.optim.batch_size * n}"
+
+
 def _start(cfg: Config, info: DistInfo, device: torch.device) -> Reporter:
     """Output dir, reporter, seeds; a warning when the loaders oversubscribe the CPUs."""
     if info.is_main:
         prepare_output_dir(cfg.output.output_dir)
-    reporter = Reporter(cfg.output.output_dir, info.is_main, tensorboard=cfg.loop.tensorboard)
+    reporter = Reporter(cfg.output.output_dir, info.is_main, tensorboard=cfg.loop.tensorboard,
+                        log_format=cfg.loop.log_format, world_size=info.world_size, device=device,
+                        per_device_batch=cfg.optim.per_device_batch)
     manual_seed_all(cfg.seed + info.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.precision.benchmark  # fixed shapes: let cuDNN pick kernels
+    if cfg.levers.deterministic:
+        reporter.line(f"=> deterministic: {use_deterministic()}")
     workers, cpus = cfg.data.workers, cpu_count()
+    # PyTorch's own worker-count warning (once per loader) says less than ours: ours alone.
+    warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes")
     if workers * info.local_world_size > cpus:
         reporter.line(f"warning: {workers} loader workers x {info.local_world_size} processes > {cpus} CPUs; "
                       f"this oversubscribes the CPUs (try -j {max(1, cpus // info.local_world_size)})")
     return reporter
 
 
+# Linear lr scaling (Goyal et al., 2017) held up to 8k images from a batch of 256 (32x); beyond
+# ~16x of a recipe's point it is a guess the user should make.
+_LR_SCALE_WARN = 16
+
+
+def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
+    """Values that would train garbage: a global batch larger than the training set or one
+    that leaves a rank without a full step is an error; an lr scaled far up, a warning."""
+    o = cfg.optim
+    if cfg.output.evaluate:
+        return
+    if train is not None:
+        images = len(train)
+        per_rank = -(-images // world_size)  # the sampler pads every shard to this
+        if o.batch_size > images or per_rank < o.per_device_batch:
+            raise UserError(f"global batch {o.batch_size} is larger than the {images} training images"
+                            f"{f' ({per_rank} per process, batch {o.per_device_batch} each)' if world_size > 1 else ''}"
+                            f"; use -b/--batch-size {max(1, images // world_size) * world_size} or less")
+    if o.lr_scale > _LR_SCALE_WARN:
+        report(f"warning: batch {o.batch_size} scales the recipe's lr {o.recipe_lr:g} (batch {o.recipe_batch}) "
+               f"{o.lr_scale:.0f}x to {o.lr:.3g}; linear scaling is not reliable that far: pass --lr to choose it")
+
+
+def _claim(cfg: Config, root, num_classes: int) -> Dict:
+    """The run's identity and id: the continued run's id, or a new one (``classify.rundir.claim``
+    refuses a folder that holds another run, before anything in it is touched)."""
+    ident = identity(data_root="dummy" if cfg.data.kind == "dummy" else root, arch=cfg.arch, recipe=cfg.recipe,
+                     num_classes=num_classes, image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
+    if cfg.output.evaluate or cfg.loop.prof:  # they write no checkpoint, no metrics
+        return ident
+    held = claim(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh,
+                 epochs=cfg.optim.epochs)
+    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}
+
+
+def _begin(setup: _Setup) -> None:
+    """Rank 0, once everything the run starts from is in place: ``--fresh`` moves the old run
+    aside, then the folder is created and the run's config (with its identity) written. A run
+    that fails before this leaves the output dir, and the run that wrote it, untouched."""
+    cfg, reporter = setup.cfg, setup.reporter
+    if not setup.info.is_main:
+        return
+    if cfg.output.fresh:
+        moved = move_aside(cfg.output.output_dir)
+        if moved is not None:
+            reporter.line(f"=> --fresh: the previous run in '{cfg.output.output_dir}' moved to '{moved}'")
+    create_output_dir(cfg.output.output_dir)
+    reporter.write_json("config.json", {"identity": setup.identity, **cfg.to_dict()})
+
+
 def _loader(setup: _Setup, dataset, *, train: bool):
     cfg, info = setup.cfg, setup.info
     return build_loader(dataset, batch_size=cfg.optim.per_device_batch, workers=cfg.data.workers, train=train,
                         rank=info.rank, world_size=info.world_size, seed=cfg.seed,
-                        pin_memory=pin_memory(setup.device), device=setup.device)
+                        pin_memory=pin_memory(setup.device), device=setup.device,
+                        repeats=cfg.levers.ra_reps if cfg.levers.ra_sampler else 0)
 
 
 def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: bool) -> None:
@@ -121,7 +210,8 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
 
 
 def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
-    stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
+                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq)
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     return stats
 
@@ -132,6 +222,12 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
         _load_weights(setup, model, out.resume, pretrained=False)
     elif out.pretrained:
         _load_weights(setup, model, out.pretrained, pretrained=True)
+    if held_run(out.output_dir) is not None:  # a training run's folder: its config and summary stay
+        setup.reporter.output_dir = Path(out.output_dir) / "eval"
+        setup.reporter.line(f"=> '{out.output_dir}' holds a training run: this evaluation's config.json and "
+                            f"summary.json go to '{setup.reporter.output_dir}'")
+    if setup.info.is_main:
+        create_output_dir(setup.reporter.output_dir)
     setup.reporter.write_json("config.json", setup.cfg.to_dict())
     start = time.perf_counter()
     stats = _evaluate(setup, model, val_loader)
@@ -147,6 +243,7 @@ class _TrainState:
     fps: float = 0.0
     bad_images: int = 0
     last_eval: Dict = field(default_factory=dict)
+    last_ema: Dict = field(default_factory=dict)  # --model-ema: the EMA weights' evaluation
 
 
 def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict:
@@ -156,19 +253,20 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     parts = build_train_parts(model, arch=cfg.arch, optim=cfg.optim, steps_per_epoch=len(train_loader),
                               device=setup.device, amp=setup.amp, normalize=setup.normalize,
                               distributed=info.enabled, compile_model=cfg.precision.compile,
-                              nan_skips=cfg.loop.nan_skips)
+                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes)
+    if cfg.levers.sync_bn and info.world_size == 1:
+        reporter.line("=> --sync-bn: one process, nothing to synchronise; BatchNorm left as it is")
     if cfg.loop.prof:
         return _profile(setup, parts, train_loader)
-    objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler)
+    objects = TrainingObjects(model, parts.optimizer, parts.scheduler, parts.scaler, ema=parts.ema)
     ckpt = CheckpointManager(cfg.output.output_dir, is_main=info.is_main, keep=cfg.output.keep_checkpoints,
+                             every=cfg.output.checkpoint_freq,
                              run_info={"arch": cfg.arch, "recipe": cfg.recipe, "args": cfg.flat(),
-                                       "classes": setup.classes})
-    state = _TrainState(ckpt.resume(cfg.output.resume, objects, arch=cfg.arch, rank=info.rank,
+                                       "classes": setup.classes, "identity": setup.identity})
+    state = _TrainState(ckpt.resume(_resume_flag(setup, ckpt), objects, arch=cfg.arch, rank=info.rank,
                                     world_size=info.world_size, log=reporter.line)
                         or Progress(epoch=cfg.optim.start_epoch))
-    # Written once everything the run starts from is in place (a run that fails before this
-    # leaves the output dir, and the config.json of the run that wrote it, untouched).
-    reporter.write_json("config.json", cfg.to_dict())
+    _begin(setup)
     if state.progress.epoch >= cfg.optim.epochs:
         reporter.line(f"=> all {cfg.optim.epochs} epochs are already trained; nothing to train (pass more "
                       "--epochs or a new --output-dir); evaluating the checkpoint")
@@ -187,9 +285,22 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
     return summary
 
 
+def _resume_flag(setup: _Setup, ckpt: CheckpointManager):
+    """``--resume``; in a restart generation the newest checkpoint of the output dir, whatever
+    was passed: a restarted worker never starts again from less progress than was saved."""
+    resume = setup.cfg.output.resume
+    if setup.restarted and ckpt.resume_path("auto") is not None:
+        setup.reporter.line(f"=> torchrun restarted the workers (job {os.environ.get('TORCHELASTIC_RUN_ID')}): "
+                            f"continuing from the newest checkpoint in '{ckpt.output_dir}' (as --resume auto)")
+        return "auto"
+    return None if setup.cfg.output.fresh and resume == "auto" else resume  # --fresh: the run starts over
+
+
 def _profile(setup: _Setup, parts: TrainParts, train_loader) -> Dict:
     from .profiling import profile_training
 
+    if setup.info.is_main:
+        create_output_dir(setup.cfg.output.output_dir)
     train_loader.sampler.set_epoch(0)
     return profile_training(parts, train_loader, out_dir=setup.cfg.output.output_dir, report=setup.reporter.line)
 
@@ -199,10 +310,11 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
     cfg, progress = setup.cfg, state.progress
     steps_per_epoch, steps_left = len(train_loader), cfg.loop.stop_step_num
 
-    def after_step(step: int) -> None:
-        progress.step = step
+    def after_step(step: int) -> None:  # after each optimizer step
+        last, progress.step = progress.step, step
         interval = cfg.output.ckpt_interval
-        if interval and step % interval == 0 and step < steps_per_epoch:
+        # the first optimizer step at or past each multiple (with accumulation, steps come in groups)
+        if interval and step // interval > last // interval and step < steps_per_epoch:
             ckpt.save(objects, progress)
             setup.reporter.line(f"=> saved checkpoint at epoch {progress.epoch} step {step}")
 
@@ -214,22 +326,38 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
                          max_steps=steps_left, epochs_left=cfg.optim.epochs - epoch - 1,
                          print_freq=cfg.loop.print_freq, world_size=setup.info.world_size,
                          max_bad_fraction=cfg.loop.max_bad_images)
+        _progressive_size(setup, parts, epoch)
         stats = train_one_epoch(parts, train_loader, plan, setup.reporter, stop=stop, after_step=after_step)
+        stats["train_size"] = parts.train_size
         if stats["stop_signal"]:
             ckpt.save(objects, progress)
             raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {epoch} step "
                               f"{progress.step}; checkpoint saved to {ckpt.latest_path}; continue with "
                               "--resume auto", stats["stop_signal"])
-        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader)
         if steps_left is not None:
             steps_left -= stats["steps"]
-            if steps_left <= 0:
-                break
+        last = epoch == cfg.optim.epochs - 1 or (steps_left is not None and steps_left <= 0)
+        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last)
+        if last:
+            break
+
+
+def _progressive_size(setup: _Setup, parts: TrainParts, epoch: int) -> None:
+    """``--progressive-resize``: this epoch's train resolution (a function of the epoch alone, so
+    a resumed run trains each epoch at the size an uninterrupted one does)."""
+    prog = setup.cfg.levers.progressive_resize
+    if prog is None:
+        return
+    start, end, first, last = prog
+    parts.train_size = progressive_size(epoch, start=start, end=end, from_epoch=first, to_epoch=last)
+    setup.reporter.line(f"[epoch {epoch}] train size {parts.train_size} (--progressive-resize {start}:{end}:"
+                        f"{first}:{last})")
 
 
 def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
-               stats: Dict, val_loader) -> None:
-    """FPS line, evaluation, checkpoints (best: the first evaluation, then any better Acc@1), record."""
+               stats: Dict, val_loader, last: bool = True) -> None:
+    """FPS line, evaluation (every --eval-freq epochs and after the ``last``), checkpoints (best: the
+    first evaluation, then any better Acc@1), record."""
     epoch, reporter, progress = state.progress.epoch, setup.reporter, state.progress
     if stats["steps"]:  # none: resumed after a stop at the epoch's last step, only its end was left
         state.fps = stats["fps"]
@@ -237,17 +365,41 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
     state.bad_images += int(stats["bad_images"])
     if stats["bad_images"]:
         reporter.line(f"[epoch {epoch}] skipped {int(stats['bad_images'])} unreadable images")
-    if val_loader is not None:
+    every = setup.cfg.loop.eval_freq
+    evaluated = val_loader is not None and (last or (epoch + 1) % every == 0)
+    if evaluated:
+        if objects.ema is not None:  # first, so that the last Acc@1 line is the weights' (seed pipelines)
+            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader)
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
         state.last_eval = _evaluate(setup, model, val_loader)
-    acc1 = state.last_eval.get("acc1")
-    is_best = acc1 is not None and (progress.best_acc1 is None or acc1 > progress.best_acc1)
-    if is_best:
-        progress.best_acc1 = acc1
+    is_best = evaluated and _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
-    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats, val=state.last_eval)
+    reporter.epoch_record(epoch, lr=objects.optimizer.param_groups[0]["lr"], train=stats,
+                          val=state.last_eval if evaluated else {}, ema=(state.last_ema or None) if evaluated else None,
+                          train_size=stats.get("train_size"))
+
+
+def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
+    """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
+    broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
+    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
+    return stats
+
+
+def _track_best(progress: Progress, acc1, ema_acc1) -> bool:
+    """Best = the first evaluation, then any better Acc@1 of the weights or (--model-ema) of
+    their EMA, whichever is higher; ``best_is_ema`` says which."""
+    candidates = [(a, is_ema) for a, is_ema in ((acc1, False), (ema_acc1, True)) if a is not None]
+    if not candidates:
+        return False
+    best, is_ema = max(candidates, key=lambda c: (c[0], not c[1]))  # a tie goes to the weights
+    if progress.best_acc1 is not None and best <= progress.best_acc1:
+        return False
+    progress.best_acc1, progress.best_is_ema = best, is_ema
+    return True
 
 
 def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
@@ -255,4 +407,6 @@ def _summary(setup: _Setup, state: _TrainState, *, train_time: float) -> Dict:
     return run_summary(arch=cfg.arch, recipe=cfg.recipe, epochs=state.progress.epoch,
                        world_size=setup.info.world_size, global_batch_size=cfg.optim.batch_size,
                        best_acc1=state.progress.best_acc1, last_eval=state.last_eval, fps=state.fps,
-                       train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images)
+                       train_time=train_time, device=setup.device, amp=setup.amp.name, bad_images=state.bad_images,
+                       last_ema=state.last_ema or None, best_is_ema=state.progress.best_is_ema,
+                       step_lines=setup.reporter.step_lines())

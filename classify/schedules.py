@@ -6,23 +6,32 @@
 - ``exponential``: x gamma at each milestone epoch (the MindSpore GoogLeNet seed's
   "exponential" decay: x0.3 at 70, 140, 210, 280).
 - ``constant``.
-All with an optional linear warm-up over ``warmup_epochs``.
+All with an optional warm-up over ``warmup_epochs``: linear from ~0 (the seeds'), or with
+torchvision's ``--lr-warmup-method``/``--lr-warmup-decay``: ``linear`` from ``decay`` x lr up to
+the lr (``LinearLR(start_factor=decay)``), ``constant`` at ``decay`` x lr (``ConstantLR``).
 """
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["SCHEDULES", "lr_factor", "build_scheduler"]
+__all__ = ["SCHEDULES", "WARMUP_METHODS", "lr_factor", "build_scheduler", "progressive_size"]
 
 SCHEDULES = ("cosine", "step", "exponential", "constant")
+WARMUP_METHODS = ("linear", "constant")
+WARMUP_DECAY = 0.01  # torchvision's --lr-warmup-decay default
 
 
 def lr_factor(name: str, epoch_float: float, epochs: int, *, warmup_epochs: float = 0.0,
-              milestones: Sequence[int] = (), step: int = 30, gamma: float = 0.1) -> float:
+              milestones: Sequence[int] = (), step: int = 30, gamma: float = 0.1,
+              warmup_method: str = "linear", warmup_decay: Optional[float] = None) -> float:
     """The multiplier of the base lr at a (fractional) epoch."""
     if warmup_epochs > 0 and epoch_float < warmup_epochs:
+        if warmup_method == "constant":
+            return WARMUP_DECAY if warmup_decay is None else warmup_decay
+        if warmup_decay is not None:
+            return warmup_decay + (1.0 - warmup_decay) * epoch_float / warmup_epochs
         return min(1.0, (epoch_float + 1e-3) / warmup_epochs)  # never exactly 0, never above 1
     if name == "cosine":
         span = max(epochs - warmup_epochs, 1e-8)
@@ -39,8 +48,22 @@ def lr_factor(name: str, epoch_float: float, epochs: int, *, warmup_epochs: floa
 
 def build_scheduler(optimizer: torch.optim.Optimizer, *, name: str, epochs: int, steps_per_epoch: int,
                     warmup_epochs: float = 0.0, milestones: Sequence[int] = (), step: int = 30,
-                    gamma: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+                    gamma: float = 0.1, warmup_method: str = "linear",
+                    warmup_decay: Optional[float] = None) -> torch.optim.lr_scheduler.LambdaLR:
     steps = max(steps_per_epoch, 1)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_factor(name, it / steps, epochs, warmup_epochs=warmup_epochs,
-                                        milestones=milestones, step=step, gamma=gamma))
+                                        milestones=milestones, step=step, gamma=gamma,
+                                        warmup_method=warmup_method, warmup_decay=warmup_decay))
+
+
+def progressive_size(epoch: int, *, start: int, end: int, from_epoch: int, to_epoch: int) -> int:
+    """``--progressive-resize``: FFCV's train resolution schedule (``get_resolution`` of its ResNet
+    example): ``start`` up to ``from_epoch``, ``end`` from ``to_epoch`` on, in between the linear
+    ramp rounded to a multiple of 32."""
+    if epoch <= from_epoch:
+        return start
+    if epoch >= to_epoch:
+        return end
+    size = start + (end - start) * (epoch - from_epoch) / (to_epoch - from_epoch)
+    return int(round(size / 32)) * 32

@@ -12,7 +12,8 @@ quarter of the shared-memory traffic and less work per worker.
 """
 
 import math
-from typing import Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,8 +21,8 @@ import torch.nn as nn
 from PIL import Image
 from torchvision.transforms import v2
 
-__all__ = ["train_transform", "val_transform", "Normalize", "DraftRandomResizedCrop", "DraftRGB", "sample_crop",
-           "pil_to_uint8"]
+__all__ = ["AUTO_AUGMENT", "AugmentSpec", "resize_batch", "train_transform", "val_transform", "Normalize", "batch_mix",
+           "DraftRandomResizedCrop", "DraftRGB", "sample_crop", "pil_to_uint8"]
 
 _DCT_SCALES = (8, 4, 2)  # what libjpeg can scale by while decoding
 
@@ -107,11 +108,40 @@ class DraftRGB:
         return f"{type(self).__name__}(min_side={self.min_side})"
 
 
-def train_transform(image_size: int, color_jitter: float = 0.0, hflip: bool = True) -> v2.Compose:
+AUTO_AUGMENT = ("ra", "ta_wide", "augmix", "imagenet")
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """``--auto-augment``/``--random-erase``: torchvision references' policies, in the workers on
+    the uint8 crop (their draws come from the per-sample seed, so runs stay resumable)."""
+
+    auto_augment: Optional[str] = None  # one of AUTO_AUGMENT
+    ra_magnitude: int = 9
+    augmix_severity: int = 3
+    random_erase: float = 0.0  # probability
+    mean: Sequence[float] = (0.485, 0.456, 0.406)  # erased pixels: the mean, i.e. 0 once normalised
+
+    def ops(self) -> list:
+        bilinear = v2.InterpolationMode.BILINEAR  # torchvision references' --interpolation default
+        policy = {"ra": lambda: v2.RandAugment(interpolation=bilinear, magnitude=self.ra_magnitude),
+                  "ta_wide": lambda: v2.TrivialAugmentWide(interpolation=bilinear),
+                  "augmix": lambda: v2.AugMix(interpolation=bilinear, severity=self.augmix_severity),
+                  "imagenet": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=bilinear)}
+        ops = [policy[self.auto_augment]()] if self.auto_augment else []
+        if self.random_erase > 0:  # torchvision erases normalised images with 0: here the uint8 mean
+            ops.append(v2.RandomErasing(self.random_erase, value=[round(255 * m) for m in self.mean]))
+        return ops
+
+
+def train_transform(image_size: int, color_jitter: float = 0.0, hflip: bool = True,
+                    augment: Optional[AugmentSpec] = None) -> v2.Compose:
     ops = [DraftRandomResizedCrop(image_size, hflip)]
     if color_jitter > 0:
         # MindSpore GoogLeNet seed: brightness/contrast/saturation jitter 0.4.
         ops.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
+    if augment is not None:
+        ops += augment.ops()
     return v2.Compose(ops)
 
 
@@ -137,3 +167,27 @@ class Normalize(nn.Module):
             images = images.float()
             return images.mul_(self.scale).sub_(self.shift)
         return images  # already float (e.g. tensors prepared by the caller)
+
+
+def batch_mix(*, mixup_alpha: float, cutmix_alpha: float, switch_prob: float = 0.5,
+              num_classes: int) -> Optional[Callable]:
+    """``--mixup-alpha``/``--cutmix-alpha``: torchvision v2 ``MixUp``/``CutMix`` on the normalised
+    device batch, ``(images, labels) -> (mixed images, soft labels)``; with both, one of them
+    per batch (CutMix with probability ``switch_prob``, timm's ``--mixup-switch-prob``). Their
+    draws come from torch's CPU generator in the main process, which checkpoints restore: a
+    resumed run mixes exactly as an uninterrupted one. None when both are off."""
+    ops = [op(alpha=alpha, num_classes=num_classes)
+           for op, alpha in ((v2.MixUp, mixup_alpha), (v2.CutMix, cutmix_alpha)) if alpha > 0]
+    if not ops:
+        return None
+    if len(ops) == 1:
+        return ops[0]
+    return v2.RandomChoice(ops, p=[1.0 - switch_prob, switch_prob])
+
+
+def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``--progressive-resize``: the normalised device batch at ``size`` x ``size`` (antialiased
+    bilinear, as the crops are made); unchanged when it has that size already."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

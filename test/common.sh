@@ -22,6 +22,18 @@ PERF_STEPS_CPU=20
 LAUNCHER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$LAUNCHER_DIR")
 
+# A per-model folder's scripts (models/<net>/test/*.sh) call `model_launcher NET NETWORK MODE SCALE "$@"`
+# instead of launcher_main: the arch is fixed to NET, the folder's own entry points run
+# (models/<net>/main.py, and models/<net>/main_8p.py where the folder has one: they fix the arch
+# and the folder's log format), CaseName and Network use NETWORK (the seed's name, e.g.
+# AlexNet_ID2663_for_PyTorch), and the outputs go to models/<net>/test/output/<id>/.
+MODEL_ARCH="" NETWORK="" MODEL_DIR=""
+model_launcher() {
+    MODEL_ARCH=$1 NETWORK=$2 MODEL_DIR=models/$1
+    shift 2
+    launcher_main "$@"
+}
+
 _die() {  # one line on stderr, exit 1
     echo "error: $SCRIPT: $*" >&2
     exit 1
@@ -30,24 +42,28 @@ _die() {  # one line on stderr, exit 1
 _abspath() {  # relative to the directory the user ran the script from
     local p=$1
     [[ $p == "~" || $p == "~/"* ]] && p=$HOME${p#\~}
-    [[ $p == /* ]] && printf '%s\n' "$p" || printf '%s\n' "$USER_CWD/$p"
+    [[ $p == /* || $p == pipe:* ]] && printf '%s\n' "$p" || printf '%s\n' "$USER_CWD/$p"
 }
 
 _usage() {
     cat <<EOF
-usage: bash test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batch_size=N]
+usage: bash ${MODEL_DIR:+$MODEL_DIR/}test/$SCRIPT [--data_path=DIR] [--arch=NAME] [--recipe=NAME] [--batch_size=N]
           [--epochs=N] [--lr=X] [--workers=N] [--image_size=N] [--device=auto|cpu|cuda|npu]
           [--device_id=N] [--rank_size=N] [--stop_step_num=N] [--pth_path=FILE] [main.py flags...]
 
-  --data_path   ImageFolder root holding train/ and val/, or val/ itself for the eval scripts
+  --data_path   ImageFolder root holding train/ and val/, or val/ itself for the eval scripts;
+                or WebDataset shards (a folder with index.json, a brace pattern, a pipe: URL)
                 (default: the built-in demo set)
   --batch_size  global batch of the node (main.py -b); --rank_size: processes (8p scripts;
                 default every visible device from --device_id on, 2 gloo processes on cpu)
   --device      auto (default): npu if torch_npu imports and sees an NPU, else cuda if
                 available, else cpu
-  --device_id   first device; outputs go to test/output/<device_id>/ (default 0)
-  --pth_path    checkpoint to evaluate (eval scripts; default test/output/<id>/model_best.pth.tar)
-Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). See README.md.
+  --device_id   first device; outputs go to ${MODEL_DIR:+$MODEL_DIR/}test/output/<device_id>/ (default 0)
+  --pth_path    checkpoint to evaluate (eval scripts; default ${MODEL_DIR:+$MODEL_DIR/}test/output/<id>/model_best.pth.tar)
+  --fresh       full runs: start over in ${MODEL_DIR:+$MODEL_DIR/}test/output/<id>/ (its run moves to previous-<time>/);
+                without it a full run continues the run there, or refuses one of other data/flags
+Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). Ctrl-C or SIGTERM: the
+trainer saves a checkpoint and the same command continues it. See README.md.
 EOF
 }
 
@@ -106,6 +122,9 @@ _parse_args() {
     [[ $STOP_STEP_NUM != 0 ]] || _die "--stop_step_num must be at least 1"
     [[ $SCALE == 8p || -z $RANK_SIZE || $RANK_SIZE == 1 ]] ||
         _die "--rank_size=$RANK_SIZE: this script runs one device; use ${SCRIPT/_1p/_8p} for several"
+    [[ -z $MODEL_ARCH || -z $ARCH || $ARCH == "$MODEL_ARCH" ]] ||
+        _die "--arch=$ARCH: this is $MODEL_ARCH's folder; use models/$ARCH/test/$SCRIPT (or the top-level test/)"
+    ARCH=${ARCH:-$MODEL_ARCH}
     [[ $MODE == eval || -z $PTH_PATH ]] ||
         _die "--pth_path is for train_eval_*.sh; to continue a run pass --resume=FILE (main.py's flag)"
 }
@@ -122,11 +141,10 @@ _find_python() {
 # Sets ENTRY (main.py or main_8p.py) and ARGS, its flags for this run: the check's and the
 # trainer's, less the performance runs' step count (it depends on the device kind).
 _build_args() {
-    if [[ $SCALE == 1p ]]; then
-        ENTRY=main.py
-    else
-        ENTRY=main_8p.py
-    fi
+    # a model folder's own entry point where it has one (it fixes the arch and the log format)
+    ENTRY=main.py
+    [[ $SCALE == 8p ]] && ENTRY=main_8p.py
+    [[ -n $MODEL_DIR && -f $REPO_ROOT/$MODEL_DIR/$ENTRY ]] && ENTRY=$MODEL_DIR/$ENTRY
     ARGS=("--device=$DEVICE" "--device-id=$DEVICE_ID")  # ignored on cpu
     [[ -n $RANK_SIZE && $SCALE == 8p ]] && ARGS+=("--nproc_per_node=$RANK_SIZE")
     ((DATA_GIVEN)) && ARGS+=("--data_path=$(_abspath "$DATA_PATH")")
@@ -147,7 +165,7 @@ _build_args() {
             # (a --resume among the other flags comes later and wins).
             ARGS+=(--resume=auto) ;;
         eval)
-            local pth=$REPO_ROOT/test/output/$DEVICE_ID/model_best.pth.tar
+            local pth=$OUTPUT_DIR/model_best.pth.tar
             [[ -n $PTH_PATH ]] && pth=$(_abspath "$PTH_PATH")
             ARGS+=(-e "--resume=$pth") ;;
     esac
@@ -191,7 +209,8 @@ _build_command() {
         if [[ $arg == --resume=auto && $MODE == full ]]; then
             # only when it found a checkpoint to continue (else the run starts fresh, without it)
             [[ $CHECK_checkpoint == *" (--resume auto)" ]] || continue
-            echo "=> $RUN_DIR holds a checkpoint: continuing it (--resume auto); delete it to start over"
+            echo "=> $RUN_DIR holds a checkpoint of this run: continuing it (--resume auto);" \
+                "pass --fresh to start over (the old run moves to previous-<time>/)"
             RESUMING=1
         fi
         [[ $arg == --device=* ]] && arg=--device=$DEVICE  # the kind the check resolved
@@ -204,8 +223,60 @@ _build_command() {
     done
 }
 
+# ----------------------------------------------------------------------------- the trainer's process
+# Signals and the log copy (#17). SIGINT/SIGTERM/SIGHUP to this script -- Ctrl-C (the whole
+# process group), a scheduler's or `kill`'s SIGTERM (this PID alone), SIGTERM to the group --
+# reach the trainer exactly once, from _forward: it runs in its own process group, so a
+# terminal's Ctrl-C does not hit it directly. main.py finishes its step, saves and exits 130 /
+# 143; main_8p.py (torchrun's agent) passes the signal to its workers and waits for them. The
+# tees copying its output into TRAIN_LOG ignore the signals, so the log and the trainer's last
+# lines survive; the script waits for both, and nothing it started outlives it.
+
+# Starts CMD with stdin from /dev/null and stdout/stderr each through a tee appending to
+# TRAIN_LOG. Sets TRAINER_PID (also its process group) and TEE_PIDS.
+_start_trainer() {
+    local out err
+    exec {out}> >(trap '' INT TERM HUP; exec tee -a "$TRAIN_LOG")
+    TEE_PIDS=("$!")
+    exec {err}> >(trap '' INT TERM HUP; exec tee -a "$TRAIN_LOG" >&2)
+    TEE_PIDS+=("$!")
+    set -m  # job control for this one command: its own process group, SIGINT not ignored
+    "${CMD[@]}" </dev/null >&"$out" 2>&"$err" &
+    TRAINER_PID=$!
+    set +m
+    exec {out}>&- {err}>&-
+}
+
+_forward() {  # $1: the signal this script received; the trainer gets it (SIGHUP as SIGTERM)
+    local sig=$1
+    [[ $sig == HUP ]] && sig=TERM
+    STOP_SIGNAL=${STOP_SIGNAL:-$sig}
+    kill -s "$sig" "$TRAINER_PID" 2>/dev/null
+}
+
+# Waits for the trainer (through any number of forwarded signals), then for what is left of
+# its process group (a loader worker, briefly) and for the tees. Sets RC.
+_wait_trainer() {
+    trap '_forward INT' INT
+    trap '_forward TERM' TERM
+    trap '_forward HUP' HUP
+    while kill -0 "$TRAINER_PID" 2>/dev/null; do
+        wait "$TRAINER_PID"  # returns early when a trapped signal arrives
+    done
+    wait "$TRAINER_PID"  # bash keeps the status of a reaped background job
+    RC=$?
+    local i
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        kill -0 -- "-$TRAINER_PID" 2>/dev/null || break
+        ((i < 10)) && sleep 0.5 || kill -KILL -- "-$TRAINER_PID" 2>/dev/null
+    done
+    wait "${TEE_PIDS[@]}" 2>/dev/null
+    trap - INT TERM HUP
+}
+
 # Runs CMD: stdout and stderr go to the terminal as they are and both into TRAIN_LOG.
-# Sets RC (the trainer's exit code) and E2E_TIME (seconds).
+# Sets RC (the trainer's exit code), STOP_SIGNAL (INT | TERM when one was forwarded) and
+# E2E_TIME (seconds).
 _run_trainer() {
     local start
     start=$(date +%s)
@@ -214,10 +285,26 @@ _run_trainer() {
         "(generated on first use; pass --data_path=DIR for real data)" | tee -a "$TRAIN_LOG"
     echo "=> ${CMD[*]}" | tee -a "$TRAIN_LOG"
     export PYTHONUNBUFFERED=1
-    # stdout to stdout and stderr to stderr, each also appended to the log
-    { { "${CMD[@]}" | tee -a "$TRAIN_LOG"; exit "${PIPESTATUS[0]}"; } 2>&1 1>&3 3>&- |
-        tee -a "$TRAIN_LOG" >&2 3>&-; RC=${PIPESTATUS[0]}; } 3>&1
+    STOP_SIGNAL=""
+    _start_trainer
+    _wait_trainer
     E2E_TIME=$(($(date +%s) - start))
+}
+
+# The one line for a run stopped by a signal (instead of the closing lines): where the
+# checkpoint is and how to continue. On stderr and in TRAIN_LOG.
+_stopped() {
+    local ckpt=$RUN_DIR/checkpoint.pth.tar how
+    if [[ $MODE == eval ]]; then
+        how="nothing to continue; run the same command to evaluate again"
+    elif [[ ! -f $ckpt ]]; then
+        how="no checkpoint was written yet; the same command starts the run again"
+    elif [[ $MODE == performance ]]; then
+        how="checkpoint ${ckpt#"$REPO_ROOT"/}; a performance run starts over: run the same command again"
+    else
+        how="checkpoint ${ckpt#"$REPO_ROOT"/}; run the same command to continue it (--resume auto)"
+    fi
+    echo "=> $SCRIPT: stopped by SIG$STOP_SIGNAL (exit $RC); $how" | tee -a "$TRAIN_LOG" >&2
 }
 
 _summary_fields() {  # prints "arch global_batch_size" from summary.json (rank 0 writes it last)
@@ -233,15 +320,18 @@ _token_after() {  # $1 = line regex, $2 = token; prints the token after $2 on th
 _report() {
     local network batch fps acc loss step_ms case_name
     read -r network batch < <(_summary_fields)
-    network=${network:-${ARCH:-googlenet}}
+    network=${NETWORK:-${network:-${ARCH:-googlenet}}}
     batch=${batch:-${BATCH_SIZE:-N/A}}
     case_name="${network}_bs${batch}_${RANK_SIZE}p_${CASE_KIND}"
-    awk '/^Epoch: \[/ { for (i = 1; i < NF; i++) if ($i == "Loss") { print $(i + 1); break } }' \
+    # the previous reports of this kind (checkpoints stay: the eval scripts read them)
+    rm -f "$OUTPUT_DIR"/*_[0-9]*p_"$CASE_KIND".log "$OUTPUT_DIR"/train_*_"$CASE_KIND"_loss.txt
+    # the token after "Loss" (or "loss:" in the torchvision log format of models/googlenet/)
+    awk '/^Epoch: \[/ { for (i = 1; i < NF; i++) if ($i == "Loss" || $i == "loss:") { print $(i + 1); break } }' \
         "$TRAIN_LOG" >"$OUTPUT_DIR/train_${case_name}_loss.txt"
     loss=$(tail -n 1 "$OUTPUT_DIR/train_${case_name}_loss.txt")
     fps=$(awk '/FPS@all/ { v = $NF } END { print (v == "" ? "N/A" : v) }' "$TRAIN_LOG")
     acc=N/A
-    [[ $MODE != performance ]] && acc=$(_token_after '^ \\* Acc@1 ' Acc@1)
+    [[ $MODE != performance ]] && acc=$(_token_after ' \\* Acc@1 ' Acc@1)  # also "[npu id: 0 ] [AVG-ACC] * Acc@1 X"
     step_ms=N/A
     if [[ $fps != N/A && $batch != N/A ]]; then
         step_ms=$(awk -v b="$batch" -v f="$fps" 'BEGIN { if (f > 0) printf "%.2f", b * 1000 / f; else print "N/A" }')
@@ -267,7 +357,7 @@ _report() {
 launcher_main() {
     MODE=$1 SCALE=$2
     shift 2
-    SCRIPT=$(basename "${BASH_SOURCE[1]}")
+    SCRIPT=$(basename "${BASH_SOURCE[${#BASH_SOURCE[@]} - 1]}")  # the script the user ran
     USER_CWD=$PWD
     _parse_args "$@"
     DEVICE_ID=${DEVICE_ID:-0}
@@ -275,22 +365,27 @@ launcher_main() {
     _find_python
     CASE_KIND=${MODE/full/acc}
     CASE_KIND=${CASE_KIND/performance/perf}
-    OUTPUT_DIR=$REPO_ROOT/test/output/$DEVICE_ID
+    OUTPUT_DIR=$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output/$DEVICE_ID
     TRAIN_LOG=$OUTPUT_DIR/train_$DEVICE_ID.log
-    # main.py's --output-dir. Evaluation writes only summary.json: into eval/, so that the
-    # training run's summary.json beside the checkpoints survives.
+    # main.py's --output-dir: the accuracy run's folder itself; evaluation writes its
+    # summary.json into eval/ and performance runs all of theirs into perf/ (a throughput run's
+    # 20-step checkpoint never replaces the accuracy run's).
     RUN_DIR=$OUTPUT_DIR
     [[ $MODE == eval ]] && RUN_DIR=$OUTPUT_DIR/eval
+    [[ $MODE == performance ]] && RUN_DIR=$OUTPUT_DIR/perf
     _build_args
     _check
     _build_command
-    mkdir -p "$RUN_DIR" || _die "cannot create $RUN_DIR"
-    # Stale reports of the same kind go (checkpoints stay: the eval scripts read them).
-    # A continued run keeps its metrics.jsonl (the earlier epochs' records).
-    ((RESUMING)) || rm -f "$RUN_DIR/metrics.jsonl"
-    rm -f "$RUN_DIR/summary.json" "$OUTPUT_DIR"/*_[0-9]*p_"$CASE_KIND".log \
-        "$OUTPUT_DIR"/train_*_"$CASE_KIND"_loss.txt
+    mkdir -p "$OUTPUT_DIR" || _die "cannot create $OUTPUT_DIR"
+    # perf/ is the performance runs' scratch: each one replaces the last (nothing there is
+    # ever continued). Whether the accuracy run's folder may be reused is main.py's decision
+    # (its config.json; the check above refused a folder of another run).
+    [[ $MODE == performance ]] && rm -rf "$RUN_DIR"
     _run_trainer
+    if [[ -n $STOP_SIGNAL ]] && ((RC == 130 || RC == 143)); then
+        _stopped
+        return "$RC"
+    fi
     if ((RC != 0)); then
         echo "error: $SCRIPT: the trainer exited with code $RC; see ${TRAIN_LOG#"$REPO_ROOT"/}" >&2
         return "$RC"

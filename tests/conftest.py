@@ -15,6 +15,9 @@ from PIL import Image
 from tests import tinynet
 
 ROOT = Path(__file__).resolve().parent.parent
+# The file indexes of the test trees (classify.data.index) go to a temp folder, not ~/.cache;
+# subprocesses inherit it.
+os.environ.setdefault("CLASSIFY_INDEX_CACHE", tempfile.mkdtemp(prefix="classify-index-"))
 COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 
 

@@ -11,7 +11,11 @@ torchvision. Standard library only at import time, for the same reason. (Not rig
 while half-imported.)
 
 ``DIST_TEST_FAIL_RANK=N`` (test_distributed.py): the worker with ``RANK=N`` raises in its
-third backward.
+third backward. ``DIST_TEST_KILL_AT=R:N`` (test_cluster.py): the worker with ``RANK=R`` of
+the first worker generation (``TORCHELASTIC_RESTART_COUNT=0``) kills itself with SIGKILL in
+its N-th backward. ``DIST_TEST_SLOW=S``: every worker sleeps S seconds per backward;
+``DIST_TEST_SLOW_ALONE=S``: only a worker alone in its job (``WORLD_SIZE=1``; a job that
+another node joins while it trains).
 """
 
 import importlib.abc
@@ -53,6 +57,7 @@ def _register() -> None:
     from tests import tinynet
 
     tinynet.register_flat()
+    _cluster_faults()
     rank = os.environ.get("RANK")
     if rank is not None and os.environ.get("DIST_TEST_FAIL_RANK") == rank:  # raise in the 3rd backward
         import torch
@@ -66,3 +71,30 @@ def _register() -> None:
             return backward(self, *args, **kwargs)
 
         torch.Tensor.backward = failing_backward
+
+
+def _cluster_faults() -> None:
+    env = os.environ
+    kill = env.get("DIST_TEST_KILL_AT", "").split(":")
+    doomed = len(kill) == 2 and env.get("RANK") == kill[0] and env.get("TORCHELASTIC_RESTART_COUNT") == "0"
+    slow = float(env.get("DIST_TEST_SLOW") or 0)
+    if env.get("WORLD_SIZE") == "1":
+        slow = slow or float(env.get("DIST_TEST_SLOW_ALONE") or 0)
+    if not (doomed or slow):
+        return
+    import signal
+    import time
+
+    import torch
+
+    backward, calls = torch.Tensor.backward, []
+
+    def faulty_backward(self, *args, **kwargs):
+        calls.append(1)
+        if doomed and len(calls) == int(kill[1]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if slow:
+            time.sleep(slow)
+        return backward(self, *args, **kwargs)
+
+    torch.Tensor.backward = faulty_backward

@@ -209,7 +209,7 @@ def test_cifar_layout(capsys, tmp_path):
 
 def test_output_dir_that_is_a_file(capsys, image_folder, tmp_path):
     (tmp_path / "f").write_text("")
-    assert "is not a folder" in one_line_error(capsys, image_folder, *tiny("--output-dir", tmp_path / "f"))
+    assert "is a file" in one_line_error(capsys, image_folder, *tiny("--output-dir", tmp_path / "f"))
 
 
 def test_main_py_check_subprocess(tmp_path, subprocess_env):

@@ -31,6 +31,10 @@ def messy_folder(tmp_path):
     return root
 
 
+def samples(folder):
+    return [folder.table[i] for i in range(len(folder))]
+
+
 def batch_of(dataset, indices, seed=0):
     torch.manual_seed(seed)
     return collate_jpeg([dataset[i] for i in indices])
@@ -38,11 +42,11 @@ def batch_of(dataset, indices, seed=0):
 
 def test_device_decode_crops_flips_and_drops_bad_files(messy_folder):
     folder = SafeImageFolder(messy_folder / "train")
-    data = JpegFiles(folder.samples, folder.classes, True, 24, 28)
+    data = JpegFiles(folder.table, folder.classes, True, 24, 28)
     images, target, bad = DeviceDecode(CPU, True, 24, 28)(batch_of(data, range(len(data))))
     # 12 good JPEGs + 2 PNGs; the text file fails in the worker, the truncated JPEG on decode.
     assert images.shape == (14, 3, 24, 24) and images.dtype == torch.uint8 and bad == 2
-    assert sorted(target.tolist()) == sorted(t for p, t in folder.samples if "truncated" not in p
+    assert sorted(target.tolist()) == sorted(t for p, t in samples(folder) if "truncated" not in p
                                              and "notanimage" not in p)
     again, _, _ = DeviceDecode(CPU, True, 24, 28)(batch_of(data, range(len(data))))
     other, _, _ = DeviceDecode(CPU, True, 24, 28)(batch_of(data, range(len(data)), seed=1))
@@ -51,18 +55,18 @@ def test_device_decode_crops_flips_and_drops_bad_files(messy_folder):
 
 def test_all_bad_batch_is_none(messy_folder):
     folder = SafeImageFolder(messy_folder / "train")
-    data = JpegFiles(folder.samples, folder.classes, True, 24, 28)
-    bad_ones = [i for i, (p, _) in enumerate(folder.samples) if "truncated" in p or "notanimage" in p]
+    data = JpegFiles(folder.table, folder.classes, True, 24, 28)
+    bad_ones = [i for i, (p, _) in enumerate(samples(folder)) if "truncated" in p or "notanimage" in p]
     assert DeviceDecode(CPU, True, 24, 28)(batch_of(data, bad_ones)) == (None, None, 2)
 
 
 def test_val_decode_matches_the_pil_val_transform(tmp_path):
     root = write_image_folder(tmp_path / "d", train_per_class=1, val_per_class=3, size=90)
     folder = SafeImageFolder(root / "val")
-    data = JpegFiles(folder.samples, folder.classes, False, 64, 73)
+    data = JpegFiles(folder.table, folder.classes, False, 64, 73)
     images, target, bad = DeviceDecode(CPU, False, 64, 73)(collate_jpeg([data[i] for i in range(len(data))]))
-    pil = torch.stack([val_transform(64, 73)(Image.open(p)) for p, _ in folder.samples])
-    assert bad == 0 and target.tolist() == folder.targets and images.shape == pil.shape == (9, 3, 64, 64)
+    pil = torch.stack([val_transform(64, 73)(Image.open(p)) for p, _ in samples(folder)])
+    assert bad == 0 and target.tolist() == folder.table.labels.tolist() and images.shape == pil.shape == (9, 3, 64, 64)
     # Same resize + centre crop; libjpeg vs PIL's decoder and resampling differ by a few levels.
     assert (images.float() - pil.float()).abs().mean() < 3.0
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from classify.data import demo, photos
-from classify.errors import UserError
+from classify.errors import DataError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"train_per_class": 3, "val_per_class": 2, "size": 32, "num_classes": 4}
@@ -77,7 +77,7 @@ def test_ensure_creates_once_then_reuses(monkeypatch, tmp_path):
 def test_ensure_refuses_foreign_dir_but_takes_empty_one(tmp_path):
     foreign = tmp_path / "foreign"
     (foreign / "train").mkdir(parents=True)  # e.g. a half-written tree: no marker
-    with pytest.raises(RuntimeError, match="not a complete demo set"):
+    with pytest.raises(DataError, match="not a complete demo set"):
         demo.ensure_demo_data(foreign, **TINY)
     empty = tmp_path / "empty"
     empty.mkdir()

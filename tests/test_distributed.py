@@ -305,7 +305,7 @@ def torchrun_argv(monkeypatch):
     import classify.launch
 
     calls = []
-    monkeypatch.setattr(classify.launch, "_run_torchrun", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(classify.launch, "_run_torchrun", lambda argv, rdzv=None: calls.append(argv) or 0)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
     def _launch(*argv):
@@ -316,21 +316,25 @@ def torchrun_argv(monkeypatch):
 
 
 def test_launcher_maps_node_flags_onto_torchrun(torchrun_argv, monkeypatch):
-    # pytorch/examples multi-node: --world-size nodes, --rank this node, node 0's address
+    # pytorch/examples multi-node: --world-size nodes, --rank this node, node 0's address; the
+    # c10d rendezvous of torchrun's agent (tests/test_cluster.py has the rendezvous flags)
+    for name in ("MASTER_ADDR", "MASTER_PORT", "SLURM_JOB_ID", "PET_RDZV_ID", "PET_NNODES", "SLURM_NNODES"):
+        monkeypatch.delenv(name, raising=False)
     argv = torchrun_argv("--device", "cpu", "--multiprocessing-distributed", "--world-size", "2", "--rank", "1",
                          "--addr", "10.1.2.3", "--dist-url", "tcp://10.1.2.3:50000", "/data", "-b", "8")
     i = argv.index(str(Path(main.__file__).resolve()))
-    assert argv[:i] == ["--nnodes=2", "--nproc_per_node=2", "--max-restarts=0", "--node_rank=1",
-                        "--master_addr=10.1.2.3", "--master_port=50000"]
+    assert argv[:i] == ["--nproc_per_node=2", "--max-restarts=0", "--nnodes=2", "--rdzv-backend=c10d",
+                        "--rdzv-endpoint=10.1.2.3:50000", "--rdzv-id=classify-10.1.2.3-50000",
+                        "--rdzv-conf=join_timeout=300,read_timeout=300,timeout=300"]
     assert argv[i + 1:] == ["--device=cpu", "--multiprocessing-distributed", "/data", "-b", "8"]
     # One node: a free port, whatever --dist-url says (two jobs on one machine must not collide)
     argv = torchrun_argv("--device", "cpu", "--world-size=1", "--rank=0", "--dist-url=tcp://127.0.0.1:50000",
                          "--nproc_per_node=3", "--visible_devices=0,1,2", "main.py", "--per_batch_size=4")
-    assert "--standalone" in argv and "--nproc_per_node=3" in argv and "main.py" not in argv
+    assert "--rdzv-endpoint=localhost:0" in argv and "--nproc_per_node=3" in argv and "main.py" not in argv
     monkeypatch.setenv("MASTER_ADDR", "node0")
     monkeypatch.setenv("MASTER_PORT", "1234")
     argv = torchrun_argv("--device", "cpu", "--world-size", "4", "--rank", "3", "--dist-url", "env://")
-    assert "--master_addr=node0" in argv and "--master_port=1234" in argv and "--node_rank=3" in argv
+    assert "--rdzv-endpoint=node0:1234" in argv and "--nnodes=4" in argv
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -344,7 +348,7 @@ def test_launcher_rejects_bad_flags_before_starting_workers(flags, message, data
     import classify.launch
     import main_8p
 
-    monkeypatch.setattr(classify.launch, "_run_torchrun", lambda argv: pytest.fail("workers started"))
+    monkeypatch.setattr(classify.launch, "_run_torchrun", lambda *a: pytest.fail("workers started"))
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     code = main_8p.run(["--device", "cpu", str(data), "-a", "tinynet", *flags])  # cpu: 2 workers by default
     err = capsys.readouterr().err

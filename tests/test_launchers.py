@@ -244,6 +244,8 @@ def test_performance_1p_on_the_demo_set(perf_1p):
     assert run.proc.stdout.startswith("=> no --data_path: using the built-in demo set")
     command = _command(run)
     assert "--stop-step-num=2 --no-val" in command and "--data" not in command
+    assert f"--output-dir={run.dir / 'perf'}" in command  # its own folder: an accuracy run's checkpoints stay
+    assert (run.dir / "perf" / "checkpoint.pth.tar").is_file() and not (run.dir / "checkpoint.pth.tar").exists()
     assert "--epochs" not in command and "--lr" not in command  # the demo profile's schedule
     assert "--arch" not in command
 
@@ -346,7 +348,25 @@ def test_full_run_continues_from_its_checkpoint(full_1p, continued_started):
     run, device_id = continued_started
     run = Run(run.result(), device_id, "acc").check()
     assert "--resume=auto" in _command(run) and "=> resumed from" in run.train_log
-    assert run.proc.stdout.startswith(f"=> {run.dir} holds a checkpoint: continuing it (--resume auto)")
+    assert run.proc.stdout.startswith(f"=> {run.dir} holds a checkpoint of this run: continuing it (--resume auto)")
     assert "Epoch: [0]" not in run.train_log and "Epoch: [1]" in run.train_log
     epochs = [json.loads(line)["epoch"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]
+
+
+RUN_FILES = ("checkpoint.pth.tar", "model_best.pth.tar", "metrics.jsonl", "summary.json", "config.json")
+
+
+def test_full_run_with_other_data_refuses_its_folder(full_1p, image_folder, tmp_path, subprocess_env):
+    """The quick start's folder, then a run on another dataset: refused by the check, in one line,
+    before anything of the old run is touched (it used to continue the old model silently)."""
+    other = tmp_path / "other"
+    shutil.copytree(image_folder, other)  # same classes, another data root
+    before = {name: (full_1p.dir / name).read_bytes() for name in RUN_FILES}
+    proc = launch("train_full_1p.sh", f"--data_path={other}", *TINY, f"--device_id={full_1p.dir.name}",
+                  env=subprocess_env)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("error: ") and "holds another run (data root" in line and "--fresh" in line
+    assert "--device_id" in line
+    assert {name: (full_1p.dir / name).read_bytes() for name in RUN_FILES} == before

@@ -132,7 +132,7 @@ def test_bad_images_are_skipped_and_counted(folder_with_bad_files, tmp_path, cap
     assert "38 train /" in out and "3 classes" in out  # hidden files and .txt not listed
     assert "skipped 2 unreadable images" in out  # 38 images, 2 bad, batch 8 drop_last: both read
     assert json.loads((tmp_path / "summary.json").read_text())["bad_images"] == 2
-    assert main.main([*args]) == 2  # default 1%: 2/38 is too many
+    assert main.main([*args, "--fresh"]) == 2  # default 1%: 2/38 is too many
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unreadable (more than --max-bad-images 0.01)" in err
 
@@ -159,7 +159,7 @@ def test_nonfinite_loss_stops_with_last_good_state(image_folder, tmp_path, capsy
     saved = load_checkpoint(tmp_path / "checkpoint.pth.tar")
     assert saved["step"] == 2 and all(torch.isfinite(v.float()).all() for v in saved["state_dict"].values())
     calls["n"] = 0
-    assert main.main([*args, "--nan-policy", "skip:2"]) == 3
+    assert main.main([*args, "--nan-policy", "skip:2", "--fresh"]) == 3
     out = capsys.readouterr()
     assert out.out.count("step skipped") == 2 and "(3 such steps)" in out.err
 

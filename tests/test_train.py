@@ -16,7 +16,7 @@ EPOCH_KEYS = {"epoch", "lr", "train_loss", "train_acc1", "val_loss", "acc1", "ac
 SUMMARY_KEYS = {"arch", "recipe", "epochs", "world_size", "global_batch_size", "best_acc1", "final_acc1",
                 "final_acc5", "fps", "train_time_s", "device", "amp", "val_images"}
 STEP_LINE = re.compile(r"^Epoch: \[\d+\]\[ *\d+/\d+\]  Time [\d.]+ \([\d.]+\)  Data [\d.]+  Loss ([\d.]+) "
-                       r"\([\d.]+\)  Acc@1 [\d.]+ \([\d.]+\)  LR [\d.]+  img/s [\d.]+  ETA \S+")
+                       r"\([\d.]+\)  Acc@1 [\d.]+ \([\d.]+\)  LR [\d.e-]+  img/s [\d.]+  ETA \S+")
 
 
 def test_train_resume_evaluate(image_folder, tmp_path, capsys):

@@ -85,6 +85,7 @@ from classify.data.device_decode import JpegFiles  # noqa: E402
 from classify.data.folder import SafeImageFolder  # noqa: E402
 from classify.data.photos import default_photos_root, ensure_photos  # noqa: E402
 from classify.devices import cpu_count, pin_memory, resolve_device, synchronize  # noqa: E402
+from tools.bench_levers import LEVERS, bench_levers  # noqa: E402
 from classify.errors import DataError, UserError  # noqa: E402
 from classify.fast import use_channels_last  # noqa: E402
 from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step  # noqa: E402
@@ -175,10 +176,11 @@ def bench_optim(s: Settings) -> OptimConfig:
 
 
 def make_parts(net: Net, s: Settings, *, compile_model: bool = False, channels_last: Optional[bool] = None,
-               amp_dtype: Optional[str] = None) -> TrainParts:
+               amp_dtype: Optional[str] = None, levers=None) -> TrainParts:
     """Our default training step's pieces, from ``classify.parts.build_model`` + ``build_train_parts``
     (what ``classify.run`` calls): the bench measures what trains. ``channels_last`` and
-    ``amp_dtype`` (auto | bf16 | fp16 | fp32) override the settings' (the ``--precision`` modes)."""
+    ``amp_dtype`` (auto | bf16 | fp16 | fp32) override the settings' (the ``--precision`` modes);
+    ``levers``: see --levers."""
     channels_last = use_channels_last(s.device, s.channels_last if channels_last is None else channels_last)
     model = build_model(net.arch, num_classes=s.num_classes, device=s.device, channels_last=channels_last,
                         model_kwargs=net.recipe.model_kwargs)
@@ -186,7 +188,7 @@ def make_parts(net: Net, s: Settings, *, compile_model: bool = False, channels_l
                       loss_scale=net.recipe.loss_scale, dtype=amp_dtype or s.amp_dtype)
     return build_train_parts(model, arch=net.arch, optim=bench_optim(s), steps_per_epoch=s.steps, device=s.device,
                              amp=amp, normalize=Normalize(net.recipe.mean, net.recipe.std, channels_last).to(s.device),
-                             compile_model=compile_model)
+                             compile_model=compile_model, levers=levers, num_classes=s.num_classes)
 
 
 def describe(parts: TrainParts) -> str:
@@ -376,7 +378,7 @@ def make_backend(name: str, folder: Path, net: Net, s: Settings, workers: int) -
         return Backend(name, lambda: DataLoader(subset, s.batch_size, shuffle=True, num_workers=workers,
                                                 pin_memory=pin), lambda batch: (batch[0], batch[1], 0))
     folder_data = SafeImageFolder(folder)  # gpu: the trainer's --data-backend gpu
-    samples = [folder_data.samples[i] for i in _indices(len(folder_data), count)]
+    samples = folder_data.table.subset(_indices(len(folder_data), count))
     jpeg = JpegFiles(samples, folder_data.classes, True, net.size, net.size)
     return Backend(name, lambda: build_loader(jpeg, batch_size=s.batch_size, workers=workers, train=True,
                                               pin_memory=pin, device=s.device), lambda batch: batch)
@@ -551,6 +553,8 @@ LOADER_COLUMNS = [("loader", "loader", "{}"), ("px", "image_size", "{}"), ("work
 E2E_COLUMNS = [("arch", "arch", "{}"), ("px", "image_size", "{}"), ("loader", "loader", "{}"),
                ("img/s", "img_s", "{:.1f}"),
                ("compute-only img/s", "compute_img_s", "{:.1f}"), ("% of compute", "pct_of_compute", "{:.1f}")]
+LEVER_COLUMNS = [("arch", "arch", "{}"), ("lever", "lever", "{}"), ("img/s", "img_per_s", "{:.1f}"),
+                 ("ms/step", "step_ms", "{:.2f}"), ("cost %", "cost_pct", "{:+.1f}")]
 OVERHEAD_COLUMNS = [("arch", "arch", "{}"), ("px", "image_size", "{}"), ("batches", "source", "{}"),
                     ("bare loop img/s", "bare_img_s", "{:.1f}"), ("train_one_epoch img/s", "ours_img_s", "{:.1f}"),
                     ("ratio", "ratio", "{:.3f}"), ("overhead %", "overhead_pct", "{:.1f}")]
@@ -606,7 +610,8 @@ def print_text(report: Dict) -> None:
                 ("loader", "loader only: batches ready on the device", LOADER_COLUMNS),
                 ("end_to_end", "end to end: train_one_epoch (fast step) fed by each loader", E2E_COLUMNS),
                 ("overhead", "loop overhead: train_one_epoch vs a bare forward/backward/step loop",
-                 OVERHEAD_COLUMNS)]
+                 OVERHEAD_COLUMNS),
+                ("levers", "training levers: step cost vs every lever off (tools/bench_levers.py)", LEVER_COLUMNS)]
     for key, title, columns in sections:
         if report.get(key):
             print(f"\n{title}\n{render_table(columns, report[key])}")
@@ -665,6 +670,8 @@ def get_args_parser() -> OneLineParser:
     add("-j", "--workers", type=int, default=None, help="loader workers (default: CPUs, at most 8)")
     add("--make-photos", default=None, metavar="DIR", help="write ~500x375 photo-like JPEGs to DIR and use them")
     add("--num-photos", type=int, default=300, help="how many photos to generate")
+    add("--levers", type=_csv(tuple(LEVERS)), default=None, metavar="NAMES",
+        help=f"step cost of training levers vs all off (tools/bench_levers.py): {','.join(LEVERS)}")
     return p
 
 
@@ -767,6 +774,11 @@ def run_compute(args, report: Dict, nets: List[Net], s: Settings, modes: List[st
     """The training step of each net in each mode, interleaved."""
     notes = report["notes"]
     progress(f"{intro}; modes {','.join(modes)}")
+    if args.levers:  # tools/bench_levers.py: each lever's step against the default one
+        report["levers"] = [row for net in nets for row in bench_levers(
+            net, s, args.levers, progress, make_parts=make_parts, synthetic_batch=synthetic_batch,
+            time_steps=time_steps)]
+        return report
     if s.device.type == "cpu" and args.modes is None and not args.precision:
         notes.append("compiled skipped on cpu by default (torch.compile costs minutes per net there); "
                      "add --modes baseline,fast,compiled")
@@ -778,6 +790,11 @@ def run_compute(args, report: Dict, nets: List[Net], s: Settings, modes: List[st
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--scan" in argv:  # data at scale: index start-up and loader memory (tools/bench_scan.py)
+        import bench_scan
+
+        return bench_scan.main([a for a in argv if a != "--scan"])
     args = get_args_parser().parse_args(argv)
     progress = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731 (stderr: --json stays clean)
     try:

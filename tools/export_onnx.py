@@ -216,6 +216,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dynamic-batch", action="store_true", help="variable batch dimension (default: 1)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="input height = width (default: the checkpoint's --image-size, else the recipe's)")
+    parser.add_argument("--ema", action="store_true", help="export the EMA weights of a --model-ema run")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--atol", type=float, default=1e-4, help="parity tolerance, max abs diff (default 1e-4)")
     return parser
@@ -230,7 +231,8 @@ def main(argv=None) -> int:
         if not MIN_OPSET <= args.opset <= MAX_OPSET:
             raise UserError(f"--opset {args.opset} is outside what the TorchScript exporter supports "
                             f"({MIN_OPSET}-{MAX_OPSET}); use the default 17")
-        net = load_trained_model(args.checkpoint) if args.checkpoint else random_model(args.arch, args.num_classes)
+        net = (load_trained_model(args.checkpoint, ema=args.ema) if args.checkpoint
+               else random_model(args.arch, args.num_classes))
         size = args.image_size or net.image_size
         output = Path(args.output)
         swapped = export(net, output, size, args.opset, args.dynamic_batch)

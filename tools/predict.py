@@ -99,6 +99,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="model_best.pth.tar / checkpoint.pth.tar written by main.py")
     parser.add_argument("--arch", "-a", default=None,
                         help="network for a bare state_dict without 'arch' (ignored otherwise)")
+    parser.add_argument("--ema", action="store_true", help="use the EMA weights of a --model-ema run")
     parser.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|gpu|npu (default auto)")
     parser.add_argument("-b", "--batch-size", type=int, default=32, help="images per forward pass (default 32)")
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
         if not paths:
             raise UserError(f"no images found in {', '.join(args.inputs)} (looked for "
                             f"{', '.join(IMG_EXTENSIONS)}); pass image files or folders of images")
-        net = load_trained_model(args.checkpoint, args.arch)
+        net = load_trained_model(args.checkpoint, args.arch, ema=args.ema)
         device = resolve_device(args.device)
         done = 0
         for path, top in predict(net, paths, device, args.topk, args.batch_size):

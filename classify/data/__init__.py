@@ -1,5 +1,6 @@
 """Datasets and loaders: ImageFolder, CIFAR-10 batches, --dummy and the built-in demo set."""
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -8,12 +9,13 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from ..errors import DataError
-from ..transforms import train_transform, val_transform
+from ..transforms import AugmentSpec, train_transform, val_transform
 from .cifar import Cifar10, find_cifar_root
 from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
-from .samplers import EvalSampler, SeededDataset, TrainSampler
+from .samplers import EvalSampler, RepeatedAugSampler, SeededDataset, TrainSampler
+from .shards import JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
 
 BACKENDS = ("pil", "gpu", "dummy")
 
@@ -31,6 +33,13 @@ class DataSpec:
     dummy_sizes: Tuple[int, int] = (1281167, 50000)  # pytorch/examples' FakeData sizes
     num_classes: int = 1000  # dummy only; real data counts its classes
     backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
+    index_cache: Optional[str] = None  # folder of the file indexes (classify.data.index); None: scan every time
+    val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
+    augment: Optional[AugmentSpec] = None  # --auto-augment / --random-erase (pil only)
+
+    @property
+    def val_crop(self) -> int:
+        return self.val_crop_size or self.image_size
 
 
 @dataclass
@@ -45,30 +54,51 @@ def build_datasets(spec: DataSpec) -> Datasets:
     if spec.dummy:
         train_n, val_n = spec.dummy_sizes
         return Datasets(DummyImages(train_n, spec.num_classes, spec.image_size),
-                        DummyImages(val_n, spec.num_classes, spec.image_size),
+                        DummyImages(val_n, spec.num_classes, spec.val_crop),
                         [f"class_{i}" for i in range(spec.num_classes)], "dummy")
+    if is_shard_source(spec.root):
+        return _shard_datasets(spec)
     cifar = find_cifar_root(spec.root)
     gpu = spec.backend == "gpu"  # workers read bytes (JpegFiles), the device decodes
     if gpu:
         _check_jpeg_source(spec, cifar)
-    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter)
-    val_tf = None if gpu else val_transform(spec.image_size, spec.val_resize)
+    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter, augment=spec.augment)
+    val_tf = None if gpu else val_transform(spec.val_crop, spec.val_resize)
     if cifar is not None:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
         return Datasets(train, val, train.classes, "cifar10")
     train_dir, val_dir = resolve_splits(spec.root)
-    train = SafeImageFolder(train_dir, train_tf) if train_dir else None
-    val = SafeImageFolder(val_dir, val_tf) if val_dir else None
+    train = SafeImageFolder(train_dir, train_tf, index_cache=spec.index_cache) if train_dir else None
+    val = SafeImageFolder(val_dir, val_tf, index_cache=spec.index_cache) if val_dir else None
     if train is not None and val is not None:
         check_same_classes(train.classes, val.classes)
     classes = (train or val).classes
     if gpu:
         def as_jpeg(folder, is_train):
-            return None if folder is None else JpegFiles(folder.samples, classes, is_train, spec.image_size,
+            return None if folder is None else JpegFiles(folder.table, classes, is_train,
+                                                         spec.image_size if is_train else spec.val_crop,
                                                          spec.val_resize)
 
         train, val = as_jpeg(train, True), as_jpeg(val, False)
     return Datasets(train, val, classes, "folder")
+
+
+def _shard_datasets(spec: DataSpec) -> Datasets:
+    """WebDataset shards (``classify.data.shards``): members decoded as the files would be."""
+    if spec.backend == "gpu" and spec.color_jitter > 0:
+        _check_jpeg_source(spec, None)
+    train, val, classes = open_shards(spec.root)
+
+    def decoder(is_train: bool):
+        if spec.backend == "gpu":
+            return JpegDecode(is_train)
+        return PilDecode(train_transform(spec.image_size, spec.color_jitter) if is_train
+                         else val_transform(spec.image_size, spec.val_resize))
+
+    sizes = (spec.image_size, spec.val_resize) if spec.backend == "gpu" else None
+    train = None if train is None else dataclasses.replace(train, decode=decoder(True), device_sizes=sizes)
+    val = None if val is None else dataclasses.replace(val, decode=decoder(False), device_sizes=sizes)
+    return Datasets(train, val, classes, "shards")
 
 
 def _check_jpeg_source(spec: DataSpec, cifar) -> None:
@@ -77,6 +107,9 @@ def _check_jpeg_source(spec: DataSpec, cifar) -> None:
                         "use --data-backend pil")
     if spec.color_jitter > 0:
         raise DataError("--data-backend gpu has no colour jitter (this recipe uses it): use --data-backend pil")
+    if spec.augment is not None:
+        raise DataError("--data-backend gpu cannot apply --auto-augment/--random-erase (PIL-path policies): "
+                        "use --data-backend pil")
 
 
 def data_root(kind: str, path: Optional[str]) -> Optional[str]:
@@ -108,7 +141,9 @@ def check_splits(*, path: Optional[str], has_train: bool, has_val: bool, evaluat
 
 def check_data_root(root: str) -> None:
     """Raise ``DataError`` when ``root`` is not a usable data folder (launchers call this first)."""
-    if find_cifar_root(root) is None:
+    if is_shard_source(root):
+        open_shards(root)
+    elif find_cifar_root(root) is None:
         resolve_splits(root)
 
 
@@ -124,15 +159,21 @@ def collate_skip_bad(batch):
 
 def build_loader(dataset: Dataset, *, batch_size: int, workers: int, train: bool, rank: int = 0,
                  world_size: int = 1, seed: int = 0, pin_memory: bool = False,
-                 device: torch.device = torch.device("cpu")):
-    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last.
+                 device: torch.device = torch.device("cpu"), repeats: int = 0):
+    """A DataLoader over this rank's shard. Train: shuffled, seeded per sample, drop_last
+    (``repeats`` >= 2: repeated augmentation, ``RepeatedAugSampler``).
     For ``JpegFiles`` (``--data-backend gpu``) the batches are decoded on ``device``."""
     if len(dataset) < world_size:
         raise DataError(f"the {'train' if train else 'val'} set has {len(dataset)} images, fewer than "
                         f"{world_size} processes; use fewer devices or more data")
+    if isinstance(dataset, ShardSplit):
+        return _shard_loader(dataset, batch_size=batch_size, workers=workers, rank=rank, world_size=world_size,
+                             seed=seed, pin_memory=pin_memory, device=device)
     jpeg = dataset if isinstance(dataset, JpegFiles) else None
     if train:
-        sampler, dataset = TrainSampler(len(dataset), rank, world_size, seed), SeededDataset(dataset)
+        sampler = (TrainSampler(len(dataset), rank, world_size, seed) if repeats < 2 else  # --ra-sampler
+                   RepeatedAugSampler(len(dataset), rank, world_size, seed, reps=repeats))
+        dataset = SeededDataset(dataset)
     else:
         sampler = EvalSampler(len(dataset), rank, world_size)
     # Drop a ragged last training batch (fixed shapes), unless the shard is smaller than one batch.
@@ -148,3 +189,17 @@ def build_loader(dataset: Dataset, *, batch_size: int, workers: int, train: bool
     if jpeg is None:
         return loader
     return DeviceBatches(loader, DeviceDecode(device, jpeg.train, jpeg.image_size, jpeg.val_resize))
+
+
+def _shard_loader(split: ShardSplit, *, batch_size: int, workers: int, rank: int, world_size: int, seed: int,
+                  pin_memory: bool, device: torch.device):
+    """A ``ShardLoader``; with ``device_sizes`` (``--data-backend gpu``) its batches are decoded on ``device``."""
+    if len(split) < world_size:
+        raise DataError(f"the {'train' if split.train else 'val'} shards hold {len(split)} images, fewer than "
+                        f"{world_size} processes; use fewer devices or more data")
+    loader = ShardLoader(split, batch_size=batch_size, workers=workers, rank=rank, world_size=world_size, seed=seed,
+                         collate=collate_skip_bad if split.device_sizes is None else collate_jpeg,
+                         pin_memory=pin_memory)
+    if split.device_sizes is None:
+        return loader
+    return DeviceBatches(loader, DeviceDecode(device, split.train, *split.device_sizes))

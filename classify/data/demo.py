@@ -37,6 +37,7 @@ __all__ = [
     "DEMO_PROFILE",
     "DEMO_VERSION",
     "default_demo_root",
+    "demo_unwritable",
     "is_complete",
     "ensure_demo_data",
     "make_demo_data",
@@ -262,22 +263,35 @@ def ensure_demo_data(root=None, **make_kwargs):
     :func:`publish_atomically`: the marker file is written last, inside the temporary tree,
     so a tree at ``root`` without it was never published by this code.
     """
+    from ..errors import DataError
+
     root = Path(root).expanduser() if root is not None else default_demo_root()
     if is_complete(root):
         return root
-    if root.is_dir() and any(root.iterdir()) and not is_complete(root):
-        raise RuntimeError(
-            f"demo data dir {root} exists but is not a complete demo set "
-            f"(no {_MARKER}); delete it or set CLASSIFY_DEMO_DIR to another path")
+    if root.is_dir() and any(root.iterdir()):
+        # Never deleted here: CLASSIFY_DEMO_DIR may name a folder of the user's.
+        raise DataError(f"demo data dir '{root}' exists but is not a complete demo set (no {_MARKER}: "
+                        "half-copied, or another folder); delete it, or set CLASSIFY_DEMO_DIR to another folder")
+    if root.exists() and not root.is_dir():
+        raise DataError(f"demo data dir '{root}' is a file; set CLASSIFY_DEMO_DIR to a folder")
 
     def write(tmp):
         make_demo_data(tmp, **make_kwargs)
         (tmp / _MARKER).write_text(json.dumps({"version": DEMO_VERSION, "classes": CLASSES}))
 
-    publish_atomically(root, write, is_complete)
+    try:
+        publish_atomically(root, write, is_complete)
+    except OSError as e:
+        raise DataError(demo_unwritable(root, e.strerror or str(e))) from None
     if not is_complete(root):
-        raise RuntimeError(f"demo data dir {root} is incomplete after generation")
+        raise DataError(f"demo data dir '{root}' is incomplete after generation; delete it and run again")
     return root
+
+
+def demo_unwritable(root, reason):
+    """The one line for a demo folder that cannot be made (a read-only $HOME or cache)."""
+    return (f"cannot create the demo set in '{root}' ({reason}); set CLASSIFY_DEMO_DIR (or XDG_CACHE_HOME) "
+            "to a writable folder, or pass --data_path DIR")
 
 
 def publish_atomically(root, write, is_complete):

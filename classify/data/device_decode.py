@@ -14,7 +14,7 @@ decoded one image at a time (``decode_image``, which also reads a stray PNG).
 """
 
 import io
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional
 
 import torch
 from PIL import Image
@@ -25,30 +25,39 @@ from torchvision.transforms.v2 import functional as F
 from ..transforms import sample_crop
 from .folder import IMAGE_ERRORS
 
-__all__ = ["JpegFiles", "collate_jpeg", "DeviceDecode", "DeviceBatches"]
+__all__ = ["JpegFiles", "jpeg_sample", "collate_jpeg", "DeviceDecode", "DeviceBatches"]
 
 class JpegFiles(Dataset):
-    """``(bytes, plan, target)`` per image of an ImageFolder's ``samples``; bytes None when
-    unreadable. ``plan``: ``(top, left, height, width, flip)`` for training, None for val."""
+    """``(bytes, plan, target)`` per image of a sample table (``(path, label)`` per index, e.g.
+    ``classify.data.index.SampleTable``); bytes None when unreadable. ``plan``:
+    ``(top, left, height, width, flip)`` for training, None for val."""
 
-    def __init__(self, samples: Sequence[Tuple[str, int]], classes: List[str], train: bool,
-                 image_size: int, val_resize: int):
-        self.samples, self.classes, self.train = list(samples), classes, train
+    def __init__(self, samples, classes: List[str], train: bool, image_size: int, val_resize: int):
+        self.table, self.classes, self.train = samples, classes, train
         self.image_size, self.val_resize = image_size, val_resize
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.table)
 
     def __getitem__(self, index: int):
-        path, target = self.samples[index]
+        path, target = self.table[index]
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            with Image.open(io.BytesIO(data)) as image:  # parses the header only, no decode
-                width, height = image.size
-        except IMAGE_ERRORS:
+        except OSError:
             return None, None, target
-        return data, sample_crop(width, height) if self.train else None, target
+        return jpeg_sample(data, target, self.train)
+
+
+def jpeg_sample(data: bytes, target: int, train: bool):
+    """``(bytes, crop plan, target)`` for the device decode; ``(None, None, target)`` when the
+    header does not parse. The plan is drawn from torch's generator (the per-sample seed)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # parses the header only, no decode
+            width, height = image.size
+    except IMAGE_ERRORS:
+        return None, None, target
+    return data, sample_crop(width, height) if train else None, target
 
 
 def collate_jpeg(batch):

@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from PIL import Image
-from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
+from torch.utils.data import Dataset
 
 from ..errors import DataError
+from .index import load_table
 
-__all__ = ["resolve_splits", "SafeImageFolder", "check_same_classes", "IMAGE_ERRORS"]
+__all__ = ["resolve_splits", "SafeImageFolder", "check_same_classes", "IMAGE_ERRORS", "load_image"]
 
 
 def resolve_splits(root: str) -> Tuple[Optional[Path], Optional[Path]]:
@@ -40,53 +40,37 @@ def _has_class_dirs(path: Path) -> bool:
     return any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path))
 
 
-def _visible_image(path: str) -> bool:
-    name = os.path.basename(path)
-    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
-
-
 # What PIL raises for a corrupt, truncated or non-image file (UnidentifiedImageError and
 # "image file is truncated" are OSErrors; some broken headers raise SyntaxError/ValueError).
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-def _load(path: str, transform):
-    """Open ``path`` lazily and run ``transform`` on it (it decodes, see classify.transforms);
-    None for an unreadable image."""
+def load_image(source, transform):
+    """Open ``source`` (a path or a file object) lazily and run ``transform`` on it (it
+    decodes, see classify.transforms); None for an unreadable image."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             return transform(image) if transform is not None else image.convert("RGB")
     except IMAGE_ERRORS:
         return None
 
 
-class SafeImageFolder(ImageFolder):
-    """ImageFolder that ignores hidden folders/files and yields ``None`` for unreadable images."""
+class SafeImageFolder(Dataset):
+    """An ImageFolder split (``root/<class>/**/*.jpg``, hidden files and folders ignored) that
+    yields ``None`` for unreadable images. Its samples are a flat ``SampleTable`` (no Python
+    list of tuples), from the index cache ``index_cache`` when given (``classify.data.index``)."""
 
-    def __init__(self, root: Path, transform=None):
-        try:
-            super().__init__(str(root), transform=transform, is_valid_file=_visible_image)
-        except FileNotFoundError as e:
-            raise DataError(_empty_message(root, e)) from None
+    def __init__(self, root: Path, transform=None, *, index_cache: Optional[os.PathLike] = None, log=None):
+        self.root, self.transform = str(root), transform
+        self.table, self.classes = load_table(root, index_cache, log)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
-    def find_classes(self, directory: str) -> Tuple[List[str], dict]:
-        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
-        if not classes:
-            raise DataError(f"no class folders in '{directory}'; expected {directory}/<class>/*.jpg")
-        return classes, {c: i for i, c in enumerate(classes)}
+    def __len__(self) -> int:
+        return len(self.table)
 
     def __getitem__(self, index: int):
-        path, target = self.samples[index]
-        return _load(path, self.transform), target
-
-
-def _empty_message(root: Path, error: Exception) -> str:
-    empty = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")
-             and not any(_visible_image(f.name) for f in os.scandir(e.path) if f.is_file())]
-    if empty:
-        return (f"class folder '{root / empty[0]}' holds no images"
-                f"{f' (and {len(empty) - 1} more)' if len(empty) > 1 else ''}; add images or remove it")
-    return f"no images under '{root}': {error}"
+        path, target = self.table[index]
+        return load_image(path, self.transform), target
 
 
 def check_same_classes(train: List[str], val: List[str]) -> None:

@@ -12,7 +12,7 @@ from typing import Iterator, Tuple
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-__all__ = ["TrainSampler", "EvalSampler", "SeededDataset"]
+__all__ = ["TrainSampler", "RepeatedAugSampler", "EvalSampler", "SeededDataset", "seeded_call"]
 
 
 class TrainSampler(Sampler):
@@ -49,6 +49,30 @@ class TrainSampler(Sampler):
             yield int(order[pos]), (base + pos) % 2**63
 
 
+class RepeatedAugSampler(TrainSampler):
+    """Repeated augmentation (``--ra-sampler --ra-reps R``; Hoffer et al., 2020, as DeiT trains):
+    torchvision's ``RASampler`` / timm's ``RepeatAugSampler`` order, each image of the shuffled
+    order ``R`` times in a row, dealt round-robin over the ranks, so that its copies land on
+    different ranks with different augmentations (each copy has its own position, hence its own
+    sample seed). An epoch keeps the length it has without RA (ceil(size / world) samples per
+    rank, the same on every rank): about size / R distinct images, R times each. ``skip`` and
+    ``set_epoch`` are the parent's: a mid-epoch resume continues at the same position."""
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1, seed: int = 0, reps: int = 3):
+        super().__init__(size, rank, world_size, seed)
+        self.reps = reps
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        order = torch.randperm(self.size, generator=g).repeat_interleave(self.reps)
+        total = self.per_rank * self.world_size
+        if total > len(order):  # fewer images x reps than ranks x steps: pad as the parent does
+            order = torch.cat([order] * math.ceil(total / len(order)))
+        base = (self.seed * 1000003 + self.epoch) * (total + 1)
+        for pos in range(self.rank + self.start * self.world_size, total, self.world_size):
+            yield int(order[pos]), (base + pos) % 2**63
+
+
 class EvalSampler(Sampler):
     """Every index exactly once across ranks: rank r takes r, r+W, r+2W, ... (no padding)."""
 
@@ -80,13 +104,19 @@ class SeededDataset(Dataset):
         if not isinstance(key, tuple):
             return self.dataset[key]
         index, seed = key
-        generator = torch.default_generator
-        if get_worker_info() is not None:  # a worker process owns its RNG
-            generator.manual_seed(seed)
-            return self.dataset[index]
-        state = generator.get_state()  # main process: leave the training RNG alone
-        try:
-            generator.manual_seed(seed)
-            return self.dataset[index]
-        finally:
-            generator.set_state(state)
+        return seeded_call(seed, self.dataset.__getitem__, index)
+
+
+def seeded_call(seed: int, fn, *args):
+    """``fn(*args)`` with torch's CPU generator seeded to ``seed``; in the main process the
+    training RNG's state is put back afterwards (a loader worker owns its RNG)."""
+    generator = torch.default_generator
+    if get_worker_info() is not None:
+        generator.manual_seed(seed)
+        return fn(*args)
+    state = generator.get_state()
+    try:
+        generator.manual_seed(seed)
+        return fn(*args)
+    finally:
+        generator.set_state(state)

@@ -1,0 +1,5 @@
+#!/bin/bash
+# GoogLeNet (Googlenet_ID0447_for_PyTorch): evaluation of --pth_path (default test/output/<device_id>/model_best.pth.tar): Acc@1; one device.
+# Usage: bash test/train_eval_1p.sh [--data_path=DIR] [--batch_size=N] ... (--help); see ../README.md.
+source "$(dirname "${BASH_SOURCE[0]}")/../../../test/common.sh"
+model_launcher googlenet Googlenet_ID0447_for_PyTorch eval 1p "$@"

@@ -1,0 +1,5 @@
+#!/bin/bash
+# GoogLeNet (Googlenet_ID0447_for_PyTorch): accuracy run (the recipe's epochs, or the demo set's short schedule, with validation): Acc@1 + FPS; one process per device (--rank_size=N).
+# Usage: bash test/train_full_8p.sh [--data_path=DIR] [--batch_size=N] ... (--help); see ../README.md.
+source "$(dirname "${BASH_SOURCE[0]}")/../../../test/common.sh"
+model_launcher googlenet Googlenet_ID0447_for_PyTorch full 8p "$@"

@@ -1,0 +1,5 @@
+#!/bin/bash
+# VGG16 (Vgg16_ID1630_for_PyTorch): throughput run (a bounded number of steps, no validation): FPS; one device.
+# Usage: bash test/train_performance_1p.sh [--data_path=DIR] [--batch_size=N] ... (--help); see ../README.md.
+source "$(dirname "${BASH_SOURCE[0]}")/../../../test/common.sh"
+model_launcher vgg16 Vgg16_ID1630_for_PyTorch performance 1p "$@"
