@@ -1,9 +1,10 @@
 """The fast-path choices, in one place so that the trainer and tools/bench.py share them.
 
 - channels_last: on by default on CUDA (cuDNN's NHWC kernels with tensor cores) and on CPU
-  (oneDNN's blocked NHWC kernels: 1.1-1.2x per training step for every net here, measured with
-  ``tools/bench.py --precision``; it changes no numbers beyond float summation order); off on
-  NPU unless asked (``--channels-last``); ``--no-channels-last`` turns it off.
+  (oneDNN's NHWC kernels: 1.11-1.23x per fp32 training step for AlexNet, VGG16 and GoogLeNet on
+  an AVX-512 CPU, issue #16's measurement; ``tools/bench.py --precision`` measures it per net);
+  it changes no numbers beyond float summation order. Off on NPU unless asked
+  (``--channels-last``); ``--no-channels-last`` turns it off.
 - torch.compile: only with ``--compile`` (minutes of compile time on the big nets).
 The optimizer's kernel choice (fused SGD on CUDA and CPU) lives in ``classify.optim``.
 """
