@@ -182,8 +182,10 @@ def test_launch_dry_run_starts_nothing(image_folder, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     seen = []
     code = classify.launch.launch(["--device", "cpu", "--nproc_per_node", "3", str(image_folder), "-a", "tinynet"],
-                                  validate=lambda *a: seen.append(a), dry_run=True)
-    assert code == 0 and seen == [(["--device=cpu", str(image_folder), "-a", "tinynet"], 3, 3)]
+                                  validate=lambda *a, job: seen.append((*a, job)), dry_run=True)
+    (worker_argv, world, local, job), = seen  # the job: its rendezvous id (a node joining its own job)
+    assert code == 0 and (worker_argv, world, local) == (["--device=cpu", str(image_folder), "-a", "tinynet"], 3, 3)
+    assert isinstance(job, str) and job
     assert "OMP_NUM_THREADS" not in os.environ
 
 
