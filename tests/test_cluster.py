@@ -214,7 +214,10 @@ def test_a_lost_agent_does_not_leave_the_other_hanging(env, tmp_path):
     killed = time.monotonic()
     proc = first.result(90)
     assert proc.returncode != 0 and time.monotonic() - killed < 90
-    assert "error: worker rank" in proc.stderr, proc.stderr[-3000:]
+    # Which one-line error the survivor ends with depends on which it notices first: its worker's
+    # failed collective, or the rendezvous store of the dead node going away.
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(("error: worker rank", "error: rendezvous at")), proc.stderr[-3000:]
     assert second.result(5).returncode == -signal.SIGKILL
 
 
