@@ -65,21 +65,21 @@ def load_trained_model(path, arch: Optional[str] = None, *, ema: bool = False) -
     if arch not in models.list_models():
         raise CheckpointError(f"checkpoint '{path}' is for '{arch}', which this code does not know; "
                               f"known: {', '.join(models.list_models())}")
-    args = state.get("args") or {}
+    saved = state.get("args") or {}  # the run's resolved flags, as the checkpoint holds them
     recipe_name = state.get("recipe") or models.default_recipe(arch)
     recipe = models.get_recipe(recipe_name) if recipe_name in models.list_recipes() else _FALLBACK
     classes = [str(c) for c in state.get("classes") or []]
-    num_classes = args.get("num_classes") or len(classes) or _classifier_width(state["state_dict"], arch)
-    model = build_inference_model(arch, num_classes=num_classes, train_kwargs=args.get("model_kwargs"))
+    num_classes = saved.get("num_classes") or len(classes) or _classifier_width(state["state_dict"], arch)
+    model = build_inference_model(arch, num_classes=num_classes, train_kwargs=saved.get("model_kwargs"))
     load_model_weights(model, state, path=path, arch=arch)
     model.eval()
 
     def pick(key):  # the run's value (flags included), else its recipe's
-        value = args.get(key)
+        value = saved.get(key)
         return getattr(recipe, key) if value is None else value
 
     return TrainedModel(model=model, arch=arch, num_classes=num_classes, classes=classes,
-                        image_size=int(args.get("val_crop_size") or pick("image_size")),  # the val crop
+                        image_size=int(saved.get("val_crop_size") or pick("image_size")),  # the val crop
                         val_resize=int(pick("val_resize")),
                         mean=tuple(pick("mean")), std=tuple(pick("std")))
 
