@@ -6,6 +6,7 @@ data path is given) > the recipe > built-in defaults. Engine code receives the r
 """
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -324,6 +325,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
     _check_numbers(args)
     data, kind = _data_source(args)
     demo = _demo_profile(arch) if kind == "demo" else {}
+    args = recipe_lever_args(args, recipe, demo=demo)  # the recipe's levers (the fast recipes'), flags win
     optim = _optim_config(args, recipe, demo, world_size=world_size, local_world=local_world)
     return Config(
         arch=arch, recipe=recipe.name, seed=_pick(args.seed, recipe.seed),
@@ -331,7 +333,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         world_size=world_size, dist_backend=args.dist_backend,
         data=_data_config(args, arch, recipe, demo=demo, path=data, kind=kind, local_world=local_world),
         optim=optim, precision=_precision_config(args, recipe),
-        loop=LoopConfig(print_freq=_pick(args.print_freq, 10), stop_step_num=args.stop_step_num,
+        loop=LoopConfig(print_freq=_pick(args.print_freq, _perf_print_freq(args, arch), 10),
+                        stop_step_num=args.stop_step_num,
                         max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
                         prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard),
                         eval_freq=getattr(args, "eval_freq", None) or 1,
@@ -560,6 +563,9 @@ class LeverConfig:
     ra_sampler: bool = False  # repeated augmentation
     ra_reps: int = 3
     progressive_resize: Optional[Tuple[int, int, int, int]] = None  # START, END, FROM_EPOCH, TO_EPOCH
+    # time to accuracy (issue #24)
+    tta: Optional[str] = None  # --tta flip: the final evaluation averages the logits of the image and its mirror
+    blurpool: bool = False  # --blurpool: a fixed blur before each strided conv (classify.blurpool)
 
 
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
@@ -590,6 +596,7 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
     add("--bias-weight-decay", "--bias_weight_decay", type=float, default=None, metavar="X",
         help="weight decay of biases (default: --weight-decay)")
     _add_data_lever_flags(add)
+    _add_fast_flags(parser)
 
 
 def _add_data_lever_flags(add) -> None:
@@ -644,7 +651,8 @@ def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs
                        sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size),
                        deterministic=bool(get("deterministic")), **_warmup_levers(get, warmup_epochs),
                        **_augment_levers(get), **_ra_levers(get),
-                       progressive_resize=_progressive(get("progressive_resize"), epochs=epochs, min_size=min_size))
+                       progressive_resize=_progressive(get("progressive_resize"), epochs=epochs, min_size=min_size),
+                       **_fast_levers(get))
 
 
 def _progressive(text: Optional[str], *, epochs: int, min_size: int) -> Optional[Tuple[int, int, int, int]]:
@@ -755,3 +763,66 @@ def _accum_steps(args, global_batch: int) -> int:
         raise UserError(f"--grad-accum-steps {steps} and --optimizer-batch-size {target} disagree (global batch "
                         f"{global_batch}); pass one of them")
     return target // global_batch
+
+
+# ----------------------------------------------------------------------------- time to accuracy (issue #24)
+# Test-time augmentation, anti-aliased downsampling, the fast recipes' relative levers
+# (models.recipe.FAST_LEVERS) and the seeds' performance print interval.
+
+TTA_MODES = ("none", "flip")
+
+
+def _add_fast_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("time to accuracy (the <net>_fast recipes set these; flags win)")
+    g.add_argument("--tta", default=None, metavar="MODE",
+                   help=f"{' | '.join(TTA_MODES)}: test-time augmentation of the final evaluation (and of -e); "
+                   "flip averages the logits of each image and its mirror")
+    g.add_argument("--blurpool", action=argparse.BooleanOptionalAction, default=None,
+                   help="anti-aliased downsampling: a fixed 3x3 blur before each strided conv (FFCV, Composer); "
+                   "no parameters, no new state-dict keys")
+
+
+def _fast_levers(get) -> dict:
+    tta = get("tta")
+    if tta is not None and tta not in TTA_MODES:
+        raise UserError(f"unknown --tta '{tta}'; choose one of {', '.join(TTA_MODES)}")
+    return dict(tta=None if tta in (None, "none") else tta, blurpool=bool(get("blurpool")))
+
+
+def recipe_lever_args(args, recipe: Recipe, *, demo: Optional[dict] = None) -> argparse.Namespace:
+    """``args`` with the lever flags not given on the command line taken from ``recipe.levers``;
+    sizes and epochs relative to this run's image size and epoch budget (models.recipe.FAST_LEVERS):
+    ``progressive_resize`` (start, end as fractions of the image size; from, to as fractions of the
+    epochs), ``val_crop_ratio`` (-> --val-crop-size), ``warmup_fraction`` (-> --warmup-epochs)."""
+    levers = dict(recipe.levers)
+    if not levers:
+        return args
+    demo = demo or {}
+    out = argparse.Namespace(**vars(args))
+    size = _pick(args.image_size, demo.get("image_size"), recipe.image_size)
+    epochs = _pick(args.epochs, demo.get("epochs"), recipe.epochs)
+    min_size = models.min_image_size(recipe.arch)
+    prog = levers.pop("progressive_resize", None)
+    if prog is not None:
+        start, end, first, last = prog
+        first, last = math.floor(first * (epochs - 1)), math.ceil(last * (epochs - 1))  # a short run still ends at S
+        levers["progressive_resize"] = (f"{max(round(start * size), min_size)}:{max(round(end * size), min_size)}:"
+                                        f"{first}:{last}")
+    ratio = levers.pop("val_crop_ratio", None)
+    if ratio is not None:
+        levers["val_crop_size"] = max(round(ratio * size), min_size)
+    fraction = levers.pop("warmup_fraction", None)
+    if fraction is not None:
+        levers["warmup_epochs"] = fraction * epochs
+    for name, value in levers.items():
+        if getattr(out, name, None) in (None, False):  # not given (store_true flags default to False)
+            setattr(out, name, value)
+    return out
+
+
+def _perf_print_freq(args, arch: str) -> Optional[int]:
+    """A bounded throughput run (--stop-step-num without validation: the launchers' performance
+    mode) prints at the seed's own interval where its entry gives one (GoogLeNet's: every step)."""
+    if args.stop_step_num is None or not args.no_val:
+        return None
+    return models.get_model_entry(arch).perf_print_freq

@@ -257,14 +257,22 @@ def _update(parts: TrainParts) -> None:
         parts.ema.after_step(parts.model, parts.scheduler.last_epoch)
 
 
+def _tta_forward(model: nn.Module, inputs: torch.Tensor, tta: Optional[str]) -> torch.Tensor:
+    """The logits; with ``tta == "flip"`` the mean of the image's and its mirror's (FFCV's test-time flip)."""
+    if tta == "flip":
+        return (model(inputs) + model(inputs.flip(3))) / 2
+    return model(inputs)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings, normalize: Normalize,
-             reporter: Optional[Reporter] = None, print_freq: int = 0) -> Dict[str, float]:
+             reporter: Optional[Reporter] = None, print_freq: int = 0, tta: Optional[str] = None) -> Dict[str, float]:
     """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
     The loss is plain cross-entropy (no label smoothing), as timm and torchvision report it.
     ``model`` must be the bare module (DDP's forward would be a collective per batch).
     With ``reporter``: a ``Test: [ i/N]`` line every ``print_freq`` batches (rank 0's shard so far;
-    the one sync of reading the sums), and a last ``Test: [N/N]`` line with the exact global figures."""
+    the one sync of reading the sums), and a last ``Test: [N/N]`` line with the exact global figures.
+    ``tta="flip"`` (``--tta flip``): each image's logits averaged with its horizontal mirror's."""
     model.eval()
     criterion = nn.CrossEntropyLoss()
     meter = Meter(["loss", "acc1", "acc5"], device)
@@ -278,7 +286,7 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings
         images = images.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
         with autocast(device, amp):
-            output = model(normalize(images))
+            output = _tta_forward(model, normalize(images), tta)
         loss = criterion(output.float(), target)
         n = images.shape[0]
         meter.update(torch.cat([(loss * n).view(1), accuracy_counts(output, target) * 100.0]), n)

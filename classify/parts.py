@@ -11,6 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 import models
 
 from .amp import AmpSettings, make_scaler
+from .blurpool import apply_blurpool
 from .config import LeverConfig, OptimConfig
 from .ema import ModelEma, adjusted_decay
 from .fast import prepare_model
@@ -23,9 +24,12 @@ __all__ = ["build_model", "build_train_parts", "sync_batchnorm"]
 
 
 def build_model(arch: str, *, num_classes: int, device: torch.device, channels_last: bool,
-                model_kwargs: Optional[Dict[str, Any]] = None) -> nn.Module:
-    """The registered network on ``device`` (NHWC when ``channels_last``), not compiled."""
+                model_kwargs: Optional[Dict[str, Any]] = None, blurpool: bool = False) -> nn.Module:
+    """The registered network on ``device`` (NHWC when ``channels_last``; ``blurpool``: with
+    ``classify.blurpool``'s anti-aliased downsampling), not compiled."""
     model = models.create_model(arch, num_classes=num_classes, **(model_kwargs or {}))
+    if blurpool:
+        apply_blurpool(model)
     return prepare_model(model, device, channels_last=channels_last, compile_model=False)
 
 

@@ -20,10 +20,11 @@ from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, load_checkpoint, load_model_weights
 from .config import Config
 from .data import DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root
+from .data.stored import larger_crop_note
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
 from .errors import Interrupted, NonFiniteLoss, UserError
-from .fast import use_channels_last
+from .fast import net_defaults, use_channels_last
 from .guard import StopRequest
 from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
@@ -81,12 +82,14 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    index_cache=d.index_cache))
     num_classes = count_classes(d.num_classes, data.classes)
     ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
-    channels_last = use_channels_last(device, cfg.precision.channels_last)
+    p, entry = cfg.precision, models.get_model_entry(cfg.arch)
+    own = net_defaults(device, channels_last=p.channels_last, amp_dtype=p.amp_dtype, amp_asked=p.amp,
+                       cpu_channels_last=entry.cpu_channels_last, cpu_amp_dtype=entry.cpu_amp_dtype)
+    channels_last = use_channels_last(device, own.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
-                        model_kwargs=cfg.model_kwargs)
-    p = cfg.precision
+                        model_kwargs=cfg.model_kwargs, blurpool=cfg.levers.blurpool)
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
-                      loss_scale=p.loss_scale, dtype=p.amp_dtype)
+                      loss_scale=p.loss_scale, dtype=own.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
                    list(data.classes), num_classes, ident, restarted)
     decoded = " (decoded on the device)" if d.backend == "gpu" and root else ""
@@ -95,7 +98,8 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                   f"{len(data.val) if data.val else 0} val images, {num_classes} classes, "
                   f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
                   f"lr {cfg.optim.lr:g}, "
-                  f"amp {amp.name}")
+                  f"amp {amp.name}{f' ({cfg.arch} {device.type} defaults: {own.source})' if own.source else ''}")
+    _check_stored_size(data, cfg, report=reporter.line)
     _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
@@ -103,6 +107,16 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
     if cfg.output.evaluate:
         return _evaluate_only(setup, model, val_loader)
     return _train(setup, model, _loader(setup, data.train, train=True), val_loader=val_loader)
+
+
+def _check_stored_size(data, cfg: Config, *, report) -> None:
+    """Pre-resized data (classify.data.stored): one line when the run crops larger than it was stored."""
+    if data.kind not in ("folder", "shards"):
+        return
+    d, prog = cfg.data, cfg.levers.progressive_resize
+    note = larger_crop_note(d.path, max(d.image_size, d.val_crop_size, *(prog[:2] if prog else ())))
+    if note is not None:
+        report(note)
 
 
 def _augment(cfg: Config) -> Optional[AugmentSpec]:
@@ -212,9 +226,11 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
         hook(model, "torchvision" if state.get("torchvision") else None)
 
 
-def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
+def _evaluate(setup: _Setup, model: nn.Module, val_loader, *, final: bool = True) -> Dict:
+    """``final``: the run's last evaluation (or -e), the one ``--tta`` applies to."""
     stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq)
+                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq,
+                     tta=setup.cfg.levers.tta if final else None)
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     return stats
 
@@ -372,10 +388,10 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
     evaluated = val_loader is not None and (last or (epoch + 1) % every == 0)
     if evaluated:
         if objects.ema is not None:  # first, so that the last Acc@1 line is the weights' (seed pipelines)
-            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader)
+            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader, final=last)
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
-        state.last_eval = _evaluate(setup, model, val_loader)
+        state.last_eval = _evaluate(setup, model, val_loader, final=last)
     is_best = evaluated and _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
@@ -384,10 +400,11 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
                           train_size=stats.get("train_size"))
 
 
-def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
+def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader, *, final: bool = True) -> Dict:
     """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
     broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
-    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
+                     tta=setup.cfg.levers.tta if final else None)
     setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
     return stats
 

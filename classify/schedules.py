@@ -5,6 +5,9 @@
   x0.1 every 30 epochs; ModelZoo GoogLeNet).
 - ``exponential``: x gamma at each milestone epoch (the MindSpore GoogLeNet seed's
   "exponential" decay: x0.3 at 70, 140, 210, 280).
+- ``linear``: from the base lr straight down to 0 at the end of the run (after the warm-up):
+  "Budgeted Training" (Li et al., ICLR 2020) finds a linear decay to zero at the budget's end the
+  most robust schedule for any epoch count; FFCV's ResNet recipes ramp the same way.
 - ``constant``.
 All with an optional warm-up over ``warmup_epochs``: linear from ~0 (the seeds'), or with
 torchvision's ``--lr-warmup-method``/``--lr-warmup-decay``: ``linear`` from ``decay`` x lr up to
@@ -18,7 +21,7 @@ import torch
 
 __all__ = ["SCHEDULES", "WARMUP_METHODS", "lr_factor", "build_scheduler", "progressive_size"]
 
-SCHEDULES = ("cosine", "step", "exponential", "constant")
+SCHEDULES = ("cosine", "step", "exponential", "constant", "linear")
 WARMUP_METHODS = ("linear", "constant")
 WARMUP_DECAY = 0.01  # torchvision's --lr-warmup-decay default
 
@@ -33,10 +36,10 @@ def lr_factor(name: str, epoch_float: float, epochs: int, *, warmup_epochs: floa
         if warmup_decay is not None:
             return warmup_decay + (1.0 - warmup_decay) * epoch_float / warmup_epochs
         return min(1.0, (epoch_float + 1e-3) / warmup_epochs)  # never exactly 0, never above 1
-    if name == "cosine":
+    if name in ("cosine", "linear"):
         span = max(epochs - warmup_epochs, 1e-8)
         progress = min(max(epoch_float - warmup_epochs, 0.0) / span, 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress if name == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     epoch = int(epoch_float)
     if name == "step":
         passed = sum(epoch >= m for m in milestones) if milestones else epoch // max(step, 1)

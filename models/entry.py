@@ -40,6 +40,15 @@ class ModelEntry:
     train_options: Tuple[str, ...] = ()
     # Overrides of the build kwargs for the inference model (predict, ONNX export).
     inference_kwargs: Dict[str, Any] = field(default_factory=dict)
+    # --- run defaults of this network (issue #24); a flag given on the command line wins.
+    # On a CPU: NHWC or not (None: the engine's default, classify.fast) and the autocast dtype
+    # ("fp32": off; None: the engine's, bf16 on CPUs that compute it natively), where the generic choice
+    # does not pay for this network (tools/bench.py --precision measures it).
+    cpu_channels_last: Optional[bool] = None
+    cpu_amp_dtype: Optional[str] = None
+    # The --print-freq of the seed's performance scripts (a bounded --stop-step-num run without
+    # validation), when it differs from the default: their log pipelines average every step line.
+    perf_print_freq: Optional[int] = None
 
     def __post_init__(self):
         if self.default_recipe not in self.recipes:

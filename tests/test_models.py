@@ -73,7 +73,7 @@ def test_recipe_sane(name):
     assert r.epochs > 0 and r.lr(1) > 0 and r.lr(8) > 0
     assert r.global_batch(1) > 0 and r.global_batch(8) % 8 == 0
     assert r.image_size >= models.min_image_size(r.arch) and r.val_resize > r.image_size
-    assert r.lr_scheduler in ("cosine", "step", "exponential", "constant")
+    assert r.lr_scheduler in ("cosine", "step", "exponential", "constant", "linear")
 
 
 @pytest.mark.parametrize("name,batch1,batch8,lr1,lr8", [

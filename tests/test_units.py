@@ -23,7 +23,7 @@ COS_THIRD = 0.5 * (1 + math.cos(math.pi / 3))  # a third of the way: 0.75
 
 def test_schedule_names():
     # a new schedule should get its own tests here
-    assert set(SCHEDULES) == {"cosine", "step", "exponential", "constant"}
+    assert set(SCHEDULES) == {"cosine", "step", "exponential", "constant", "linear"}
 
 
 @pytest.mark.parametrize("name", SCHEDULES)

@@ -18,6 +18,11 @@ Data (loader-only, end-to-end, loop overhead)::
     python tools/bench.py --data photos     # ~500x375 photo-like JPEGs (classify.data.photos), cached
     python tools/bench.py --make-photos DIR # generate them into DIR (and benchmark on them)
 
+Time to accuracy and pre-resized data (``tools/bench_fast.py``)::
+
+    python tools/bench.py --time-to-accuracy  # seed vs <net>_fast recipe: time to the seed's final Acc@1
+    python tools/bench.py --pre-resized 256   # loaders per core on ~500x375 photos, raw vs --max-side 256
+
 Without ``--arch`` the compute tables cover every registered net on an accelerator, the default
 arch (``models.DEFAULT_ARCH``) on a CPU and in the data tables.
 
@@ -795,6 +800,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import bench_scan
 
         return bench_scan.main([a for a in argv if a != "--scan"])
+    if "--time-to-accuracy" in argv or any(a.startswith("--pre-resized") for a in argv):  # tools/bench_fast.py
+        from tools.bench_fast import main as fast_main
+
+        return fast_main(argv)
     args = get_args_parser().parse_args(argv)
     progress = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731 (stderr: --json stays clean)
     try:

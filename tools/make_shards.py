@@ -8,6 +8,10 @@ bytes, not re-encoded) and ``<key>.cls`` (the class index), and ``index.json`` (
 samples per shard), last. The train images are shuffled once (``--seed``) before they are cut
 into shards, so that every shard holds every class; val keeps the folder's order.
 
+``--max-side N`` (``--quality Q``, 90) re-encodes every image whose longer side exceeds N at N, as FFCV
+stores ImageNet (``--max-side 256 --quality 90``): the loaders decode a fraction of the pixels per image.
+``index.json`` records ``max_side`` and ``quality``; a run cropping larger than N says so in one line.
+
 Each shard is written to a temp file and renamed when complete, so a half-written shard
 never looks complete. Run the same command again after an interruption: finished shards
 are kept, the rest are written. Needs ``pip install webdataset`` (see README "Data at scale").
@@ -30,6 +34,7 @@ from classify.data.folder import resolve_splits  # noqa: E402
 from classify.data.index import scan_split  # noqa: E402
 from classify.data.shards import INDEX_NAME, require_webdataset  # noqa: E402
 from classify.errors import UserError  # noqa: E402
+from tools.resize_dataset import reencode  # noqa: E402
 
 TAR_OVERHEAD = 2 * 1024  # two members' headers and padding per sample
 PLAN_NAME = ".make_shards.json"
@@ -64,8 +69,9 @@ def plan_split(split: Path, *, shuffle_seed, shard_bytes, per_shard):
     return table, classes, order, cuts
 
 
-def write_shard(path: Path, table, samples) -> None:
-    """``samples`` [(key, index into table)] into the tar ``path``, atomically."""
+def write_shard(path: Path, table, samples, max_side: int = 0, quality: int = 90) -> None:
+    """``samples`` [(key, index into table)] into the tar ``path``, atomically; ``max_side``: images
+    with a longer side above it re-encoded as JPEG at that size (``tools/resize_dataset.py``)."""
     wds = require_webdataset()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -74,6 +80,8 @@ def write_shard(path: Path, table, samples) -> None:
             for key, i in samples:
                 with open(table.path(i), "rb") as image:
                     data = image.read()
+                if max_side:
+                    data = reencode(data, max_side=max_side, quality=quality, fmt="JPEG") or data
                 writer.write({"__key__": key, "jpg": data, "cls": str(int(table.labels[i])).encode()})
             writer.close()
             f.flush()
@@ -110,13 +118,19 @@ def check_plan(out: Path, plan: dict) -> None:
     path.write_text(json.dumps(plan))
 
 
-def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, workers: int, seed: int) -> dict:
+def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, workers: int, seed: int,
+                max_side: int = 0, quality: int = 90) -> dict:
     require_webdataset()
     out_dir = Path(out).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     train, val = resolve_splits(root)
     jobs, index, plan = [], {"version": 1}, {"root": os.path.realpath(root), "bytes": shard_bytes,
                                              "per_shard": per_shard, "seed": seed}
+    if max_side:  # recorded for the trainer (classify.data.stored) and for a continued run's check
+        if max_side < 1 or not 1 <= quality <= 100:
+            raise UserError(f"--max-side must be >= 1 and --quality in 1..100, got {max_side} and {quality}")
+        index.update(max_side=max_side, quality=quality)
+        plan.update(max_side=max_side, quality=quality)
     for name, split in (("train", train), ("val", val)):
         index[name] = []
         if split is None:
@@ -135,7 +149,7 @@ def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, worker
     todo = [j for j in jobs if not j[0].exists()]
     progress = Progress(sum(len(j[2]) for j in jobs), sum(len(j[2]) for j in jobs if j[0].exists()))
     with ThreadPoolExecutor(max(workers, 1)) as pool:
-        for job, _ in zip(todo, pool.map(lambda j: write_shard(*j), todo)):
+        for job, _ in zip(todo, pool.map(lambda j: write_shard(*j, max_side=max_side, quality=quality), todo)):
             progress.add(len(job[2]), job[0].name)
     sys.stderr.write("\n")
     tmp = out_dir / f".{INDEX_NAME}.tmp"
@@ -153,10 +167,13 @@ def main(argv=None) -> int:
     size.add_argument("--per-shard", type=int, default=0, metavar="N", help="images per shard instead")
     p.add_argument("--workers", type=int, default=4, help="shards written at once (4)")
     p.add_argument("--seed", type=int, default=0, help="the train images' one-time shuffle (0)")
+    p.add_argument("--max-side", "--max_side", type=int, default=0, metavar="N",
+                   help="re-encode images whose longer side exceeds N at N (FFCV: 256; default: keep the bytes)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (90)")
     args = p.parse_args(argv)
     try:
         index = make_shards(args.root, args.out, shard_bytes=args.shard_size, per_shard=args.per_shard,
-                            workers=args.workers, seed=args.seed)
+                            workers=args.workers, seed=args.seed, max_side=args.max_side, quality=args.quality)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

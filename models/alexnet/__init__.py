@@ -4,7 +4,7 @@ import torch.nn as nn
 from torchvision.models import alexnet
 
 from ..entry import ModelEntry
-from ..recipe import Recipe
+from ..recipe import Recipe, fast_recipe
 
 __all__ = ["ENTRY", "build", "INITS", "RECIPES", "MIN_IMAGE_SIZE"]
 
@@ -46,7 +46,12 @@ RECIPES = {
         lr_scheduler="cosine", label_smoothing=0.1, opt_level="O2", loss_scale=1024.0, seed=49,
     ),
 }
+# The seed's network, batch and lr on a 32-epoch budget (README, "Fast recipe"); no BatchNorm: no EMA.
+RECIPES["alexnet_fast"] = fast_recipe(RECIPES["alexnet_modelzoo"], epochs=32)
 
 
 ENTRY = ModelEntry(name="alexnet", build=build, recipes=RECIPES, default_recipe="alexnet_modelzoo",
-                   min_image_size=MIN_IMAGE_SIZE)
+                   min_image_size=MIN_IMAGE_SIZE,
+                   # CPU defaults (issue #24): oneDNN's NHWC kernels cost AlexNet's training step on a CPU
+                   # (its 11x11/4 stem and 58M-parameter classifier), see README "Fast recipe"
+                   cpu_channels_last=False)
