@@ -328,3 +328,91 @@ def test_performance_print_freq_only_for_bounded_runs_without_validation(tmp_pat
     assert _cfg(tmp_path, "-a", "googlenet", "--stop-step-num", "20").loop.print_freq == 10
     assert _cfg(tmp_path, "-a", "googlenet", "--stop-step-num", "20", "--no-val", "-p", "5").loop.print_freq == 5
     assert _cfg(tmp_path, "-a", "alexnet", "--stop-step-num", "20", "--no-val").loop.print_freq == 10
+
+
+def test_bench_fast_step_uses_the_nets_cpu_defaults_and_says_so(monkeypatch, capsys):
+    import dataclasses
+
+    from tools import bench
+
+    entry = models.get_model_entry("tinynet")
+    monkeypatch.setitem(models._ENTRIES, "tinynet", dataclasses.replace(entry, cpu_channels_last=False,
+                                                                        cpu_amp_dtype="fp32"))
+    code = bench.main(["--arch", "tinynet", "--image-size", "32", "--batch-size", "4", "--steps", "2", "--warmup", "1",
+                       "--repeat", "1", "--num-classes", "10", "--device", "cpu"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "fast step with the nets' own cpu defaults: tinynet NCHW, fp32" in out.err
+    assert "tinynet: fast step with its entry's cpu defaults (NCHW, fp32)" in out.out
+    fast = next(line for line in out.out.splitlines() if line.startswith("tinynet") and " fast " in line)
+    assert "fp32 NCHW" in fast
+
+
+# ----------------------------------------------------------------------------- tools/bench.py's modes
+
+
+def test_time_to_accuracy_table_from_the_runs(monkeypatch, capsys, tmp_path):
+    from tools import bench, bench_fast
+
+    def fake_run(*, arch, recipe, data, epochs, args, out):
+        accs = {"tinynet_modelzoo": [30.0, 50.0, 60.0], "tinynet_fast": [55.0, 61.0]}[recipe]
+        return [{"epoch": e, "acc1": a, "epoch_time_s": 10.0 if "fast" not in recipe else 6.0}
+                for e, a in enumerate(accs[:epochs])]
+
+    monkeypatch.setattr(bench_fast, "train_run", fake_run)
+    code = bench.main(["--time-to-accuracy", "--arch", "tinynet", "--data", "demo"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    rows = [line.split() for line in out.out.splitlines() if line.startswith("tinynet")]
+    # seed: 60.00 after 3 epochs (30 s); fast: 61 >= 60 after 2 epochs (12 s): 2.5x
+    assert rows[0][2:] == ["tinynet_modelzoo", "3", "60.00", "60.00", "3", "30.0", "30.0", "1.00x"]
+    assert rows[1][2:] == ["tinynet_fast", "2", "61.00", "60.00", "2", "12.0", "12.0", "2.50x"]
+    assert len([line for line in out.err.splitlines() if "final Acc@1" in line]) == 2  # a progress line per run
+
+
+def test_time_to_accuracy_runs_the_trainer(tmp_path, image_folder):
+    """One real run through the trainer (tests/run_main.py knows tinynet): its metrics read back."""
+    import argparse
+
+    from tools.bench_fast import to_target, train_run
+
+    args = argparse.Namespace(trainer=str(ROOT / "tests" / "run_main.py"), batch_size=8, image_size=32, workers=0,
+                              seed=0, device="cpu")
+    records = train_run(arch="tinynet", recipe="tinynet_modelzoo", data=str(image_folder), epochs=2, args=args,
+                        out=tmp_path / "run")
+    assert [r["epoch"] for r in records] == [0, 1] and all(r["epoch_time_s"] > 0 for r in records)
+    n, spent = to_target(records, records[-1]["acc1"])
+    assert n is not None and spent <= sum(r["epoch_time_s"] for r in records) + 1e-9
+
+
+def test_digits_are_rendered_from_the_csv(tmp_path):
+    import gzip
+
+    from tools.bench_fast import make_digits
+
+    rows = [[(i * 7 + j) % 17 for j in range(64)] + [i % 10] for i in range(20)]
+    csv = tmp_path / "digits.csv.gz"
+    with gzip.open(csv, "wt") as f:
+        f.write("\n".join(",".join(str(v) for v in r) for r in rows) + "\n")
+    root = make_digits(tmp_path / "digits", str(csv), size=32)
+    train, val = list((root / "train").rglob("*.jpg")), list((root / "val").rglob("*.jpg"))
+    assert (len(train), len(val)) == (16, 4) and Image.open(train[0]).size == (32, 32)
+    assert sorted(p.name for p in (root / "train").iterdir()) <= [str(d) for d in range(10)]
+    label = {int(p.stem): int(p.parent.name) for p in train + val}
+    assert all(label[i] == i % 10 for i in label)
+
+
+def test_pre_resized_loader_and_end_to_end_tables(tmp_path, capsys, monkeypatch):
+    from tools import bench
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code = bench.main(["--pre-resized", "128", "--arch", "tinynet", "--num-photos", "12", "--steps", "2",
+                       "--warmup", "1", "--repeat", "1", "-b", "4", "--image-size", "64", "-j", "0"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    loader = [line.split() for line in out.out.splitlines() if line.startswith(("pil ", "gpu "))]
+    assert [(r[0], r[1]) for r in loader] == [("pil", "raw"), ("gpu", "raw"), ("pil", "max"), ("gpu", "max")]
+    e2e = [line for line in out.out.splitlines() if line.startswith("tinynet")]
+    assert len(e2e) == 2 and "raw" in e2e[0] and "max 128" in e2e[1]
+    resized = next((tmp_path / "cache" / "classify").glob("*-max128"))
+    assert json.loads((resized / "resize.json").read_text())["max_side"] == 128

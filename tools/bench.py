@@ -92,7 +92,7 @@ from classify.data.photos import default_photos_root, ensure_photos  # noqa: E40
 from classify.devices import cpu_count, pin_memory, resolve_device, synchronize  # noqa: E402
 from tools.bench_levers import LEVERS, bench_levers  # noqa: E402
 from classify.errors import DataError, UserError  # noqa: E402
-from classify.fast import use_channels_last  # noqa: E402
+from classify.fast import net_defaults, use_channels_last  # noqa: E402
 from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step  # noqa: E402
 from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps  # noqa: E402
 from classify.parts import build_model, build_train_parts  # noqa: E402
@@ -186,14 +186,24 @@ def make_parts(net: Net, s: Settings, *, compile_model: bool = False, channels_l
     (what ``classify.run`` calls): the bench measures what trains. ``channels_last`` and
     ``amp_dtype`` (auto | bf16 | fp16 | fp32) override the settings' (the ``--precision`` modes);
     ``levers``: see --levers."""
-    channels_last = use_channels_last(s.device, s.channels_last if channels_last is None else channels_last)
+    own = own_defaults(net, s, channels_last=channels_last, amp_dtype=amp_dtype)  # the net's CPU defaults, as run.py
+    channels_last = use_channels_last(s.device, own.channels_last)
     model = build_model(net.arch, num_classes=s.num_classes, device=s.device, channels_last=channels_last,
                         model_kwargs=net.recipe.model_kwargs)
     amp = resolve_amp(s.device, asked=s.amp_asked, opt_level=None, recipe_opt_level=net.recipe.opt_level,
-                      loss_scale=net.recipe.loss_scale, dtype=amp_dtype or s.amp_dtype)
+                      loss_scale=net.recipe.loss_scale, dtype=own.amp_dtype)
     return build_train_parts(model, arch=net.arch, optim=bench_optim(s), steps_per_epoch=s.steps, device=s.device,
                              amp=amp, normalize=Normalize(net.recipe.mean, net.recipe.std, channels_last).to(s.device),
                              compile_model=compile_model, levers=levers, num_classes=s.num_classes)
+
+
+def own_defaults(net: Net, s: Settings, *, channels_last: Optional[bool] = None, amp_dtype: Optional[str] = None):
+    """``classify.fast.net_defaults`` for this net: its entry's CPU memory format and precision where
+    neither the mode (``--precision``) nor a flag sets them."""
+    entry = models.get_model_entry(net.arch)
+    return net_defaults(s.device, channels_last=s.channels_last if channels_last is None else channels_last,
+                        amp_dtype=amp_dtype or s.amp_dtype, amp_asked=s.amp_asked,
+                        cpu_channels_last=entry.cpu_channels_last, cpu_amp_dtype=entry.cpu_amp_dtype)
 
 
 def describe(parts: TrainParts) -> str:
@@ -731,6 +741,9 @@ def announce(device: torch.device, nets: List[Net], s: Settings, taken: Dict[str
     if taken:
         flags = ", ".join("--" + name.replace("_", "-") for name in taken)
         line += f" ({flags}: the {device.type} defaults)"
+    own = [f"{n.arch} {src}" for n in nets for src in [own_defaults(n, s).source] if src]
+    if own:
+        line += f"; fast step with the nets' own {device.type} defaults: {', '.join(own)} (models/<net>/ entry)"
     return line
 
 
@@ -787,6 +800,8 @@ def run_compute(args, report: Dict, nets: List[Net], s: Settings, modes: List[st
     if s.device.type == "cpu" and args.modes is None and not args.precision:
         notes.append("compiled skipped on cpu by default (torch.compile costs minutes per net there); "
                      "add --modes baseline,fast,compiled")
+    notes += [f"{n.arch}: fast step with its entry's {s.device.type} defaults ({own_defaults(n, s).source}); "
+              "the flags --channels-last/--amp-dtype override them" for n in nets if own_defaults(n, s).source]
     report["compute"] = [row for net in nets for row in bench_compute(net, s, modes, progress)]
     notes += [f"{r['arch']} compiled: first {s.warmup} steps (compile) took {r['warmup_s']} s"
               for r in report["compute"] if r["mode"] == "compiled" and r["warmup_s"] is not None]

@@ -108,7 +108,7 @@ def resolve_tta_data(name: str, args) -> Optional[str]:
 
 def train_run(*, arch: str, recipe: str, data: Optional[str], epochs: int, args, out: Path) -> List[Dict]:
     """One training run of the trainer (a subprocess); its metrics.jsonl records."""
-    cmd = [sys.executable, str(ROOT / "main.py"), *([data] if data else []), "-a", arch, "--recipe", recipe,
+    cmd = [sys.executable, str(args.trainer), *([data] if data else []), "-a", arch, "--recipe", recipe,
            "--epochs", str(epochs), "-b", str(args.batch_size), "--image-size", str(args.image_size),
            "-j", str(args.workers), "--seed", str(args.seed), "--device", args.device, "--print-freq", "100000",
            "--output-dir", str(out), "--fresh"]
@@ -234,6 +234,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="where the pre-resized copy goes (default: beside the photos)")
     add("--loader", type=_csv(("pil", "gpu")), default=["pil", "gpu"])
     add("--json-out", default=None, metavar="FILE")
+    add("--trainer", default=str(ROOT / "main.py"), metavar="SCRIPT", help="the training entry point (main.py)")
     return p
 
 
