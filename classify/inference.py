@@ -18,6 +18,7 @@ import torch.nn as nn
 import models
 from models.recipe import IMAGENET_MEAN, IMAGENET_STD
 
+from .blurpool import apply_blurpool
 from .checkpoint import clean_state_dict, load_checkpoint, load_model_weights
 from .errors import CheckpointError
 
@@ -71,6 +72,8 @@ def load_trained_model(path, arch: Optional[str] = None, *, ema: bool = False) -
     classes = [str(c) for c in state.get("classes") or []]
     num_classes = saved.get("num_classes") or len(classes) or _classifier_width(state["state_dict"], arch)
     model = build_inference_model(arch, num_classes=num_classes, train_kwargs=saved.get("model_kwargs"))
+    if saved.get("blurpool"):  # trained with --blurpool: the same filters (no weights of their own)
+        apply_blurpool(model)
     load_model_weights(model, state, path=path, arch=arch)
     model.eval()
 

@@ -69,8 +69,9 @@ class Recipe:
 # ----------------------------------------------------------------------------- fast recipes (issue #24)
 # The levers every <net>_fast recipe sets, relative to the run's image size S and epoch budget E, so that
 # they hold for any --epochs and --image-size (the demo set's 64 px as ImageNet's 224):
-# - progressive_resize (start, end, from, to): train at 0.75 S up to 0.65 E, ramp to S by 0.85 E
-#   (FFCV's ResNet-50 configs: 160 -> 192 px between epochs 11 and 13 of 16, 65 and 76 of 88);
+# - progressive_resize (start, end, from, to): train at 0.625 S up to 0.65 E, ramp to S by 0.85 E (FFCV's
+#   ResNet-50 configs: 160 -> 192 px between epochs 11 and 13 of 16, 65 and 76 of 88; 160 px is 0.625 of
+#   their 256 px evaluation; at 224 px this starts at 140);
 # - val_crop_ratio: evaluate at 8/7 S (FFCV trains at <= 192 and tests at 256, Composer's mild recipe 176 / 232:
 #   a random-resized-crop net sees objects larger than a centre crop of the same size shows them, Touvron et
 #   al. 2019 "FixRes");
@@ -78,7 +79,7 @@ class Recipe:
 # - norm_weight_decay, bias_weight_decay 0 (FFCV, Composer; torchvision's references for their recent nets);
 # - tta: flip test-time augmentation at the final evaluation (FFCV).
 FAST_LEVERS: Dict[str, Any] = {
-    "progressive_resize": (0.75, 1.0, 0.65, 0.85),
+    "progressive_resize": (0.625, 1.0, 0.65, 0.85),
     "val_crop_ratio": 8 / 7,
     "warmup_fraction": 0.125,
     "norm_weight_decay": 0.0,
@@ -91,9 +92,10 @@ FAST_EMA: Dict[str, Any] = {"model_ema": True, "model_ema_warmup": True}
 
 
 def fast_recipe(seed: "Recipe", *, epochs: int, ema: bool = False, label_smoothing: float = 0.1,
-                **changes) -> "Recipe":
+                lr_scale: float = 1.0, **changes) -> "Recipe":
     """``<arch>_fast``: the seed's network, batch, lr and augmentation with a short schedule
-    (``epochs``, the default of --epochs): warm-up then a linear lr decay to 0 at the budget's end
+    (``epochs``, the default of --epochs) at ``lr_scale`` x the seed's lr: warm-up then a linear lr decay
+    to 0 at the budget's end
     (Li et al., ICLR 2020, "Budgeted Training"), label smoothing, progressive resizing, a higher
     evaluation resolution, no weight decay on norm and bias parameters, flip TTA at the end, and
     (``ema``) an EMA of the weights. ``changes``: any other field of the recipe."""
@@ -101,4 +103,5 @@ def fast_recipe(seed: "Recipe", *, epochs: int, ema: bool = False, label_smoothi
     return dataclasses.replace(
         seed, name=f"{seed.arch}_fast", seed_name=f"{seed.seed_name}, fast schedule (FFCV / Composer / Budgeted "
         "Training)", epochs=epochs, lr_scheduler="linear", lr_epochs=(), warmup_epochs=0,
-        label_smoothing=label_smoothing, levers=levers, **changes)
+        label_smoothing=label_smoothing, levers=levers, lr_1p=seed.lr_1p * lr_scale, lr_8p=seed.lr_8p * lr_scale,
+        **changes)

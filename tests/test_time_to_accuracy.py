@@ -83,9 +83,10 @@ def test_fast_recipe_resolves_relative_to_the_run(net, tmp_path):
     size = seed.image_size
     assert (o.epochs, o.lr_scheduler, o.label_smoothing) == (16, "linear", 0.1)
     assert o.warmup_epochs == 2.0  # 16 / 8
-    assert (o.lr, o.batch_size) == (seed.lr_1p, seed.batch_size_1p)  # the seed's
+    scale = 2.0 if net == "googlenet" else 1.0  # googlenet_fast: 0.1 per 256 images (the seed's 0.05)
+    assert (o.lr, o.batch_size) == (pytest.approx(seed.lr_1p * scale), seed.batch_size_1p)  # the seed's batch
     assert lv.norm_weight_decay == 0.0 and lv.bias_weight_decay == 0.0 and lv.tta == "flip"
-    assert lv.progressive_resize == (round(0.75 * size), size, 9, 13)  # floor(0.65 x 15), ceil(0.85 x 15)
+    assert lv.progressive_resize == (round(0.625 * size), size, 9, 13)  # floor(0.65 x 15), ceil(0.85 x 15)
     assert d.image_size == size and d.val_crop_size == round(size * 8 / 7) > size  # test at a higher resolution
     assert lv.model_ema == (net in ("googlenet", "inception_resnet_v2")) and lv.blurpool is False
     # hand computation of the lr at chosen epochs (warm-up 2, then linear to 0 at 16)
@@ -98,7 +99,7 @@ def test_fast_recipe_flags_win_and_fit_small_images(tmp_path):
                "--val-crop-size", "64", "--progressive-resize", "64:64")
     assert cfg.levers.tta is None and cfg.data.val_crop_size == 64 and cfg.levers.progressive_resize[:2] == (64, 64)
     cfg = _cfg(tmp_path, "--recipe", "alexnet_fast", "--epochs", "3", "--image-size", "64")
-    assert cfg.levers.progressive_resize[0] == models.min_image_size("alexnet")  # 48 raised to AlexNet's 63
+    assert cfg.levers.progressive_resize[0] == models.min_image_size("alexnet")  # 40 raised to AlexNet's 63
     seed = _cfg(tmp_path, "-a", "alexnet")  # the seeds' recipes set none of it
     assert seed.levers.tta is None and seed.levers.progressive_resize is None and seed.data.val_crop_size == 224
 
@@ -158,6 +159,23 @@ def test_blurpool_keeps_the_state_dict_and_strict_loads(net):
         twin = _torchvision_twin(net)
     twin.load_state_dict(blurred.state_dict(), strict=True)
     blurred.load_state_dict(twin.state_dict(), strict=True)
+
+
+def test_a_blurpool_checkpoint_is_served_with_its_blur(image_folder, tmp_path, capsys, monkeypatch):
+    """tools/predict.py and export_onnx.py (classify.inference) rebuild the blur a --blurpool run trained with."""
+    import classify.blurpool
+    from classify.inference import load_trained_model
+
+    monkeypatch.setattr(classify.blurpool, "MIN_CHANNELS", 1)  # tinynet's strided convs have 3 and 8 inputs
+
+    train_in_process(capsys, *tiny_args(image_folder, tmp_path, "--epochs", "1", "--blurpool"))
+    saved = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)
+    assert saved["args"]["blurpool"] is True
+    plain = models.create_model("tinynet", num_classes=3)
+    assert list(saved["state_dict"]) == list(plain.state_dict())  # no key of its own
+    plain.load_state_dict(saved["state_dict"], strict=True)
+    loaded = load_trained_model(tmp_path / "checkpoint.pth.tar")
+    assert blurred_layers(loaded.model) == blurred_layers(apply_blurpool(plain)) == 2
 
 
 def test_blurpool_blurs_before_the_strided_layers_and_keeps_sizes():
