@@ -137,9 +137,13 @@ def resize_dataset(src: str, dst: str, *, max_side: int, quality: int = 90, work
     progress = Progress(len(jobs), 0)
     workers = workers or cpu_count()
     with ProcessPoolExecutor(max(1, workers)) as pool:
-        for outcome in pool.map(_one, jobs, chunksize=16):
+        every, pending = max(1, len(jobs) // 200), 0  # the bar redrawn ~200 times, not once per file
+        for i, outcome in enumerate(pool.map(_one, jobs, chunksize=16), 1):
             counts[outcome] += 1
-            progress.add(1, outcome)
+            pending += 1
+            if pending >= every or i == len(jobs):
+                progress.add(pending, f"({counts['resized']} re-encoded)")
+                pending = 0
     sys.stderr.write("\n")
     record = {**plan, "version": 1, "files": len(jobs), **counts}
     tmp = target / f".{RESIZE_NAME}.tmp"
