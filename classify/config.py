@@ -815,7 +815,8 @@ def recipe_lever_args(args, recipe: Recipe, *, demo: Optional[dict] = None) -> a
     if fraction is not None:
         levers["warmup_epochs"] = fraction * epochs
     for name, value in levers.items():
-        if getattr(out, name, None) in (None, False):  # not given (store_true flags default to False)
+        given = getattr(out, name, None)
+        if given is None or given is False:  # not given (store_true flags default to False; 0 is a value)
             setattr(out, name, value)
     return out
 

@@ -98,6 +98,8 @@ def test_fast_recipe_flags_win_and_fit_small_images(tmp_path):
     cfg = _cfg(tmp_path, "--recipe", "alexnet_fast", "--epochs", "3", "--image-size", "64", "--tta", "none",
                "--val-crop-size", "64", "--progressive-resize", "64:64")
     assert cfg.levers.tta is None and cfg.data.val_crop_size == 64 and cfg.levers.progressive_resize[:2] == (64, 64)
+    zero = _cfg(tmp_path, "--recipe", "alexnet_fast", "--warmup-epochs", "0", "--norm-weight-decay", "0.0001")
+    assert zero.optim.warmup_epochs == 0 and zero.levers.norm_weight_decay == 0.0001  # 0 is a value, not "not given"
     cfg = _cfg(tmp_path, "--recipe", "alexnet_fast", "--epochs", "3", "--image-size", "64")
     assert cfg.levers.progressive_resize[0] == models.min_image_size("alexnet")  # 40 raised to AlexNet's 63
     seed = _cfg(tmp_path, "-a", "alexnet")  # the seeds' recipes set none of it
