@@ -16,7 +16,7 @@ TORCHVISION_NETS = ["alexnet", "vgg16", "googlenet"]
 def test_registry_names():
     assert NETS == ["alexnet", "vgg16", "googlenet", "inception_resnet_v2"]
     assert set(RECIPES) == {"alexnet_modelzoo", "vgg16_modelzoo", "googlenet_modelzoo", "googlenet_mindspore",
-                            "inception_resnet_v2_modelzoo"}
+                            "inception_resnet_v2_modelzoo"} | {f"{net}_fast" for net in NETS}
 
 
 @pytest.mark.parametrize("name", NETS)

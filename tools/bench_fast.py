@@ -191,7 +191,7 @@ def bench_pre_resized(args, progress) -> Dict[str, List[Dict]]:
     for r in loader_rows:
         base = raw_cpu.get(r["loader"])
         r["vs_raw_per_cpu_s"] = round(r["img_per_cpu_s"] / base, 2) if base and r["img_per_cpu_s"] else None
-    for arch in args.arch:
+    for arch in ([] if args.loader_only else args.arch):
         net = bench.Net.make(arch, args.image_size)
         parts = bench.make_parts(net, s)
         for stored, folder in folders.items():
@@ -233,6 +233,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add("--resized-dir", default=None, metavar="DIR",
         help="where the pre-resized copy goes (default: beside the photos)")
     add("--loader", type=_csv(("pil", "gpu")), default=["pil", "gpu"])
+    add("--loader-only", action="store_true", help="--pre-resized: skip the end-to-end runs")
     add("--json-out", default=None, metavar="FILE")
     add("--trainer", default=str(ROOT / "main.py"), metavar="SCRIPT", help="the training entry point (main.py)")
     return p
@@ -262,8 +263,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\nloader only, raw ~500x375 JPEGs vs --max-side {args.pre_resized} "
               "(img/CPU-s: images per CPU-second of the main process and its workers)")
         print(render_table(RESIZE_COLUMNS, report["loader"]))
-        print("\nend to end: train_one_epoch fed by the pil loader")
-        print(render_table(E2E_COLUMNS, report["end_to_end"]))
+        if report["end_to_end"]:
+            print("\nend to end: train_one_epoch fed by the pil loader")
+            print(render_table(E2E_COLUMNS, report["end_to_end"]))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"env": env, **report}, indent=2) + "\n")
     return 0
