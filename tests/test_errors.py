@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs (README "When things go wrong"), table-driven.
+"""The catalogue of bad inputs (docs/troubleshooting.md), table-driven.
 
 For each entry: exit code 2, exactly one stderr line that names the problem, no traceback,
 no partial files, and the output dir's existing content untouched. Most entries run the

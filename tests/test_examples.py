@@ -1,6 +1,6 @@
 """The cluster files in examples/: the Slurm batch script against a real Slurm on this
 machine (tools/slurm_local.sh: munged, slurmctld and two slurmd nodes on 127.0.0.1), and the
-Kubeflow PyTorchJob manifest, parsed and checked against the README and the launcher.
+Kubeflow PyTorchJob manifest, parsed and checked against docs/distributed.md and the launcher.
 
 The Slurm test is skipped, with the reason, when the daemons cannot start here (packages:
 slurmctld slurmd slurm-client munge). ``.ci/run`` starts them once and passes
@@ -88,8 +88,8 @@ def test_kubernetes_manifest_is_an_elastic_pytorchjob_with_the_documented_comman
     assert worker["restartPolicy"] == "OnFailure"
     (container,) = worker["template"]["spec"]["containers"]
     command = container["command"]
-    readme = (ROOT / "README.md").read_text()
-    assert f"    {' '.join(command)}\n" in readme  # the command the README documents
+    page = (ROOT / "docs" / "distributed.md").read_text()
+    assert f"    {' '.join(command)}\n" in page  # the command docs/distributed.md documents
     assert [e["name"] for e in container.get("env", [])] == ["OMP_NUM_THREADS"]  # PET_* come from the operator
     # What the operator gives each pod (elasticPolicy -> PET_*), through our launcher:
     name = job["metadata"]["name"]

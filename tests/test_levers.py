@@ -1,4 +1,4 @@
-"""The levers beyond the seed recipes (README, "Beyond the seed recipes"): each one against a
+"""The levers beyond the seed recipes (docs/recipes.md, "Levers"): each one against a
 hand-computed or big-batch reference, and a crash + ``--resume auto`` bit-identical with it on."""
 
 import copy
