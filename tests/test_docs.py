@@ -16,7 +16,7 @@ QUICK_START = [  # DESIGN.md, "Quick start": what the README's first lines must 
     "pip install -r requirements.txt && bash test/train_full_1p.sh      # trains on the demo set, prints FPS + Acc@1",
     "pip install -r requirements-dev.txt && python -m pytest -q          # the test suite",
 ]
-FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
+FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
@@ -27,7 +27,7 @@ def _prose(text: str) -> str:
         # an indented block starts after a blank line and runs while lines stay indented or blank
         code = line.startswith("    ") and (code or not lines or not lines[-1].strip()) or (code and not line.strip())
         lines.append("" if code else line)
-    return re.sub(r"(`+).+?\1", "", "\n".join(lines), flags=re.S)
+    return re.sub(r"(`+).+?\1", "", "\n".join(lines), flags=re.DOTALL)
 
 
 def _slug(heading: str) -> str:
@@ -41,7 +41,7 @@ def _slug(heading: str) -> str:
 def anchors(page: Path) -> set:
     """Every heading's anchor on a page (repeated headings get -1, -2, ... as on GitHub)."""
     seen, out = {}, set()
-    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", FENCE.sub("", page.read_text()), re.M):
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", FENCE.sub("", page.read_text()), re.MULTILINE):
         slug = _slug(heading)
         out.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
         seen[slug] = seen.get(slug, 0) + 1
@@ -50,7 +50,7 @@ def anchors(page: Path) -> set:
 
 def relative_links(page: Path):
     for target in LINK.findall(_prose(page.read_text())):
-        if not re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto: ...
+        if not re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):  # http:, https:, mailto: ...
             yield target
 
 
