@@ -13,19 +13,12 @@ import main
 import main_8p
 from classify import check as checks
 from classify import devices
-from tests.conftest import write_image_folder
+from tests.conftest import assert_one_line_error, run_in_process, write_image_folder
 
 
 def run_check(capsys, *argv, entry=main):
     """(exit code, stdout, stderr) of ``<entry> --check ARGV``."""
-    argv = ["--check", *map(str, argv)]
-    run = main.main if entry is main else main_8p.run
-    try:
-        code = run(argv)
-    except SystemExit as e:  # argparse, for a usage error
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_in_process(capsys, "--check", *argv, run=main.main if entry is main else main_8p.run)
 
 
 def values(stdout):
@@ -43,10 +36,7 @@ def good(capsys, *argv, entry=main):
 
 def one_line_error(capsys, *argv, entry=main):
     code, out, err = run_check(capsys, *argv, entry=entry)
-    assert code == 1 and out == "", (code, out, err)
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+    return assert_one_line_error(code, err, exit_code=1, out=out)
 
 
 def tiny(*extra):

@@ -13,9 +13,9 @@ import pytest
 
 import main
 from classify.checkpoint import load_checkpoint
-from tests.conftest import start_ahead
 from tests import test_launchers
-from tests.test_launchers import OUTPUT, start
+from tests.conftest import launcher_output
+from tests.test_launchers import start
 
 new_id = test_launchers.new_id  # the fixture: fresh device ids, their folders removed at the end
 
@@ -27,9 +27,7 @@ CASES = {"int_group": ("train_full_1p.sh", signal.SIGINT, "group", ["--workers=1
          "term_group_8p": ("train_full_8p.sh", signal.SIGTERM, "group", ["--workers=0", "--rank_size=2"])}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "signalled")
+START_AHEAD = ("signalled",)  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +69,7 @@ def _survivors(device_id):
 def test_signal_through_the_launcher(case, signalled, capsys):
     script, sig, target, extra = CASES[case]
     run, device_id = signalled[case]
-    folder = OUTPUT / str(device_id)
+    folder = launcher_output() / str(device_id)
     log = folder / f"train_{device_id}.log"
     _wait_for_steps(run, log)
     (os.killpg if target == "group" else os.kill)(run.proc.pid, sig)

@@ -14,7 +14,7 @@ import torch
 import main
 from classify import checkpoint
 from classify.checkpoint import load_checkpoint, save_atomic
-from tests.conftest import ROOT, start_ahead, start_main, write_image_folder
+from tests.conftest import ROOT, start_main, write_image_folder
 
 # 480 synthetic images, batch 8: 60 steps an epoch, long enough to be interrupted.
 DUMMY = ["--dummy", "--dummy-size", "480,40", "--num-classes", "4", "--image-size", "16", "-a", "tinynet",
@@ -27,9 +27,7 @@ def start(args, out):
                             text=True, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "straight_run")
+START_AHEAD = ("straight_run",)  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
