@@ -365,7 +365,8 @@ launcher_main() {
     _find_python
     CASE_KIND=${MODE/full/acc}
     CASE_KIND=${CASE_KIND/performance/perf}
-    OUTPUT_DIR=$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output/$DEVICE_ID
+    # CLASSIFY_TEST_OUTPUT_ROOT: another folder in place of test/output (the test suite's tmp dirs)
+    OUTPUT_DIR=${CLASSIFY_TEST_OUTPUT_ROOT:-$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output}/$DEVICE_ID
     TRAIN_LOG=$OUTPUT_DIR/train_$DEVICE_ID.log
     # main.py's --output-dir: the accuracy run's folder itself; evaluation writes its
     # summary.json into eval/ and performance runs all of theirs into perf/ (a throughput run's
