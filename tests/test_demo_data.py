@@ -12,6 +12,7 @@ from PIL import Image
 
 from classify.data import demo, photos
 from classify.errors import DataError, UserError
+from tests.conftest import tool_env
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"train_per_class": 3, "val_per_class": 2, "size": 32, "num_classes": 4}
@@ -118,7 +119,7 @@ def test_cli(tmp_path):
     cmd = [sys.executable, str(REPO / "tools" / "make_demo_data.py"), str(out), "--seed", "1",
            "--train-per-class", "2", "--val-per-class", "1", "--size", "32"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": ""})
+                          env=tool_env())
     assert proc.returncode == 0, proc.stderr
     n = len(demo.CLASSES)
     assert proc.stdout.strip().splitlines() == [

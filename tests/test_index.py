@@ -195,8 +195,7 @@ def test_a_killed_scanner_does_not_hang_the_others(tmp_path):
 
 def test_bench_scan_measures_both_loaders(tmp_path, monkeypatch):
     """tools/bench_scan.py's measurement (run here in-process; the tool runs it in a fresh process)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import bench_scan
+    from tools import bench_scan
 
     split = bench_scan.make_tree(tmp_path / "tree", 3, 20)
     monkeypatch.setenv("BENCH_SCAN_T0", repr(time.time()))

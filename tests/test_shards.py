@@ -18,11 +18,10 @@ from classify.checkpoint import load_checkpoint
 from classify.data import DataSpec, build_datasets, build_loader
 from classify.data.shards import ShardLoader, open_shards
 from classify.errors import DataError
-from tests.conftest import ROOT, Background, write_image_folder
+from tests.conftest import Background, write_image_folder
 
 pytest.importorskip("webdataset")
-sys.path.insert(0, str(ROOT / "tools"))
-import make_shards  # noqa: E402
+from tools import make_shards  # noqa: E402  (after the importorskip)
 
 
 def shard(root, out, *flags):
