@@ -81,7 +81,12 @@ def mentions(entry: Path, needle: bytes, limit: int = 1 << 20) -> bool:
 
 
 def pytest_configure(config):
-    config._leftovers_before = (checkout_files(), tmp_entries())
+    if hasattr(config, "workerinput"):  # an xdist worker: the CPU's share of one of its processes
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(config.workerinput["workercount"])))
+    else:
+        config._leftovers_before = (checkout_files(), tmp_entries())
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -100,6 +105,7 @@ def pytest_sessionfinish(session, exitstatus):
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         message = f"the test session left {len(left)} path(s) behind (tests write only under pytest's tmp dirs):"
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_line(message, red=True, bold=True)
             for path in left[:20]:
                 reporter.write_line(f"    {path}", red=True)

@@ -26,6 +26,7 @@ from classify.checkpoint import load_checkpoint
 from tests import tinynet
 from tests.conftest import Background, read_metrics, read_summary, train_in_process
 
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]  # gloo jobs: main_8p.py, torchrun
 ROOT = Path(__file__).resolve().parent.parent
 FLAT = tinynet.FLAT  # no BatchNorm, no dropout: see tinynet.build_flat
 VAL_IMAGES = 22  # not a multiple of 3 (nor of the 6-image batch)

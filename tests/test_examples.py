@@ -17,6 +17,7 @@ import pytest
 from classify import launch
 from tests.conftest import ROOT, free_port, write_image_folder
 
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]  # a local Slurm, two nodes
 SBATCH = ROOT / "examples" / "slurm" / "train.sbatch"
 MANIFEST = ROOT / "examples" / "kubernetes" / "pytorchjob.yaml"
 ACC = re.compile(r"^ \* Acc@1 ([\d.]+) Acc@5 [\d.]+$", re.M)

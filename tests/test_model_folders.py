@@ -22,6 +22,7 @@ from classify.launch import launcher_parser
 from main import get_args_parser
 from tests.conftest import ROOT, Background, launcher_env, launcher_output, tiny_args, train_in_process, write_image_folder
 
+pytestmark = pytest.mark.timeout(600)  # the tests that wait on real runs of the four networks
 NETS = ("alexnet", "vgg16", "googlenet", "inception_resnet_v2")
 NETWORK = {"alexnet": "AlexNet_ID2663_for_PyTorch", "vgg16": "Vgg16_ID1630_for_PyTorch",
            "googlenet": "Googlenet_ID0447_for_PyTorch", "inception_resnet_v2": "InceptionResNetV2_ID1779_for_PyTorch"}
