@@ -63,7 +63,8 @@ usage: bash ${MODEL_DIR:+$MODEL_DIR/}test/$SCRIPT [--data_path=DIR] [--arch=NAME
   --fresh       full runs: start over in ${MODEL_DIR:+$MODEL_DIR/}test/output/<id>/ (its run moves to previous-<time>/);
                 without it a full run continues the run there, or refuses one of other data/flags
 Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). Ctrl-C or SIGTERM: the
-trainer saves a checkpoint and the same command continues it. See README.md.
+trainer saves a checkpoint and the same command continues it. CLASSIFY_TEST_OUTPUT_ROOT=DIR in the
+environment: outputs in DIR/<device_id>/ instead of ${MODEL_DIR:+$MODEL_DIR/}test/output/<device_id>/. See README.md.
 EOF
 }
 
