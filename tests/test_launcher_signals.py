@@ -82,7 +82,7 @@ def test_signal_through_the_launcher(case, signalled, capsys):
     assert "Final " not in proc.stdout and "exited with code" not in proc.stderr
     stop_line = [line for line in proc.stderr.splitlines() if line.startswith(f"=> {script}: stopped")]
     assert stop_line == [f"=> {script}: stopped by {sig.name} (exit {128 + sig}); checkpoint "
-                         f"test/output/{device_id}/checkpoint.pth.tar; run the same command to continue it "
+                         f"{folder}/checkpoint.pth.tar; run the same command to continue it "
                          "(--resume auto)"]
     assert stop_line[0] in text  # the log copy outlived the signal
     ckpt = load_checkpoint(folder / "checkpoint.pth.tar")
