@@ -204,6 +204,7 @@ def test_output_dir_that_is_a_file(capsys, image_folder, tmp_path):
     assert "is a file" in one_line_error(capsys, image_folder, *tiny("--output-dir", tmp_path / "f"))
 
 
+@pytest.mark.slow
 def test_main_py_check_subprocess(tmp_path, subprocess_env):
     """The real command line: stdout is the report alone, the exit code 0; then 1 and one line."""
     import subprocess

@@ -25,7 +25,7 @@ from classify import launch, lock
 from classify.checkpoint import load_checkpoint
 from tests.conftest import ROOT, Background, free_port, read_metrics
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]  # jobs of several agents and workers
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]  # jobs of several agents and workers
 JOB = ["--dummy", "--dummy-size", "64,12", "--num-classes", "4", "--image-size", "16", "-a", "tinynet",
        "--workers", "0", "-p", "1", "--epochs", "3", "--ckpt-interval", "2", "--seed", "5"]
 SCHEDULER_VARS = ("PET_NNODES", "PET_RDZV_ENDPOINT", "PET_RDZV_ID", "PET_MAX_RESTARTS", "PET_NPROC_PER_NODE",

@@ -105,6 +105,7 @@ def _race(fn, root, n=3):
         return pool.map(fn, [root] * n, chunksize=1)
 
 
+@pytest.mark.slow
 def test_concurrent_processes_get_one_complete_tree(tmp_path):
     root = tmp_path / "demo"
     assert _race(_ensure_after_barrier, root) == [str(root)] * 3
@@ -200,6 +201,7 @@ def _photos_after_barrier(root):
     return str(photos.ensure_photos(root, 2))
 
 
+@pytest.mark.slow
 def test_concurrent_processes_get_one_photo_set(tmp_path):
     root = tmp_path / "photos"
     assert _race(_photos_after_barrier, root) == [str(root)] * 3

@@ -90,6 +90,7 @@ def tiny(data, out, *extra, batch=8):
 
 # ---------------------------------------------------------------- exact evaluation
 
+@pytest.mark.slow
 def test_three_process_evaluation_counts_every_image_once(data, hook_env, tmp_path, capsys):
     in_process(capsys, *tiny(data, tmp_path / "train", "--epochs", "1"))
     ckpt = tmp_path / "train" / "checkpoint.pth.tar"

@@ -169,6 +169,7 @@ def _wait_for(path: Path, timeout=120):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_scan(tmp_path):
     split, cache = _tree(tmp_path / "train", per_class=5), tmp_path / "idx"
     first = _worker(tmp_path, split, cache, "scanning-1", 2)
@@ -181,6 +182,7 @@ def test_two_processes_share_one_scan(tmp_path):
     assert sum("indexed into" in r.stdout for r in results) == 1
 
 
+@pytest.mark.slow
 def test_a_killed_scanner_does_not_hang_the_others(tmp_path):
     split, cache = _tree(tmp_path / "train", per_class=5), tmp_path / "idx"
     doomed = _worker(tmp_path, split, cache, "scanning-1", 600)

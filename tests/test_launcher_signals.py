@@ -20,7 +20,7 @@ from tests.test_launchers import start
 new_id = test_launchers.new_id  # the fixture: fresh device ids, their folders removed at the end
 
 # A run that never ends by itself (1000 epochs of 60 steps): only the signal stops it.
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]  # the bash launchers, signalled
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]  # the bash launchers, signalled
 LONG = ["--arch=tinynet", "--dummy", "--dummy-size", "480,40", "--num-classes", "4", "--image_size=16",
         "--batch_size=8", "-p", "5", "--device=cpu", "--epochs=1000"]
 CASES = {"int_group": ("train_full_1p.sh", signal.SIGINT, "group", ["--workers=1"]),  # a loader worker too

@@ -28,7 +28,7 @@ import pytest
 from classify.data import demo
 from tests.conftest import ROOT, Background, assert_one_line_error, launcher_output, start_ahead
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]  # the bash launchers
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]  # the bash launchers
 TEST_DIR = ROOT / "test"
 SCRIPTS = [f"train_{mode}_{scale}.sh" for mode in ("full", "performance", "eval") for scale in ("1p", "8p")]
 TINY = ["--arch=tinynet", "--image_size=32", "--batch_size=12", "--epochs=1", "--workers=0"]

@@ -70,6 +70,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert load_checkpoint(path)["epoch"] == 1 and os.listdir(tmp_path) == ["checkpoint.pth.tar"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(run_main, straight_run, tmp_path):
     proc = start([*DUMMY, "--epochs", "2", "--ckpt-interval", "10"], tmp_path / "killed")
     wait_for_line(proc, "saved checkpoint at epoch 1 step")
@@ -86,6 +87,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(run_main, straight_run, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_nonzero(tmp_path, run_main):
     proc = start([*DUMMY, "--epochs", "3"], tmp_path)
     wait_for_line(proc, "Epoch: [0][10/60]")

@@ -155,6 +155,7 @@ def test_resume_on_shards_is_bit_identical(wds, tmp_path, capsys, request):
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_three_process_evaluation_on_shards(folder, wds, tmp_path, capsys, subprocess_env):
     assert main.main(_tiny(folder, tmp_path / "train", "--epochs", "1", "--workers", "0")) == 0
     capsys.readouterr()
