@@ -98,17 +98,28 @@ def _ensure_after_barrier(root):
     return str(demo.ensure_demo_data(root, **TINY))
 
 
-def _race(fn, root, n=3):
-    """``fn(root)`` in ``n`` spawned processes started at the same moment; their results."""
+RACERS = 3
+
+
+@pytest.fixture(scope="module")
+def racers():
+    """``RACERS`` spawned processes behind one barrier, shared by this module's races (each
+    spawn imports torch: once for the module, not once per race)."""
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(n, initializer=_init_worker, initargs=(ctx.Barrier(n),)) as pool:
-        return pool.map(fn, [root] * n, chunksize=1)
+    with ctx.Pool(RACERS, initializer=_init_worker, initargs=(ctx.Barrier(RACERS),)) as pool:
+        yield pool
+
+
+def _race(pool, fn, root):
+    """``fn(root)`` in every process of ``pool``, started at the same moment (the barrier: a
+    process waiting there takes no other task, so each runs one); their results."""
+    return pool.map(fn, [root] * RACERS, chunksize=1)
 
 
 @pytest.mark.slow
-def test_concurrent_processes_get_one_complete_tree(tmp_path):
+def test_concurrent_processes_get_one_complete_tree(tmp_path, racers):
     root = tmp_path / "demo"
-    assert _race(_ensure_after_barrier, root) == [str(root)] * 3
+    assert _race(racers, _ensure_after_barrier, root) == [str(root)] * 3
     _assert_complete(root)
     assert os.listdir(tmp_path) == ["demo"]  # losers removed their temp trees
     images = {k: v for k, v in _tree(root).items() if k.endswith(".jpg")}
@@ -202,8 +213,8 @@ def _photos_after_barrier(root):
 
 
 @pytest.mark.slow
-def test_concurrent_processes_get_one_photo_set(tmp_path):
+def test_concurrent_processes_get_one_photo_set(tmp_path, racers):
     root = tmp_path / "photos"
-    assert _race(_photos_after_barrier, root) == [str(root)] * 3
+    assert _race(racers, _photos_after_barrier, root) == [str(root)] * 3
     assert os.listdir(tmp_path) == ["photos"]  # losers removed their temp trees
     assert _tree(root) == _tree(photos.make_photos(tmp_path / "ref", 2))
