@@ -63,7 +63,8 @@ usage: bash ${MODEL_DIR:+$MODEL_DIR/}test/$SCRIPT [--data_path=DIR] [--arch=NAME
   --fresh       full runs: start over in ${MODEL_DIR:+$MODEL_DIR/}test/output/<id>/ (its run moves to previous-<time>/);
                 without it a full run continues the run there, or refuses one of other data/flags
 Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). Ctrl-C or SIGTERM: the
-trainer saves a checkpoint and the same command continues it. See README.md.
+trainer saves a checkpoint and the same command continues it. CLASSIFY_TEST_OUTPUT_ROOT=DIR in the
+environment: outputs in DIR/<device_id>/ instead of ${MODEL_DIR:+$MODEL_DIR/}test/output/<device_id>/. See README.md.
 EOF
 }
 
@@ -365,7 +366,8 @@ launcher_main() {
     _find_python
     CASE_KIND=${MODE/full/acc}
     CASE_KIND=${CASE_KIND/performance/perf}
-    OUTPUT_DIR=$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output/$DEVICE_ID
+    # CLASSIFY_TEST_OUTPUT_ROOT: another folder in place of test/output (the test suite's tmp dirs)
+    OUTPUT_DIR=${CLASSIFY_TEST_OUTPUT_ROOT:-$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output}/$DEVICE_ID
     TRAIN_LOG=$OUTPUT_DIR/train_$DEVICE_ID.log
     # main.py's --output-dir: the accuracy run's folder itself; evaluation writes its
     # summary.json into eval/ and performance runs all of theirs into perf/ (a throughput run's

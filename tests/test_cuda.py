@@ -17,7 +17,6 @@ so that their logic can be tried on a CPU device before a GPU is lent.
 """
 
 import dataclasses
-import socket
 import warnings
 
 import pytest
@@ -39,7 +38,7 @@ from classify.metrics import Meter, sum_over_ranks
 from classify.parts import build_model, build_train_parts
 from classify.report import Reporter
 from classify.transforms import Normalize
-from tests.conftest import tiny_args, train_in_process, write_image_folder
+from tests.conftest import free_port, tiny_args, train_in_process, write_image_folder
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -229,14 +228,8 @@ def test_gpu_decode_matches_the_cpu_path(tmp_path, train):
 # --------------------------------------------------------------------------- DDP, checkpoints, compile, profiler
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_over_nccl_world_size_1():
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1,
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
                             device_id=CUDA)
     try:
         assert dist.get_backend() == "nccl"

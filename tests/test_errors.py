@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import main
-from tests.conftest import start_ahead, start_main, write_image_folder
+from tests.conftest import assert_one_line_error, start_main, write_image_folder
 
 PRECIOUS = b"an earlier run's checkpoint"
 
@@ -120,9 +120,7 @@ def out(tmp_path):
 REAL_PROCESS = ["data-missing", "resume-truncated", "unwritable-output"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "real_processes")
+START_AHEAD = ("real_processes",)  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +175,7 @@ def test_catalogue_in_a_real_process(name, trees, real_processes):
     _, _, match = next(c for c in CATALOGUE if c[0] == name)
     proc, out = real_processes[name]
     result = proc.result()
-    err = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(err) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert match.format(root=root) in err[0]
+    assert_one_line_error(result.returncode, result.stderr, match.format(root=root))
     check_output_dir(out)
 
 

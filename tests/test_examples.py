@@ -10,14 +10,14 @@ slurmctld slurmd slurm-client munge). ``.ci/run`` starts them once and passes
 import os
 import re
 import shutil
-import socket
 import subprocess
 
 import pytest
 
 from classify import launch
-from tests.conftest import ROOT, write_image_folder
+from tests.conftest import ROOT, free_port, write_image_folder
 
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]  # a local Slurm, two nodes
 SBATCH = ROOT / "examples" / "slurm" / "train.sbatch"
 MANIFEST = ROOT / "examples" / "kubernetes" / "pytorchjob.yaml"
 ACC = re.compile(r"^ \* Acc@1 ([\d.]+) Acc@5 [\d.]+$", re.M)
@@ -41,12 +41,6 @@ def slurm_conf(tmp_path_factory):
         yield proc.stdout.strip().split("=", 1)[1]
     finally:
         subprocess.run(["bash", script, "stop", folder], timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_slurm_example_trains_on_two_nodes(slurm_conf, subprocess_env, tmp_path):

@@ -20,16 +20,14 @@ import pytest
 from classify.config import SEED_NO_OPS, build_config
 from classify.launch import launcher_parser
 from main import get_args_parser
-from tests.conftest import ROOT, Background, start_ahead, tiny_args, train_in_process, write_image_folder
+from tests.conftest import ROOT, Background, launcher_env, launcher_output, tiny_args, train_in_process, write_image_folder
 
+pytestmark = pytest.mark.timeout(600)  # the tests that wait on real runs of the four networks
 NETS = ("alexnet", "vgg16", "googlenet", "inception_resnet_v2")
 NETWORK = {"alexnet": "AlexNet_ID2663_for_PyTorch", "vgg16": "Vgg16_ID1630_for_PyTorch",
            "googlenet": "Googlenet_ID0447_for_PyTorch", "inception_resnet_v2": "InceptionResNetV2_ID1779_for_PyTorch"}
 SCRIPTS = [f"train_{mode}_{scale}.sh" for mode in ("full", "performance", "eval") for scale in ("1p", "8p")]
 EIGHT_P = ("googlenet", "inception_resnet_v2")  # the seeds with their own multi-device entry point
-
-# Flags the lead wires at merge (other issues own them): skipped in the seed commands for now.
-OWNED_ELSEWHERE = []  # the flags other issues own (--cache-dataset, --sync-bn, --optimizer-batch-size) have landed
 
 
 # ----------------------------------------------------------------------------- §1 the folders
@@ -154,17 +152,17 @@ def test_seed_commands_parse(name):
     world, command = SEED_COMMANDS[name]
     words = shlex.split(command)
     script = next(i for i, w in enumerate(words) if w.endswith(".py"))  # after `python3 -u`
-    argv = [a for a in words[script + 1:] if a.split("=")[0] not in OWNED_ELSEWHERE]
+    argv = words[script + 1:]
     cfg = _resolve(argv, world)
     assert cfg.data.path == "/data/imagenet"
 
 
 def test_each_seed_flag_parses():
-    skipped = [f for f in SEED_FLAGS if f.split("=")[0] in OWNED_ELSEWHERE]
-    assert sorted(f.split("=")[0] for f in skipped) == sorted(OWNED_ELSEWHERE)  # wired by the lead at merge
     parser = get_args_parser()
+    declared = {name for action in parser._actions for name in action.option_strings}
+    assert [f for f in SEED_FLAGS if f.startswith("-") and f.split("=")[0] not in declared] == []
     for flag in SEED_FLAGS:
-        if flag in skipped or flag in ("5", "0"):
+        if flag in ("5", "0"):
             continue
         argv = [flag] + (["5"] if flag == "-ef" else ["0"] if flag == "-bm" else [])
         build_config(parser.parse_args(["/d", *argv]))
@@ -173,7 +171,7 @@ def test_each_seed_flag_parses():
         assert flag in help_text and "accepted, no effect" in help_text
     page = (ROOT / "docs" / "launchers.md").read_text().split("## The seeds' flags", 1)[1]
     for flag in SEED_FLAGS:
-        if flag.startswith("-") and flag not in OWNED_ELSEWHERE:
+        if flag.startswith("-"):
             assert f"`{flag.split('=')[0]}" in page, flag  # docs/launchers.md's seed-flag section names it
 
 
@@ -239,9 +237,9 @@ class FolderRun:
 
     def __init__(self, net, script, *args, cwd=ROOT):
         self.net, self.id = net, next(_ids)
-        self.dir = ROOT / "models" / net / "test" / "output" / str(self.id)
+        self.dir = launcher_output(net) / str(self.id)
         path = os.path.relpath(ROOT / "models" / net / "test" / script, cwd)
-        env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        env = launcher_env(dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"), net)
         self.bg = Background(["bash", path, *args, f"--device_id={self.id}", "--device=cpu", "--workers=0"],
                              env=env, cwd=cwd)
 
@@ -287,10 +285,8 @@ def small_folder(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("small"), train_per_class=4, val_per_class=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "googlenet_full_1p", "googlenet_perf_8p", "irv2_full_1p", "irv2_full_8p",
-                "alexnet_full_8p")
+START_AHEAD = ("googlenet_full_1p", "googlenet_perf_8p", "irv2_full_1p", "irv2_full_8p",
+               "alexnet_full_8p")  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")

@@ -69,30 +69,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+import torch.nn as nn
+import torchvision
+from torch.utils.data import DataLoader, Subset
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torchvision  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-import models  # noqa: E402
-from classify.amp import AMP_DTYPES, autocast, resolve_amp  # noqa: E402
-from classify.config import OneLineParser, OptimConfig  # noqa: E402
-from classify.data import build_loader  # noqa: E402
-from classify.data.device_decode import JpegFiles  # noqa: E402
-from classify.data.folder import SafeImageFolder  # noqa: E402
-from classify.data.photos import default_photos_root, ensure_photos  # noqa: E402
-from classify.devices import cpu_count, pin_memory, resolve_device, synchronize  # noqa: E402
-from tools.bench_levers import LEVERS, bench_levers  # noqa: E402
-from classify.errors import DataError, UserError  # noqa: E402
-from classify.fast import use_channels_last  # noqa: E402
-from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step  # noqa: E402
-from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps  # noqa: E402
-from classify.parts import build_model, build_train_parts  # noqa: E402
-from classify.report import Reporter  # noqa: E402
-from classify.transforms import Normalize, train_transform  # noqa: E402
+import models
+from classify.amp import AMP_DTYPES, autocast, resolve_amp
+from classify.config import OneLineParser, OptimConfig
+from classify.data import build_loader
+from classify.data.device_decode import JpegFiles
+from classify.data.folder import SafeImageFolder
+from classify.data.photos import default_photos_root, ensure_photos
+from classify.devices import cpu_count, pin_memory, resolve_device, synchronize
+from tools.bench_levers import LEVERS, bench_levers
+from classify.errors import DataError, UserError
+from classify.fast import use_channels_last
+from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step
+from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps
+from classify.parts import build_model, build_train_parts
+from classify.report import Reporter
+from classify.transforms import Normalize, train_transform
 
 MODES = ("baseline", "fast", "compiled")
 # --precision: our step in each memory format x precision (channels_last, bf16 autocast), ratios to fp32 NCHW

@@ -30,16 +30,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+import torch
+import torch.nn as nn
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-
-import models  # noqa: E402
-from classify.errors import UserError  # noqa: E402
-from classify.inference import TrainedModel, build_inference_model, load_trained_model  # noqa: E402
+import models
+from classify.errors import UserError
+from classify.inference import TrainedModel, build_inference_model, load_trained_model
 
 __all__ = ["random_model", "export", "verify", "exportable_pooling", "FixedAdaptiveAvgPool2d", "ExportFailed", "main"]
 

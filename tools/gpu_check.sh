@@ -110,7 +110,7 @@ fi
 # ---------------------------------------------------------------------------- CUDA tests
 PYTEST_TARGET=tests
 [ "$CUDA" = 1 ] || PYTEST_TARGET=tests/test_cuda.py  # the dry run: collect (and skip) the CUDA file only
-section pytest_cuda 200 "$PY" -m pytest -m cuda -rs -q "$PYTEST_TARGET" --junitxml="$DIR/pytest_cuda.xml"
+section pytest_cuda 200 "$PY" -m pytest -n 0 -m cuda -rs -q "$PYTEST_TARGET" --junitxml="$DIR/pytest_cuda.xml"
 SKIPS=$(grep -c "^SKIPPED" "$DIR/pytest_cuda.out" 2>/dev/null)
 [ "${SKIPS:-0}" -gt 0 ] && record pytest_cuda "$(tail -n 1 "$DIR/pytest_cuda.out" | tr -d '=' | xargs)" 0 \
     "skips: $(grep -m1 '^SKIPPED' "$DIR/pytest_cuda.out" | sed 's/.*: //')"

@@ -4,12 +4,8 @@
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
-
-from classify.data.demo import make_demo_data  # noqa: E402
+from classify.data.demo import make_demo_data
 
 
 def main(argv=None):

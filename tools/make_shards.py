@@ -24,12 +24,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from classify.data.folder import resolve_splits  # noqa: E402
-from classify.data.index import scan_split  # noqa: E402
-from classify.data.shards import INDEX_NAME, require_webdataset  # noqa: E402
-from classify.errors import UserError  # noqa: E402
+from classify.data.folder import resolve_splits
+from classify.data.index import scan_split
+from classify.data.shards import INDEX_NAME, require_webdataset
+from classify.errors import UserError
 
 TAR_OVERHEAD = 2 * 1024  # two members' headers and padding per sample
 PLAN_NAME = ".make_shards.json"

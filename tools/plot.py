@@ -8,14 +8,9 @@ labelled by its folder name. Needs matplotlib (optional: ``pip install matplotli
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-
-from classify.errors import UserError  # noqa: E402
-from classify.plots import plot_runs  # noqa: E402
+from classify.errors import UserError
+from classify.plots import plot_runs
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -19,17 +19,13 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+import torch
+from PIL import Image, UnidentifiedImageError
 
-import torch  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
-
-from classify.devices import resolve_device  # noqa: E402
-from classify.errors import UserError  # noqa: E402
-from classify.inference import TrainedModel, load_trained_model  # noqa: E402
-from classify.transforms import Normalize, val_transform  # noqa: E402
+from classify.devices import resolve_device
+from classify.errors import UserError
+from classify.inference import TrainedModel, load_trained_model
+from classify.transforms import Normalize, val_transform
 
 __all__ = ["find_images", "predict", "main"]
 
