@@ -20,9 +20,7 @@ restoring everything a file holds.
 import os
 import pickle
 import re
-import shutil
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ import torch.nn as nn
 
 import models
 
+from .atomic import copy_atomic, unlink, write_atomic
 from .devices import rng_state, set_rng_state
 from .distributed import gather_objects
 from .errors import CheckpointError, NonFiniteLoss, UnsafeCheckpoint, UserError
@@ -79,78 +78,10 @@ def model_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     return clean_state_dict(model.state_dict())
 
 
-def _publish(write: Callable[[Any], None], path: Path) -> None:
-    """Write through ``write(file)`` into a temp file in ``path``'s folder, fsync, ``os.replace``:
-    a crash or a full disk mid-write leaves the previous file intact."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def save_atomic(obj: Any, path: os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (see ``_publish``)."""
-    _publish(lambda f: torch.save(obj, f), Path(path))
-
-
-def _copy_atomic(source: Path, path: Path) -> None:
-    """``path`` becomes a copy of ``source``, atomically. The copy runs in the kernel
-    (copy_file_range; a reflink where the filesystem has them), so the state is
-    serialised once per save. A copy rather than a hard link: each file stays independent,
-    so overwriting one (``cp x checkpoint.pth.tar`` writes in place) cannot change the others."""
-    _publish(lambda f: _copy_into(source, f), path)
-
-
-def _copy_into(source: Path, f) -> None:
-    with open(source, "rb") as src:
-        try:
-            size = os.fstat(src.fileno()).st_size
-            done = 0
-            while done < size:  # in-kernel copy; no bytes pass through Python
-                n = os.copy_file_range(src.fileno(), f.fileno(), size - done)
-                if n == 0:
-                    break
-                done += n
-            if done == size:
-                return
-        except (AttributeError, OSError):  # no copy_file_range (not Linux, old kernel, some FUSE mounts)
-            pass
-        src.seek(0)
-        f.seek(0)
-        f.truncate()
-        shutil.copyfileobj(src, f, 16 << 20)
-
-
-def _unlink(path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """``torch.save`` to ``path`` atomically (``classify.atomic``: temp file, fsync, ``os.replace``;
+    a crash or a full disk mid-write leaves the previous file intact)."""
+    write_atomic(lambda f: torch.save(obj, f), path)
 
 
 def _torch_load(path: Path, mmap: bool):
@@ -306,11 +237,11 @@ class CheckpointManager:
                          best_is_ema=progress.best_is_ema)
         save_atomic(state, self.latest_path)
         if is_best and self._may_replace_best(progress.best_acc1):
-            _copy_atomic(self.latest_path, self.output_dir / BEST)
+            copy_atomic(self.latest_path, self.output_dir / BEST)
         due = self.every and finished_epoch is not None and (finished_epoch + 1) % self.every == 0
         if (self.keep or due) and finished_epoch is not None:
             kept = self.output_dir / f"checkpoint-{finished_epoch}.pth.tar"
-            _copy_atomic(self.latest_path, kept)
+            copy_atomic(self.latest_path, kept)
             if self.keep:
                 self._prune(kept)
 
@@ -349,7 +280,7 @@ class CheckpointManager:
         output dir may hold higher epochs of an earlier run)."""
         others = [path for _, path in self.epoch_files() if path != kept]
         for path in others[:max(0, len(others) - (self.keep - 1))]:
-            _unlink(path)
+            unlink(path)
 
     def epoch_files(self) -> List[Tuple[int, Path]]:
         """``checkpoint-<epoch>.pth.tar`` files, oldest first."""

@@ -23,6 +23,7 @@ from typing import Dict, Optional
 
 import torch
 
+from .atomic import write_json
 from .errors import UserError
 from .metrics import format_eta
 
@@ -150,10 +151,7 @@ class Reporter:
         """``OUTPUT_DIR/name``, replaced atomically (rank 0 only)."""
         if not self.is_main:
             return
-        path = self.output_dir / name
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(obj, self.output_dir / name)
 
 
 def _metric_columns(m: Dict[str, float], avg: Dict[str, float]) -> str:

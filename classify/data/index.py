@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -30,6 +29,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from ..atomic import write_atomic
 from ..errors import DataError
 
 __all__ = ["SampleTable", "scan_split", "load_table", "default_index_cache", "index_path", "INDEX_VERSION"]
@@ -146,17 +146,8 @@ def index_path(split: os.PathLike, cache_dir: os.PathLike) -> Path:
 def _write_index(path: Path, table: SampleTable, classes: List[str], record: dict) -> None:
     header = dict(record, version=INDEX_VERSION, root=os.path.realpath(table.root), classes=classes)
     meta = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=meta, buffer=table.buffer, offsets=table.offsets, labels=table.labels)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(lambda f: np.savez(f, meta=meta, buffer=table.buffer, offsets=table.offsets, labels=table.labels),
+                 path)
 
 
 class _Stale(Exception):
