@@ -36,10 +36,12 @@ from .atomic import copy_atomic, unlink, write_atomic
 from .devices import rng_state, set_rng_state
 from .distributed import gather_objects
 from .errors import CheckpointError, NonFiniteLoss, UnsafeCheckpoint, UserError
+from .identity import differences
 from .optim import KERNEL_KEYS
 
 __all__ = ["CheckpointManager", "Progress", "TrainingObjects", "save_atomic", "load_checkpoint",
-           "clean_state_dict", "model_state", "load_model_weights", "LATEST", "BEST"]
+           "clean_state_dict", "model_state", "load_model_weights", "LATEST", "BEST", "check_file", "check_start",
+           "folder_given"]
 
 LATEST, BEST = "checkpoint.pth.tar", "model_best.pth.tar"
 _EPOCH_FILE = re.compile(r"^checkpoint-(\d+)\.pth\.tar$")
@@ -174,6 +176,53 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.Path
             raise CheckpointError(f"checkpoint '{path}' does not fit: {key} has shape {tuple(value.shape)}, "
                                   f"model has {tuple(own[key].shape)}; check --num-classes/--arch")
     model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+
+
+# ----------------------------------------------------------------------------- pre-flight
+
+
+def check_file(value: os.PathLike, flag: str = "--resume") -> Path:
+    """The file ``flag`` (``--resume`` or ``--pretrained``) names, absolute; a one-line
+    ``CheckpointError`` when it is not a file. Looks at the name only (no read)."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path.absolute()
+    if path.is_dir():
+        raise CheckpointError(folder_given(value, flag))
+    if path.exists():
+        raise CheckpointError(f"checkpoint '{value}' is not a file; pass a checkpoint file to {flag}")
+    if flag == "--pretrained":
+        raise CheckpointError(f"weights file '{value}' not found; pass an existing file to --pretrained")
+    if path.name == BEST and (path.parent / LATEST).is_file():
+        raise CheckpointError(f"checkpoint '{value}' not found ({BEST} is written when an epoch beats 0% Acc@1); "
+                              f"its folder holds {LATEST}, the last epoch's weights: pass that to --resume "
+                              "(--pth_path of test/train_eval_*.sh)")
+    raise CheckpointError(f"checkpoint '{value}' not found; pass an existing file to --resume "
+                          "(--pth_path of test/train_eval_*.sh), or train first to write it")
+
+
+def check_start(*, output_dir: os.PathLike, resume: Optional[str], evaluate: bool, fresh: bool,
+                pretrained: Callable[[], Optional[Path]], resolve_auto: bool = True) -> str:
+    """The checkpoint pre-flight of a run (``--check`` and the run itself): what it starts from,
+    as ``--check`` prints it (``none``, ``PATH (--resume)``, ``PATH (--resume auto)``,
+    ``none (--resume auto: no checkpoint in DIR)``, ``none (--fresh)``, ``PATH (--pretrained)``);
+    a one-line ``CheckpointError`` for a file that is not there. Evaluation loads ``--resume``
+    (a path, "auto" too), else ``--pretrained``; training loads ``--pretrained``, then what
+    ``--resume`` names. ``pretrained()``: the checked weights file (``classify.pretrained``), or
+    None. ``resolve_auto=False`` leaves ``--resume auto`` to the run (it reads every checkpoint's
+    metadata)."""
+    weights = pretrained() if not (evaluate and resume) else None
+    if resume is not None and (evaluate or resume != "auto"):
+        return f"{check_file(resume, '--resume')} (--resume)"
+    if resume == "auto" and fresh and weights is None:
+        return "none (--fresh)"
+    if resume == "auto" and resolve_auto:
+        found = CheckpointManager(Path(output_dir), is_main=True, warn=lambda msg: None).resume_path("auto")
+        if found is not None:
+            return f"{found.absolute()} (--resume auto)"
+        if weights is None:
+            return f"none (--resume auto: no checkpoint in {Path(output_dir).expanduser().absolute()})"
+    return "none" if weights is None else f"{weights} (--pretrained)"
 
 
 # ----------------------------------------------------------------------------- a run's checkpoints
@@ -354,9 +403,7 @@ class CheckpointManager:
 
     def _check_identity(self, path: Path, state: Dict[str, Any]) -> None:
         """Continue only a run of this run's identity (data root, arch, recipe, classes, image
-        size, global batch: ``classify.rundir``); a checkpoint written before identities passes."""
-        from .rundir import differences
-
+        size, global batch: ``classify.identity``); a checkpoint written before identities passes."""
         saved, ours = state.get("identity"), self.run_info.get("identity")
         if ours and self.restarted:  # elastic membership (--nnodes MIN:MAX) changes the world size
             ours = {**ours, "global_batch": None}

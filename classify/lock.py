@@ -27,12 +27,11 @@ from typing import Callable, Optional
 from .atomic import publish
 from .distributed import gather_objects
 from .errors import UserError
-from .report import create_output_dir, prepare_output_dir
+from .outdir import LOCK_NAME, create_output_dir, prepare_output_dir
 
 __all__ = ["LOCK_NAME", "Holder", "OutputLock", "acquire", "output_lock", "check_free", "held_by", "release_job",
            "this_job"]
 
-LOCK_NAME = ".classify.lock"
 
 
 @dataclass(frozen=True)

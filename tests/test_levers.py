@@ -14,7 +14,6 @@ from classify.config import OptimConfig
 from classify.loop import EpochPlan, Micro, train_one_epoch
 from classify.parts import build_train_parts
 from classify.amp import AmpSettings
-from classify.report import Reporter
 from classify.transforms import Normalize
 from tests import tinynet
 
@@ -36,7 +35,7 @@ def parts_for(model, levers=None, steps_per_epoch=1, **optim):
 
 def run_epoch(parts, batches, tmp_path):
     plan = EpochPlan(epoch=0, steps_per_epoch=len(batches), print_freq=100)
-    return train_one_epoch(parts, [(x, y, 0) for x, y in batches], plan, Reporter(tmp_path, is_main=False))
+    return train_one_epoch(parts, [(x, y, 0) for x, y in batches], plan)
 
 
 def batch(n=16, seed=0):

@@ -85,7 +85,7 @@ def _walk(folder: str, rel: str, out: List[Tuple[str, List[str], int]]) -> None:
         _walk(os.path.join(folder, d), f"{rel}/{d}", out)
 
 
-def _class_names(split: str) -> List[str]:
+def class_names(split: str) -> List[str]:
     classes = sorted(e.name for e in os.scandir(split) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DataError(f"no class folders in '{split}'; expected {split}/<class>/*.jpg")
@@ -95,7 +95,7 @@ def _class_names(split: str) -> List[str]:
 def scan_split(split: os.PathLike) -> Tuple[SampleTable, List[str], dict]:
     """Scan ``split``: (table, classes, the record that tells when it changed)."""
     split = str(split)
-    classes = _class_names(split)
+    classes = class_names(split)
     blobs, lengths, labels, dirs, counts = [], [], [], [], []
     for label, name in enumerate(classes):
         walked: List[Tuple[str, List[str], int]] = []
