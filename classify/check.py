@@ -1,7 +1,7 @@
 """``python main.py --check ...`` / ``python main_8p.py --check ...``: what a run with those
 flags would use, resolved and checked without starting it.
 
-The check resolves exactly what the run would (the config of ``classify.config``, the device
+The check resolves exactly what the run would (the config of ``classify.resolve``, the device
 of ``classify.devices``, for ``main_8p.py`` the workers and devices of ``classify.launch``),
 checks what the run reads before it spends minutes building a model (the data layout, the
 checkpoint or weights file, the output dir and whether the run may use it: ``classify.rundir``),
@@ -39,8 +39,8 @@ second on ImageNet too.
 import sys
 from typing import Callable, Dict, List, Optional
 
-from .config import CHECK_EXIT_ERROR as EXIT_ERROR  # the check's exit code for a mistake
-from .config import Config
+from .cli import CHECK_EXIT_ERROR as EXIT_ERROR  # the check's exit code for a mistake
+from .schema import Config
 from .errors import UserError
 
 __all__ = ["KEYS", "EXIT_ERROR", "check_run", "inspect", "single_process_devices",

@@ -18,8 +18,8 @@ import models
 
 from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, check_start, load_checkpoint, load_model_weights
-from .config import Config
-from .data import (DUMMY_CLASSES, DataSpec, build_datasets, build_loader, check_data, count_classes, data_root,
+from .schema import Config
+from .data import (DUMMY_CLASSES, DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root,
                    identity_root)
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
@@ -75,7 +75,6 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                         "use --data-backend pil")
     d = cfg.data
     root = data_root(d.kind, d.path)
-    check_data(kind=d.kind, path=d.path, num_classes=d.num_classes, no_val=d.no_val, evaluate=cfg.output.evaluate)
     prog = cfg.levers.progressive_resize  # the loaders crop at its largest size, the device resizes per epoch
     data = build_datasets(DataSpec(root=root, image_size=max(prog[:2]) if prog else d.image_size,
                                    val_resize=d.val_resize,
@@ -106,6 +105,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                   f"amp {amp.name}")
     _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
+    check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
     val_loader = _loader(setup, data.val, train=False) if use_val else None
     if cfg.output.evaluate:
         return _evaluate_only(setup, model, val_loader)

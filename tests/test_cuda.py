@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 import models
 from classify.amp import AmpSettings
 from classify.checkpoint import load_checkpoint
-from classify.config import OptimConfig
+from classify.schema import OptimConfig
 from classify.data.device_decode import DeviceDecode, JpegFiles, collate_jpeg
 from classify.data.folder import SafeImageFolder
 from classify.distributed import broadcast_buffers

@@ -77,7 +77,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import models  # noqa: E402
 from classify.amp import AMP_DTYPES, autocast, resolve_amp  # noqa: E402
-from classify.config import OneLineParser, OptimConfig  # noqa: E402
+from classify.cli import OneLineParser  # noqa: E402
+from classify.schema import OptimConfig  # noqa: E402
 from classify.data import build_loader  # noqa: E402
 from classify.data.device_decode import JpegFiles  # noqa: E402
 from classify.data.folder import SafeImageFolder  # noqa: E402

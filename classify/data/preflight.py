@@ -1,7 +1,7 @@
 """The data's pre-flight: what a run would read, checked from folder and file names only (a
 second on ImageNet too), creating nothing. ``main.py --check`` calls it (``classify.check``);
 the run makes the same checks as it builds its datasets (``classify.data``), and both take
-the class count and the identity's data root from here and from ``classify.data``.
+the split checks, the class count and the identity's data root from here.
 
 What stays the run's to find: what it reads file by file (an empty class folder, a corrupt image).
 """
@@ -9,11 +9,11 @@ What stays the run's to find: what it reads file by file (an empty class folder,
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from ..errors import DataError
 
-__all__ = ["DataCheck", "check_data", "identity_root", "DUMMY_CLASSES"]
+__all__ = ["DataCheck", "check_data", "check_splits", "count_classes", "identity_root", "DUMMY_CLASSES"]
 
 DUMMY_CLASSES = 1000  # --dummy's classes (pytorch/examples' FakeData), unless --num-classes
 
@@ -33,12 +33,28 @@ def identity_root(kind: str, root: Optional[str]) -> Optional[str]:
     return "dummy" if kind == "dummy" else root
 
 
+def count_classes(flag: Optional[int], classes: List[str]) -> int:
+    """The classifier's width: ``--num-classes`` (at least the data's classes), else the data's."""
+    if flag is None:
+        return len(classes)
+    if flag < len(classes):
+        raise DataError(f"--num-classes {flag} is less than the {len(classes)} classes in the data; "
+                        f"drop the flag or pass --num-classes {len(classes)}")
+    return flag
+
+
+def check_splits(*, path: Optional[str], has_train: bool, has_val: bool, evaluate: bool) -> None:
+    """The splits a run needs: a val split to evaluate (-e), a train split to train."""
+    if evaluate and not has_val:
+        raise DataError("-e/--evaluate needs a val/ split; pass the data root holding val/ (without --no-val)")
+    if not evaluate and not has_train:
+        raise DataError(f"'{path}' is a validation folder; training needs train/ (or pass -e to evaluate)")
+
+
 def check_data(*, kind: str, path: Optional[str], num_classes: Optional[int], no_val: bool,
                evaluate: bool) -> DataCheck:
     """The layout of the data a run with these settings reads (one-line ``DataError`` when it
     is not usable), its splits against the mode (``check_splits``), and its class count."""
-    from . import check_splits, count_classes
-
     found = _layout(kind, path, num_classes)
     check_splits(path=path, has_train=found.has_train, has_val=found.has_val and not no_val, evaluate=evaluate)
     count_classes(num_classes, range(found.num_classes))  # --num-classes below the data's: the run's error
