@@ -10,10 +10,11 @@ from typing import Any, Dict
 import torch
 from torchvision.models import get_model_weights
 
-from .checkpoint import load_checkpoint
+from .checkpoint import check_file, load_checkpoint
 from .errors import CheckpointError
 
-__all__ = ["TORCHVISION", "torchvision_weights_path", "cached_torchvision_weights", "load_pretrained"]
+__all__ = ["TORCHVISION", "torchvision_weights_path", "cached_torchvision_weights", "check_pretrained",
+           "load_pretrained"]
 
 TORCHVISION = "torchvision"  # the value of a bare --pretrained
 
@@ -43,9 +44,18 @@ def _is_torchvision_file(path: str, arch: str) -> bool:
         return False
 
 
+def check_pretrained(value: str, arch: str) -> Path:
+    """The pre-flight of ``--pretrained`` (``--check`` and the run): the weights file it names,
+    or torchvision's in the local cache; one line when it is not there. Reads nothing."""
+    if value != TORCHVISION:
+        return check_file(value, "--pretrained")
+    return cached_torchvision_weights(arch)
+
+
 def load_pretrained(value: str, arch: str) -> Dict[str, Any]:
     """A checkpoint dict for ``--pretrained`` (a path, or the torchvision cache)."""
     if value != TORCHVISION:
+        check_pretrained(value, arch)
         state = load_checkpoint(value)
         if _is_torchvision_file(value, arch):  # torchvision's weights file, copied by hand
             state["torchvision"] = True

@@ -15,18 +15,16 @@ Three formats (``--log-format``; a model folder's main.py picks its seed's):
 """
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Dict, Optional
 
 import torch
 
-from .errors import UserError
+from .atomic import write_json
 from .metrics import format_eta
 
-__all__ = ["Reporter", "create_output_dir", "prepare_output_dir", "run_summary"]
+__all__ = ["Reporter", "run_summary"]
 
 _TB_NAMES = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc1": "acc1/train", "acc1": "acc1/val",
              "acc5": "acc5/val", "lr": "lr", "img_per_s": "img_per_s"}
@@ -150,48 +148,13 @@ class Reporter:
         """``OUTPUT_DIR/name``, replaced atomically (rank 0 only)."""
         if not self.is_main:
             return
-        path = self.output_dir / name
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(obj, self.output_dir / name)
 
 
 def _metric_columns(m: Dict[str, float], avg: Dict[str, float]) -> str:
     """torchvision's MetricLogger columns: ``loss: l (avg)  acc1: a (avg)  acc5: b (avg)``."""
     return "  ".join(f"{name}: {m[key]:.{digits}f} ({avg[key]:.{digits}f})"
                      for name, key, digits in (("loss", "loss", 4), ("acc1", "acc1", 3), ("acc5", "acc5", 3)))
-
-
-def prepare_output_dir(path: Path) -> Path:
-    """Check that ``path`` can be the output dir, creating nothing (an error found before the
-    run starts writing leaves no empty folder behind): a folder we may write into, or one we
-    may create. One line if not; returns the absolute path."""
-    path = Path(path).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output dir '{path}' is a file; pass --output-dir to a folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"output dir '{path}' is not writable ('{existing}' is a file); "
-                        "pass --output-dir to a writable folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"output dir '{path}' is not writable (no write access to '{existing}'); "
-                        "pass --output-dir to a writable folder")
-    return path
-
-
-def create_output_dir(path: Path) -> None:
-    """Create ``path`` (rank 0, when the run starts writing) and check that it takes a file."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test.{time.time_ns()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"output dir '{path}' is not writable ({e.strerror}); "
-                        "pass --output-dir to a writable folder") from None
 
 
 def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_batch_size: int,

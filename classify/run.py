@@ -17,9 +17,10 @@ import torch.nn as nn
 import models
 
 from .amp import AmpSettings, resolve_amp
-from .checkpoint import CheckpointManager, Progress, TrainingObjects, load_checkpoint, load_model_weights
-from .config import Config
-from .data import DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root
+from .checkpoint import CheckpointManager, Progress, TrainingObjects, check_start, load_checkpoint, load_model_weights
+from .schema import Config
+from .data import (DUMMY_CLASSES, DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root,
+                   identity_root)
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
 from .errors import Interrupted, NonFiniteLoss, UserError
@@ -29,9 +30,11 @@ from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .schedules import progressive_size
-from .pretrained import load_pretrained
-from .report import Reporter, create_output_dir, prepare_output_dir, run_summary
-from .rundir import claim, held_run, identity, move_aside, new_run_id
+from .pretrained import check_pretrained, load_pretrained
+from .outdir import create_output_dir, prepare_output_dir
+from .report import Reporter, run_summary
+from .identity import identity
+from .rundir import claim_run, held_run, move_aside
 from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
@@ -77,10 +80,14 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    val_resize=d.val_resize,
                                    val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
-                                   num_classes=d.num_classes or 1000, backend=d.backend,
+                                   num_classes=d.num_classes or DUMMY_CLASSES, backend=d.backend,
                                    index_cache=d.index_cache))
     num_classes = count_classes(d.num_classes, data.classes)
     ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
+    out = cfg.output  # what it starts from: the files named are there (the same pre-flight as --check)
+    check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
+                pretrained=lambda: out.pretrained and check_pretrained(out.pretrained, cfg.arch) or None,
+                resolve_auto=False)
     channels_last = use_channels_last(device, cfg.precision.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
@@ -165,18 +172,12 @@ def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
 
 
 def _claim(cfg: Config, root, num_classes: int, restarted: bool = False) -> Dict:
-    """The run's identity and id: the continued run's id, or a new one (``classify.rundir.claim``
-    refuses a folder that holds another run, before anything in it is touched)."""
-    ident = identity(data_root="dummy" if cfg.data.kind == "dummy" else root, arch=cfg.arch, recipe=cfg.recipe,
+    """The run's identity and id (``classify.rundir.claim_run`` refuses a folder that holds
+    another run, before anything in it is touched)."""
+    ident = identity(data_root=identity_root(cfg.data.kind, root), arch=cfg.arch, recipe=cfg.recipe,
                      num_classes=num_classes, image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
-    if cfg.output.evaluate or cfg.loop.prof:  # they write no checkpoint, no metrics
-        return ident
-    resume = cfg.output.resume or ("auto" if restarted else None)  # a restart generation continues its run
-    # Elastic membership (--nnodes MIN:MAX) changes the global batch between generations of one job.
-    compared = {**ident, "global_batch": None} if restarted else ident
-    held = claim(cfg.output.output_dir, compared, resume=resume, fresh=cfg.output.fresh and not restarted,
-                 epochs=cfg.optim.epochs)
-    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}
+    return claim_run(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh,
+                     epochs=cfg.optim.epochs, writes=not (cfg.output.evaluate or cfg.loop.prof), restarted=restarted)
 
 
 def _begin(setup: _Setup) -> None:
@@ -214,7 +215,8 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
 
 def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq)
+                     on_step=setup.reporter.test_step if setup.info.is_main else None,
+                     print_freq=setup.cfg.loop.print_freq)
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     return stats
 
@@ -330,7 +332,8 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
                          print_freq=cfg.loop.print_freq, world_size=setup.info.world_size,
                          max_bad_fraction=cfg.loop.max_bad_images)
         _progressive_size(setup, parts, epoch)
-        stats = train_one_epoch(parts, train_loader, plan, setup.reporter, stop=stop, after_step=after_step)
+        stats = train_one_epoch(parts, train_loader, plan, setup.reporter.step, log=setup.reporter.line, stop=stop,
+                                after_step=after_step)
         stats["train_size"] = parts.train_size
         if stats["stop_signal"]:
             ckpt.save(objects, progress)

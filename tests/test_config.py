@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from classify.config import build_config
+from classify.resolve import build_config
 from classify.errors import UserError
 from main import get_args_parser
 

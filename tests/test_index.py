@@ -11,7 +11,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 import main
-from classify.config import build_config
+from classify.resolve import build_config
 from classify.data import index as index_mod
 from classify.data.folder import SafeImageFolder
 from classify.data.index import SampleTable, index_path, load_table

@@ -17,7 +17,8 @@ from itertools import count
 
 import pytest
 
-from classify.config import SEED_NO_OPS, build_config
+from classify.cli import SEED_NO_OPS
+from classify.resolve import build_config
 from classify.launch import launcher_parser
 from main import get_args_parser
 from tests.conftest import ROOT, Background, launcher_env, launcher_output, tiny_args, train_in_process, write_image_folder

@@ -56,13 +56,11 @@ What is measured (the same definitions in every table):
 
 import argparse
 import gc
-import io
 import json
 import multiprocessing
 import os
 import platform
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -77,20 +75,20 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from classify.amp import AMP_DTYPES, autocast, resolve_amp
-from classify.config import OneLineParser, OptimConfig
+from classify.cli import OneLineParser
 from classify.data import build_loader
 from classify.data.device_decode import JpegFiles
 from classify.data.folder import SafeImageFolder
 from classify.data.photos import default_photos_root, ensure_photos
 from classify.devices import cpu_count, pin_memory, resolve_device, synchronize
-from tools.bench_levers import LEVERS, bench_levers
 from classify.errors import DataError, UserError
 from classify.fast import use_channels_last
 from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step
 from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps
 from classify.parts import build_model, build_train_parts
-from classify.report import Reporter
+from classify.schema import OptimConfig
 from classify.transforms import Normalize, train_transform
+from tools.bench_levers import LEVERS, bench_levers
 
 MODES = ("baseline", "fast", "compiled")
 # --precision: our step in each memory format x precision (channels_last, bf16 autocast), ratios to fp32 NCHW
@@ -441,9 +439,11 @@ class Feed:
 
 
 def ours_loop(parts: TrainParts, feed) -> float:
-    """``train_one_epoch`` as the trainer runs it (step log lines to a buffer); its FPS."""
+    """``train_one_epoch`` as the trainer runs it (the step lines' figures, read at every print
+    interval, kept in a list); its FPS."""
     plan = EpochPlan(epoch=0, steps_per_epoch=len(feed), print_freq=10)
-    stats = train_one_epoch(parts, feed, plan, Reporter(Path(tempfile.gettempdir()), True, io.StringIO()))
+    lines = []
+    stats = train_one_epoch(parts, feed, plan, lambda *where, **figures: lines.append(figures))
     return stats["fps"]
 
 

@@ -19,11 +19,11 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from classify.atomic import write_atomic, write_text
 from classify.data.folder import resolve_splits
 from classify.data.index import scan_split
 from classify.data.shards import INDEX_NAME, require_webdataset
@@ -65,22 +65,16 @@ def plan_split(split: Path, *, shuffle_seed, shard_bytes, per_shard):
 def write_shard(path: Path, table, samples) -> None:
     """``samples`` [(key, index into table)] into the tar ``path``, atomically."""
     wds = require_webdataset()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer = wds.TarWriter(f, mtime=0, encoder=False)
-            for key, i in samples:
-                with open(table.path(i), "rb") as image:
-                    data = image.read()
-                writer.write({"__key__": key, "jpg": data, "cls": str(int(table.labels[i])).encode()})
-            writer.close()
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(f) -> None:
+        writer = wds.TarWriter(f, mtime=0, encoder=False)
+        for key, i in samples:
+            with open(table.path(i), "rb") as image:
+                data = image.read()
+            writer.write({"__key__": key, "jpg": data, "cls": str(int(table.labels[i])).encode()})
+        writer.close()
+
+    write_atomic(write, path)
 
 
 class Progress:
@@ -136,9 +130,7 @@ def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, worker
         for job, _ in zip(todo, pool.map(lambda j: write_shard(*j), todo)):
             progress.add(len(job[2]), job[0].name)
     sys.stderr.write("\n")
-    tmp = out_dir / f".{INDEX_NAME}.tmp"
-    tmp.write_text(json.dumps(index, indent=1) + "\n")
-    os.replace(tmp, out_dir / INDEX_NAME)
+    write_text(json.dumps(index, indent=1) + "\n", out_dir / INDEX_NAME)
     return index
 
 

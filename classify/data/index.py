@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -30,6 +29,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from ..atomic import write_atomic
 from ..errors import DataError
 
 __all__ = ["SampleTable", "scan_split", "load_table", "default_index_cache", "index_path", "INDEX_VERSION"]
@@ -85,7 +85,7 @@ def _walk(folder: str, rel: str, out: List[Tuple[str, List[str], int]]) -> None:
         _walk(os.path.join(folder, d), f"{rel}/{d}", out)
 
 
-def _class_names(split: str) -> List[str]:
+def class_names(split: str) -> List[str]:
     classes = sorted(e.name for e in os.scandir(split) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DataError(f"no class folders in '{split}'; expected {split}/<class>/*.jpg")
@@ -95,7 +95,7 @@ def _class_names(split: str) -> List[str]:
 def scan_split(split: os.PathLike) -> Tuple[SampleTable, List[str], dict]:
     """Scan ``split``: (table, classes, the record that tells when it changed)."""
     split = str(split)
-    classes = _class_names(split)
+    classes = class_names(split)
     blobs, lengths, labels, dirs, counts = [], [], [], [], []
     for label, name in enumerate(classes):
         walked: List[Tuple[str, List[str], int]] = []
@@ -146,17 +146,8 @@ def index_path(split: os.PathLike, cache_dir: os.PathLike) -> Path:
 def _write_index(path: Path, table: SampleTable, classes: List[str], record: dict) -> None:
     header = dict(record, version=INDEX_VERSION, root=os.path.realpath(table.root), classes=classes)
     meta = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=meta, buffer=table.buffer, offsets=table.offsets, labels=table.labels)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(lambda f: np.savez(f, meta=meta, buffer=table.buffer, offsets=table.offsets, labels=table.labels),
+                 path)
 
 
 class _Stale(Exception):
