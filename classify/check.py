@@ -9,6 +9,8 @@ and prints one ``key = value`` line per
 item on stdout, in this order (``KEYS``)::
 
     arch = vgg16
+    network = Vgg16_ID1630_for_PyTorch  # the arch's seed network name (its registry entry; CaseName
+                                        # of the models/<net>/ launcher scripts)
     recipe = vgg16_modelzoo
     mode = train                        # train | evaluate (-e)
     device = cuda                       # cpu | cuda | npu (--device auto resolved)
@@ -41,6 +43,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+import models
+
 from .config import CHECK_EXIT_ERROR as EXIT_ERROR  # the check's exit code for a mistake
 from .config import Config
 from .errors import CheckpointError, DataError, UserError
@@ -48,8 +52,8 @@ from .errors import CheckpointError, DataError, UserError
 __all__ = ["KEYS", "EXIT_ERROR", "check_run", "inspect", "single_process_devices",
            "launcher_devices", "format_report", "report"]
 
-KEYS = ("arch", "recipe", "mode", "device", "device_count", "devices", "world_size", "nproc_per_node",
-        "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir")
+KEYS = ("arch", "network", "recipe", "mode", "device", "device_count", "devices", "world_size",
+        "nproc_per_node", "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir")
 
 
 # ----------------------------------------------------------------------------- devices
@@ -282,7 +286,8 @@ def inspect(cfg: Config, *, resolve_auto: bool = True, job: Optional[str] = None
     _check_mode(cfg, layout, has_val)
     output_dir = _output_dir(cfg)
     _claim(cfg, layout, job=job)
-    return {"arch": cfg.arch, "recipe": cfg.recipe, "mode": "evaluate" if cfg.output.evaluate else "train",
+    return {"arch": cfg.arch, "network": models.get_model_entry(cfg.arch).network, "recipe": cfg.recipe,
+            "mode": "evaluate" if cfg.output.evaluate else "train",
             "global_batch": str(cfg.optim.batch_size), "per_device_batch": str(cfg.optim.per_device_batch),
             "data": layout, "data_path": path, "checkpoint": _checkpoint(cfg, resolve_auto),
             "output_dir": str(output_dir)}
