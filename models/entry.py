@@ -48,7 +48,8 @@ class ModelEntry:
     # (e.g. "AlexNet_ID2663_for_PyTorch"; default: the name itself);
     network: str = ""
     # the log format of its folder's main.py and main_8p.py, its seed's lines (a value of main.py's
-    # --log-format: examples | torchvision | prefixed);
+    # --log-format: examples | torchvision | prefixed; another than examples needs main_8p=True,
+    # as the 8p scripts of a folder without main_8p.py run the top-level one, in examples lines);
     log_format: str = "examples"
     # whether the folder has main_8p.py (its seed had a multi-device entry point of its own).
     main_8p: bool = False
