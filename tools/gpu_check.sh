@@ -122,7 +122,7 @@ SKIPS=$(grep -c "^SKIPPED" "$DIR/pytest_cuda.out" 2>/dev/null)
 # bench_loaders; the others: bench_compute_<size>, bench_loaders_<size>), batch 256 up to 224 px
 # and 128 above. Quick sizes: the first network of each group at 64 px (or its minimum), batch 4;
 # GPU_CHECK_NET: that one network only (the tests' dry run: tinynet).
-NET_SIZES=$("$PY" -c 'import os, models
+NET_SIZES=$("$PY" -c 'import os, classify.config, models  # the registry as main.py sees it
 nets = [os.environ["GPU_CHECK_NET"]] if os.environ.get("GPU_CHECK_NET") else models.list_models()
 for n in nets: print(n, models.get_recipe(models.default_recipe(n)).image_size, models.min_image_size(n))')
 [ -n "$NET_SIZES" ] || { echo "error: cannot list the networks (python -c 'import models' failed)" >&2; exit 2; }
