@@ -33,6 +33,7 @@ NETWORKS = (
     "vgg16",
     "googlenet",
     "inception_resnet_v2",
+    "resnet50",
 )
 
 _ENTRIES: Dict[str, ModelEntry] = {}
