@@ -121,11 +121,14 @@ SKIPS=$(grep -c "^SKIPPED" "$DIR/pytest_cuda.out" 2>/dev/null)
 # one compute and one loader section per group (the first network's group: bench_compute and
 # bench_loaders; the others: bench_compute_<size>, bench_loaders_<size>), batch 256 up to 224 px
 # and 128 above. Quick sizes: the first network of each group at 64 px (or its minimum), batch 4;
-# GPU_CHECK_NET: that one network only (the tests' dry run: tinynet).
-NET_SIZES=$("$PY" -c 'import os, classify.config, models  # the registry as main.py sees it
-nets = [os.environ["GPU_CHECK_NET"]] if os.environ.get("GPU_CHECK_NET") else models.list_models()
-for n in nets: print(n, models.get_recipe(models.default_recipe(n)).image_size, models.min_image_size(n))')
-[ -n "$NET_SIZES" ] || { echo "error: cannot list the networks (python -c 'import models' failed)" >&2; exit 2; }
+# GPU_CHECK_NET: that one network only, at 64 px (the tests' dry run: tinynet).
+if [ "$QUICK" = 1 ] && [ -n "${GPU_CHECK_NET:-}" ]; then
+    NET_SIZES="$GPU_CHECK_NET 64 0"  # that one network at the quick size (no registry query to wait for)
+else  # "name recipe_image_size min_image_size", one line per network
+    NET_SIZES=$("$PY" -c 'import models
+for n in models.list_models(): print(n, models.get_recipe(models.default_recipe(n)).image_size, models.min_image_size(n))')
+    [ -n "$NET_SIZES" ] || { echo "error: cannot list the networks (python -c 'import models' failed)" >&2; exit 2; }
+fi
 G_NETS=(); G_SIZE=(); G_BATCH=(); G_NAME=(); G_COUNT=()
 while read -r net size min; do
     i=0
@@ -151,15 +154,16 @@ fi
 PEAK=()
 [ "$CUDA" = 1 ] && [ -n "$(peak_tflops)" ] && PEAK=(--peak-tflops "$(peak_tflops)")
 BENCH=("$PY" tools/bench.py --device "$DEVICE" "${PEAK[@]}")
-limit() {  # seconds for a section over N networks: PER_NET each, at least 90
-    local t=$(( $1 * $2 ))
-    [ "$t" -lt 90 ] && t=90
+limit() {  # limit GROUP NETS PER_NET FIRST: seconds for a section, PER_NET per network, at least FIRST
+    local t=$(( $2 * $3 )) least=90  # for the first group, else 90
+    [ "$1" = 0 ] && least=$4
+    [ "$t" -lt "$least" ] && t=$least
     echo "$t"
 }
 
 # ---------------------------------------------------------------------------- compute tables
 for i in "${!G_SIZE[@]}"; do
-    section "bench_compute${G_NAME[$i]}" "$(limit "${G_COUNT[$i]}" 50)" "${BENCH[@]}" "${STEPS[@]}" \
+    section "bench_compute${G_NAME[$i]}" "$(limit "$i" "${G_COUNT[$i]}" 50 150)" "${BENCH[@]}" "${STEPS[@]}" \
         --arch "${G_NETS[$i]}" -b "${G_BATCH[$i]}" --image-size "${G_SIZE[$i]}" --modes baseline,fast \
         --json-out "$DIR/bench_compute${G_NAME[$i]}.json"
 done
@@ -168,7 +172,7 @@ done
 for i in "${!G_SIZE[@]}"; do
     PHOTO_ARGS=(--data "$DIR/photos")
     [ "$i" = 0 ] && PHOTO_ARGS=(--make-photos "$DIR/photos" --num-photos "$PHOTOS")
-    section "bench_loaders${G_NAME[$i]}" "$(limit "${G_COUNT[$i]}" 65)" "${BENCH[@]}" "${LOADER_STEPS[@]}" \
+    section "bench_loaders${G_NAME[$i]}" "$(limit "$i" "${G_COUNT[$i]}" 65 200)" "${BENCH[@]}" "${LOADER_STEPS[@]}" \
         "${PHOTO_ARGS[@]}" --loader pil,gpu,reference --workers "$WORKERS" --arch "${G_NETS[$i]}" \
         -b "${G_BATCH[$i]}" --image-size "${G_SIZE[$i]}" --json-out "$DIR/bench_loaders${G_NAME[$i]}.json"
 done
