@@ -1,4 +1,4 @@
-"""Train or evaluate AlexNet, VGG16, GoogLeNet or Inception-ResNet-v2 on ImageNet-style data.
+"""Train or evaluate the registered classic CNNs (``models.list_models()``) on ImageNet-style data.
 
     python main.py /data/imagenet -a vgg16 --epochs 120 --amp      # pytorch/examples style
     python main.py --data_path=/data/imagenet --arch alexnet      # ModelZoo style

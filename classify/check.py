@@ -9,6 +9,8 @@ and prints one ``key = value`` line per
 item on stdout, in this order (``KEYS``)::
 
     arch = vgg16
+    network = Vgg16_ID1630_for_PyTorch  # the arch's seed network name (its registry entry; CaseName
+                                        # of the models/<net>/ launcher scripts)
     recipe = vgg16_modelzoo
     mode = train                        # train | evaluate (-e)
     device = cuda                       # cpu | cuda | npu (--device auto resolved)
@@ -39,6 +41,8 @@ second on ImageNet too.
 import sys
 from typing import Callable, Dict, List, Optional
 
+import models
+
 from .cli import CHECK_EXIT_ERROR as EXIT_ERROR  # the check's exit code for a mistake
 from .schema import Config
 from .errors import UserError
@@ -46,8 +50,8 @@ from .errors import UserError
 __all__ = ["KEYS", "EXIT_ERROR", "check_run", "inspect", "single_process_devices",
            "launcher_devices", "format_report", "report"]
 
-KEYS = ("arch", "recipe", "mode", "device", "device_count", "devices", "world_size", "nproc_per_node",
-        "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir")
+KEYS = ("arch", "network", "recipe", "mode", "device", "device_count", "devices", "world_size",
+        "nproc_per_node", "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir")
 
 
 # ----------------------------------------------------------------------------- devices
@@ -109,7 +113,8 @@ def inspect(cfg: Config, *, resolve_auto: bool = True, job: Optional[str] = None
     checkpoint = check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
                              pretrained=lambda: out.pretrained and check_pretrained(out.pretrained, cfg.arch) or None,
                              resolve_auto=resolve_auto)
-    return {"arch": cfg.arch, "recipe": cfg.recipe, "mode": "evaluate" if out.evaluate else "train",
+    return {"arch": cfg.arch, "network": models.get_model_entry(cfg.arch).network, "recipe": cfg.recipe,
+            "mode": "evaluate" if out.evaluate else "train",
             "global_batch": str(cfg.optim.batch_size), "per_device_batch": str(cfg.optim.per_device_batch),
             "data": data.layout, "data_path": data.path, "checkpoint": checkpoint, "output_dir": str(output_dir)}
 

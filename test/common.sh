@@ -22,15 +22,17 @@ PERF_STEPS_CPU=20
 LAUNCHER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$LAUNCHER_DIR")
 
-# A per-model folder's scripts (models/<net>/test/*.sh) call `model_launcher NET NETWORK MODE SCALE "$@"`
-# instead of launcher_main: the arch is fixed to NET, the folder's own entry points run
-# (models/<net>/main.py, and models/<net>/main_8p.py where the folder has one: they fix the arch
-# and the folder's log format), CaseName and Network use NETWORK (the seed's name, e.g.
-# AlexNet_ID2663_for_PyTorch), and the outputs go to models/<net>/test/output/<id>/.
+# A per-model folder's scripts (models/<net>/test/*.sh, the same in every folder) call
+# `model_launcher MODE SCALE "$@"` instead of launcher_main: the arch is fixed to the folder's
+# name, the folder's own entry points run (models/<net>/main.py, and models/<net>/main_8p.py where
+# the folder has one: they fix the arch and the net's log format), CaseName and Network use the
+# net's seed network name (its registry entry's, e.g. AlexNet_ID2663_for_PyTorch, as the check
+# prints it), and the outputs go to models/<net>/test/output/<id>/.
 MODEL_ARCH="" NETWORK="" MODEL_DIR=""
 model_launcher() {
-    MODEL_ARCH=$1 NETWORK=$2 MODEL_DIR=models/$1
-    shift 2
+    local script=${BASH_SOURCE[${#BASH_SOURCE[@]} - 1]}  # models/<net>/test/<script>, as the user ran it
+    MODEL_ARCH=$(basename "$(cd "$(dirname "$script")/.." && pwd)")
+    MODEL_DIR=models/$MODEL_ARCH
     launcher_main "$@"
 }
 
@@ -199,6 +201,7 @@ _check() {
 _build_command() {
     DEVICE=$CHECK_device
     RANK_SIZE=$CHECK_world_size
+    [[ -n $MODEL_DIR ]] && NETWORK=${CHECK_network:-$MODEL_ARCH}  # a folder's CaseName: its seed's network name
     if [[ $DEVICE == npu && -f $LAUNCHER_DIR/env_npu.sh ]]; then
         # shellcheck source=env_npu.sh
         source "$LAUNCHER_DIR/env_npu.sh"

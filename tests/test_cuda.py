@@ -38,12 +38,13 @@ from classify.metrics import Meter, sum_over_ranks
 from classify.parts import build_model, build_train_parts
 from classify.report import Reporter
 from classify.transforms import Normalize
-from tests.conftest import free_port, tiny_args, train_in_process, write_image_folder
+from tests.conftest import ROOT, free_port, tiny_args, train_in_process, write_image_folder
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 STEPS, BATCH = 12, 8
+NETS = [n for n in models.list_models() if (ROOT / "models" / n).is_dir()]  # the networks with a folder
 
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)  # an index, as the trainer's (DDP's device_ids)
@@ -137,8 +138,9 @@ def _one_step(arch: str, state, images, target, *, device, amp: AmpSettings, cha
         if isinstance(m, nn.Dropout):  # dropout draws from each device's own generator
             m.p = 0.0
     model = prepare_model(model, device, channels_last=channels_last, compile_model=False)
-    if amp.dtype == torch.float16:  # the recipe's static loss scale, as the trainer (a dynamic one starts
-        amp = dataclasses.replace(amp, loss_scale=recipe.loss_scale)  # at 2**16 and skips the first steps)
+    if amp.dtype == torch.float16:  # the recipe's static loss scale, as the trainer, or 1024 where the recipe's
+        # is dynamic: a dynamic one starts at 2**16 and skips the first steps, this test's only step
+        amp = dataclasses.replace(amp, loss_scale=recipe.loss_scale or 1024.0)
     parts = build_train_parts(model, arch=arch, optim=_optim(images.shape[0], 0.0), steps_per_epoch=10,
                               device=device, amp=amp,
                               normalize=Normalize(recipe.mean, recipe.std, channels_last).to(device))
@@ -173,7 +175,7 @@ def step_against_cpu_fp32(arch: str, amp: AmpSettings, device: torch.device, bat
 
 
 @pytest.mark.parametrize("amp", AMPS[:2], ids=["bf16", "fp16-scaler"])
-@pytest.mark.parametrize("arch", ["alexnet", "vgg16", "googlenet", "inception_resnet_v2"])
+@pytest.mark.parametrize("arch", NETS)
 def test_each_net_steps_like_cpu_fp32(arch, amp):
     result = step_against_cpu_fp32(arch, amp, CUDA)
     parts, tol = result["parts"], TOLERANCE[amp.dtype]

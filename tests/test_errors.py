@@ -53,7 +53,7 @@ CATALOGUE = [
     ("no-val", ["{root}/no_val"], "has no val/"),
     ("empty-class", ["{root}/empty_class"], "class folder '{root}/empty_class/train/purple' holds no images"),
     ("classes-differ", ["{root}/differ"], "train/ and val/ have different classes"),
-    ("unknown-arch", ["{good}", "-a", "resnet50"], "unknown arch 'resnet50'"),
+    ("unknown-arch", ["{good}", "-a", "resnet9000"], "unknown arch 'resnet9000'"),
     ("unknown-recipe", ["{good}", "--recipe", "foo"], "unknown recipe 'foo'"),
     ("recipe-arch-mismatch", ["{good}", "-a", "vgg16", "--recipe", "alexnet_modelzoo"], "is for alexnet, not vgg16"),
     ("negative-epochs", ["{good}", "--epochs", "-3"], "--epochs must be > 0"),

@@ -287,7 +287,7 @@ def test_export_errors(tmp_path, capsys):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     out = tmp_path / "x.onnx"
-    for argv, match in ((["--arch", "resnet50"], "unknown --arch"),
+    for argv, match in ((["--arch", "resnet9000"], "unknown --arch"),
                         (["--checkpoint", str(tmp_path / "nope.pth")], "not found"),
                         (["--arch", "googlenet", "--image-size", "16"], "too small"),
                         (["--arch", "googlenet", "--opset", "30"], "--opset 30")):
