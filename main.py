@@ -10,6 +10,7 @@ recipe supplies defaults; every flag given on the command line wins.
 """
 
 import argparse
+import errno
 import os
 import sys
 from typing import Optional
@@ -18,8 +19,9 @@ try:  # importing torch takes seconds: a Ctrl-C then is one line too, not a trac
     import torch
 
     import models
-    from classify.config import CheckFlag, OneLineParser, add_lever_flags, add_seed_flags, build_config, parse_int_list
-    from classify.errors import Interrupted, NonFiniteLoss, UserError
+    from classify.config import (CheckFlag, OneLineParser, add_lever_flags, add_seed_flags, build_config, finite_float,
+                                 parse_int_list)
+    from classify.errors import Interrupted, NonFiniteLoss, UserError, os_error_text
     from classify.schedules import SCHEDULES
 except KeyboardInterrupt:
     print("error: interrupted while starting (SIGINT); nothing was written", file=sys.stderr, flush=True)
@@ -65,16 +67,16 @@ def get_args_parser() -> OneLineParser:
     add("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
         help="global batch of this node (split over its devices)")
     add("--per_batch_size", "--per-batch-size", type=int, default=None, help="batch per device")
-    add("--lr", "--learning-rate", "--learning_rate", dest="lr", type=float, default=None)
-    add("--momentum", "--mom", type=float, default=None)
-    add("--wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=float, default=None)
+    add("--lr", "--learning-rate", "--learning_rate", dest="lr", type=finite_float, default=None)
+    add("--momentum", "--mom", type=finite_float, default=None)
+    add("--wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=finite_float, default=None)
     add("--label-smoothing", "--label_smooth_factor", "--label-smooth-factor", dest="label_smoothing",
-        type=float, default=None)
+        type=finite_float, default=None)
     add("--label_smooth", "--label-smooth", type=int, default=None, help="0 | 1 (MindSpore style)")
     add("--lr-scheduler", "--lr_scheduler", default=None, help=" | ".join(SCHEDULES))
     add("--lr-epochs", "--lr_epochs", type=parse_int_list, default=None, help="milestones, e.g. 30,60,90")
-    add("--lr-gamma", "--lr_gamma", type=float, default=None)
-    add("--warmup-epochs", "--warmup_epochs", type=float, default=None)
+    add("--lr-gamma", "--lr_gamma", type=finite_float, default=None)
+    add("--warmup-epochs", "--warmup_epochs", type=finite_float, default=None)
     add("--seed", type=int, default=None)
     # precision
     add("--amp", "--apex", action="store_true", help="mixed precision (on accelerators the recipe's)")
@@ -119,7 +121,7 @@ def get_args_parser() -> OneLineParser:
     add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
     add("--prof", action="store_true", help="profile a few steps with torch.profiler, then stop")
     add("--tensorboard", action="store_true", help="write TensorBoard scalars to OUTPUT_DIR/tensorboard")
-    add("--max-bad-images", "--max_bad_images", type=float, default=0.01, metavar="FRACTION",
+    add("--max-bad-images", "--max_bad_images", type=finite_float, default=0.01, metavar="FRACTION",
         help="abort when more than this fraction of images is unreadable (default 0.01)")
     add("--nan-policy", "--nan_policy", default="stop", help="stop | skip | skip:N (non-finite loss)")
     add("--check", action=CheckFlag, help="print what a run with these flags would use (device, world size, "
@@ -190,6 +192,11 @@ def main(argv=None) -> int:
     except torch.OutOfMemoryError:
         print(f"error: {'' if rank == 0 else f'[rank {rank}] '}out of memory on the device; use a smaller "
               "-b/--batch-size, --amp, or a smaller --image-size", file=sys.stderr, flush=True)
+        return 1
+    except OSError as e:  # a path the filesystem refused (full, read-only, a file where a folder should be)
+        if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {'' if rank == 0 else f'[rank {rank}] '}{os_error_text(e)}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:  # before training (import, data scan, model) or a second Ctrl-C
         print("error: interrupted (SIGINT)", file=sys.stderr, flush=True)

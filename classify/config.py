@@ -6,6 +6,7 @@ data path is given) > the recipe > built-in defaults. Engine code receives the r
 """
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors 
 
 __all__ = ["add_seed_flags", "SEED_NO_OPS", "LOG_FORMATS", "CheckFlag", "Config", "DataConfig", "OptimConfig",
            "PrecisionConfig", "LoopConfig", "OutputConfig", "build_config", "OneLineParser", "parse_int_list",
+           "finite_float",
            "LeverConfig", "add_lever_flags"]
 
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
@@ -49,6 +51,18 @@ class CheckFlag(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, True)
         parser.error = lambda message: parser.exit(CHECK_EXIT_ERROR, f"error: {parser.prog}: {message}; see --help\n")
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type`` of every float flag: a finite number (``float()`` also takes nan and inf,
+    which would train garbage or loop forever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return value
 
 
 def parse_int_list(text: str) -> Tuple[int, ...]:
@@ -85,7 +99,7 @@ def add_seed_flags(p: argparse.ArgumentParser) -> None:
     add("--pm", "--precision-mode", "--precision_mode", dest="opt_level", metavar="LEVEL", help="= --opt-level", **alias)
     add("--static-loss-scale", "--static_loss_scale", "--loss-scale-value", dest="loss_scale", metavar="X",
         help="= --loss-scale", **alias)
-    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=float, metavar="N",
+    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=finite_float, metavar="N",
         help="= --warmup-epochs", **alias)
     add("-bm", dest="benchmark", type=int, metavar="0|1", help="= --benchmark 0|1", **alias)
     add("--workspace", dest="output_dir", metavar="DIR", help="= --output-dir", **alias)
@@ -477,8 +491,8 @@ def _loss_scale(value: Optional[str], recipe: Recipe) -> Optional[float]:
     if str(value).lower() == "dynamic":
         return None
     try:
-        scale = float(value)
-    except ValueError:
+        scale = finite_float(value)
+    except argparse.ArgumentTypeError:
         raise UserError(f"--loss-scale must be a number or 'dynamic', got '{value}'") from None
     if scale <= 0:
         raise UserError(f"--loss-scale must be > 0, got {value}")
@@ -570,24 +584,24 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="accumulate the gradients of N batches per optimizer step (default 1)")
     add("--optimizer-batch-size", "--optimizer_batch_size", type=int, default=None, metavar="B",
         help="accumulate to this global batch per optimizer step (a multiple of the global batch)")
-    add("--clip-grad-norm", "--clip_grad_norm", "--clip-grad", dest="clip_grad_norm", type=float, default=None,
+    add("--clip-grad-norm", "--clip_grad_norm", "--clip-grad", dest="clip_grad_norm", type=finite_float, default=None,
         metavar="X", help="clip the gradients' global L2 norm to X (with AMP: unscaled first)")
     add("--model-ema", "--model_ema", action="store_true", help="keep an EMA of the weights, evaluated every epoch")
-    add("--model-ema-decay", "--model_ema_decay", type=float, default=None, metavar="D",
+    add("--model-ema-decay", "--model_ema_decay", type=finite_float, default=None, metavar="D",
         help="EMA decay per update (default 0.99998, adjusted as torchvision's)")
     add("--model-ema-steps", "--model_ema_steps", type=int, default=None, metavar="N",
         help="optimizer steps between EMA updates (default 32)")
     add("--model-ema-warmup", "--model_ema_warmup", action="store_true",
         help="timm's EMA decay warm-up: min(decay, 1 - (1 + t)^-2/3) at the t-th update")
-    add("--mixup-alpha", "--mixup_alpha", "--mixup", dest="mixup_alpha", type=float, default=None, metavar="A",
+    add("--mixup-alpha", "--mixup_alpha", "--mixup", dest="mixup_alpha", type=finite_float, default=None, metavar="A",
         help="MixUp with Beta(A, A) on each batch (default off)")
-    add("--cutmix-alpha", "--cutmix_alpha", "--cutmix", dest="cutmix_alpha", type=float, default=None, metavar="A",
+    add("--cutmix-alpha", "--cutmix_alpha", "--cutmix", dest="cutmix_alpha", type=finite_float, default=None, metavar="A",
         help="CutMix with Beta(A, A) on each batch (default off)")
-    add("--mixup-switch-prob", "--mixup_switch_prob", type=float, default=None, metavar="P",
+    add("--mixup-switch-prob", "--mixup_switch_prob", type=finite_float, default=None, metavar="P",
         help="with both: CutMix for a batch with probability P, else MixUp (default 0.5)")
-    add("--norm-weight-decay", "--norm_weight_decay", type=float, default=None, metavar="X",
+    add("--norm-weight-decay", "--norm_weight_decay", type=finite_float, default=None, metavar="X",
         help="weight decay of normalisation layers' parameters (default: --weight-decay)")
-    add("--bias-weight-decay", "--bias_weight_decay", type=float, default=None, metavar="X",
+    add("--bias-weight-decay", "--bias_weight_decay", type=finite_float, default=None, metavar="X",
         help="weight decay of biases (default: --weight-decay)")
     _add_data_lever_flags(add)
 
@@ -608,7 +622,7 @@ def _add_data_lever_flags(add) -> None:
         help=f"{' | '.join(AUTO_AUGMENT)} (torchvision v2 policies, pil backend)")
     add("--ra-magnitude", "--ra_magnitude", type=int, default=None, metavar="M", help="RandAugment magnitude (9)")
     add("--augmix-severity", "--augmix_severity", type=int, default=None, metavar="S", help="AugMix severity (3)")
-    add("--random-erase", "--random_erase", "--reprob", dest="random_erase", type=float, default=None, metavar="P",
+    add("--random-erase", "--random_erase", "--reprob", dest="random_erase", type=finite_float, default=None, metavar="P",
         help="random erasing probability (default 0)")
     add("--ra-sampler", "--ra_sampler", action="store_true", help="repeated augmentation sampler")
     add("--ra-reps", "--ra_reps", type=int, default=None, metavar="R", help="repetitions per image (default 3)")
@@ -616,11 +630,11 @@ def _add_data_lever_flags(add) -> None:
         help="timm: --ra-sampler --ra-reps R (0: off)")
     add("--progressive-resize", "--progressive_resize", default=None, metavar="START:END[:FROM:TO]",
         help="FFCV-style: the train size ramps from START to END between epochs FROM and TO (default: the run)")
-    add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
+    add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=finite_float, default=None, metavar="E",
         help="= --warmup-epochs")
     add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
         help=f"{' | '.join(WARMUP_METHODS)} (default linear)")
-    add("--lr-warmup-decay", "--lr_warmup_decay", type=float, default=None, metavar="D",
+    add("--lr-warmup-decay", "--lr_warmup_decay", type=finite_float, default=None, metavar="D",
         help="warm-up start factor: linear from D x lr, constant at D x lr (default: linear from 0, constant 0.01)")
 
 

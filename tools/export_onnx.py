@@ -38,7 +38,8 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 import models  # noqa: E402
-from classify.errors import UserError  # noqa: E402
+from classify.config import finite_float  # noqa: E402
+from classify.errors import UserError, os_error_text  # noqa: E402
 from classify.inference import TrainedModel, build_inference_model, load_trained_model  # noqa: E402
 
 __all__ = ["random_model", "export", "verify", "exportable_pooling", "FixedAdaptiveAvgPool2d", "ExportFailed", "main"]
@@ -218,7 +219,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="input height = width (default: the checkpoint's --image-size, else the recipe's)")
     parser.add_argument("--ema", action="store_true", help="export the EMA weights of a --model-ema run")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="parity tolerance, max abs diff (default 1e-4)")
+    parser.add_argument("--atol", type=finite_float, default=1e-4, help="parity tolerance, max abs diff (default 1e-4)")
     return parser
 
 
@@ -250,6 +251,9 @@ def main(argv=None) -> int:
         return e.exit_code
     except ExportFailed as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as e:  # --output in a folder that cannot be (a file in the way, read-only, full)
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
         return 1
     return 0
 

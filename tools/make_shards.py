@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from classify.data.folder import resolve_splits  # noqa: E402
 from classify.data.index import scan_split  # noqa: E402
 from classify.data.shards import INDEX_NAME, require_webdataset  # noqa: E402
-from classify.errors import UserError  # noqa: E402
+from classify.errors import UserError, os_error_text  # noqa: E402
 
 TAR_OVERHEAD = 2 * 1024  # two members' headers and padding per sample
 PLAN_NAME = ".make_shards.json"
@@ -64,11 +64,20 @@ def plan_split(split: Path, *, shuffle_seed, shard_bytes, per_shard):
     return table, classes, order, cuts
 
 
-def write_shard(path: Path, table, samples) -> None:
-    """``samples`` [(key, index into table)] into the tar ``path``, atomically."""
+def file_mode() -> int:
+    """The mode a new file gets under the umask (mkstemp's temp files are 0600: a shared data set
+    must be readable by its other users, as any file the umask lets be)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_shard(path: Path, table, samples, mode: int = 0o644) -> None:
+    """``samples`` [(key, index into table)] into the tar ``path`` (with ``mode``), atomically."""
     wds = require_webdataset()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             writer = wds.TarWriter(f, mtime=0, encoder=False)
             for key, i in samples:
@@ -134,8 +143,9 @@ def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, worker
     check_plan(out_dir, plan)
     todo = [j for j in jobs if not j[0].exists()]
     progress = Progress(sum(len(j[2]) for j in jobs), sum(len(j[2]) for j in jobs if j[0].exists()))
+    mode = file_mode()  # once, before the threads (the umask is per process)
     with ThreadPoolExecutor(max(workers, 1)) as pool:
-        for job, _ in zip(todo, pool.map(lambda j: write_shard(*j), todo)):
+        for job, _ in zip(todo, pool.map(lambda j: write_shard(*j, mode=mode), todo)):
             progress.add(len(job[2]), job[0].name)
     sys.stderr.write("\n")
     tmp = out_dir / f".{INDEX_NAME}.tmp"
@@ -159,7 +169,10 @@ def main(argv=None) -> int:
                             workers=args.workers, seed=args.seed)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
+    except OSError as e:  # OUT is a file, read-only, the disk is full
+        print(f"error: {os_error_text(e)}", file=sys.stderr)
+        return 1
     print(f"=> {args.out}: {len(index['train'])} train / {len(index['val'])} val shards, "
           f"{sum(s['count'] for s in index['train'])} / {sum(s['count'] for s in index['val'])} images, "
           f"{len(index.get('classes', []))} classes")

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from classify.errors import UserError  # noqa: E402
+from classify.errors import UserError, os_error_text  # noqa: E402
 from classify.plots import plot_runs  # noqa: E402
 
 
@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except OSError as e:  # --output in a folder that cannot be written
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
+        return 1
     print(f"wrote {out} ({len(args.runs)} run{'s' if len(args.runs) > 1 else ''})")
     return 0
 

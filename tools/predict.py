@@ -126,6 +126,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except OSError as e:  # an input the filesystem refuses (a link loop, no permission)
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
