@@ -49,6 +49,9 @@ def get_args_parser() -> OneLineParser:
     add("--no-val", "--no_val", action="store_true", help="skip validation (train only)")
     add("--index-cache", "--index_cache", default=None, metavar="DIR",
         help="where the file index of each data folder is kept (default $XDG_CACHE_HOME/classify/index)")
+    add("--data-timeout", "--data_timeout", type=finite_float, default=None, metavar="SECONDS",
+        help="a shard read (pipe: command, URL) that gives no data this long is an error naming the shard "
+        "(default 300; 0: no limit)")
     add("--no-index-cache", "--no_index_cache", action="store_true", help="scan the data folders on every start")
     add("--cache-dataset", "--cache_dataset", action="store_true",
         help="torchvision references' flag: use the index cache (on by default)")

@@ -108,7 +108,7 @@ def _data(cfg: Config) -> Tuple[str, str, bool]:
     from .data.shards import is_shard_source
 
     if is_shard_source(d.path):
-        return _shard_layout(d.path)
+        return _shard_layout(d.path, d.data_timeout)
     cifar = find_cifar_root(d.path)
     if cifar is not None:
         if not (cifar / "test_batch").is_file():
@@ -127,11 +127,11 @@ def _data(cfg: Config) -> Tuple[str, str, bool]:
     return layout, str(Path(d.path).expanduser().absolute()), val is not None
 
 
-def _shard_layout(source: str) -> Tuple[str, str, bool]:
+def _shard_layout(source: str, timeout: float) -> Tuple[str, str, bool]:
     """WebDataset shards (``classify.data.shards``): their index names the splits."""
     from .data.shards import open_shards
 
-    train, val, _ = open_shards(source)
+    train, val, _ = open_shards(source, timeout)
     return f"shards {'train+val' if train and val else ('train only' if train else 'val only')}", source, \
         val is not None
 
@@ -241,7 +241,7 @@ def _num_classes(cfg: Config, layout: str) -> int:
     if layout.startswith("shards"):
         from .data.shards import open_shards
 
-        return len(open_shards(cfg.data.path)[2])
+        return len(open_shards(cfg.data.path, cfg.data.data_timeout)[2])
     from .data import resolve_splits
 
     train, val = resolve_splits(cfg.data.path)

@@ -138,6 +138,7 @@ class DataConfig:
     dummy_sizes: Tuple[int, int]
     index_cache: Optional[str] = None  # the file-index folder (--index-cache); None: --no-index-cache
     val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
+    data_timeout: float = 300.0  # --data-timeout: seconds a shard read may give no byte (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -414,7 +415,15 @@ def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[
         color_jitter=recipe.color_jitter,
         workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
         num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size),
-        index_cache=_index_cache(args))
+        index_cache=_index_cache(args), data_timeout=_data_timeout(getattr(args, "data_timeout", None)))
+
+
+def _data_timeout(value: Optional[float]) -> float:
+    if value is None:
+        return DataConfig.data_timeout
+    if value < 0:
+        raise UserError(f"--data-timeout must be >= 0 seconds (0: no limit), got {value:g}")
+    return value
 
 
 def _index_cache(args) -> Optional[str]:

@@ -78,7 +78,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
                                    num_classes=d.num_classes or 1000, backend=d.backend,
-                                   index_cache=d.index_cache))
+                                   index_cache=d.index_cache, data_timeout=d.data_timeout))
     num_classes = count_classes(d.num_classes, data.classes)
     ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     channels_last = use_channels_last(device, cfg.precision.channels_last)
@@ -214,7 +214,10 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
 
 def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq)
+                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq,
+                     max_bad_fraction=setup.cfg.loop.max_bad_images)
+    if stats["bad_images"]:
+        setup.reporter.line(f"=> validation: skipped {stats['bad_images']} unreadable images")
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     return stats
 
@@ -387,7 +390,8 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
 def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
     """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
     broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
-    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
+                     max_bad_fraction=setup.cfg.loop.max_bad_images)
     setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
     return stats
 

@@ -38,7 +38,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 import models  # noqa: E402
-from classify.config import finite_float  # noqa: E402
+from classify.config import OneLineParser, finite_float  # noqa: E402
 from classify.errors import UserError, os_error_text  # noqa: E402
 from classify.inference import TrainedModel, build_inference_model, load_trained_model  # noqa: E402
 
@@ -207,7 +207,7 @@ def _size(n: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Export to ONNX and check onnxruntime parity", add_help=True)
+    parser = OneLineParser(prog="export_onnx.py", description="Export to ONNX and check onnxruntime parity")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", "--pth_path", "--pth-path", help="checkpoint written by main.py")
     source.add_argument("--arch", "-a", help="export this network with random weights (no checkpoint)")

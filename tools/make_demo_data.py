@@ -3,18 +3,18 @@
     python tools/make_demo_data.py OUT [--seed N] [--train-per-class N] [--val-per-class N]
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
+from classify.config import OneLineParser  # noqa: E402
 from classify.data.demo import make_demo_data  # noqa: E402
 from classify.errors import os_error_text  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="make_demo_data.py", description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder to write train/ and val/ into")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     parser.add_argument("--train-per-class", type=int, default=None, help="images per class in train/")

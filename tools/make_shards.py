@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from classify.config import OneLineParser  # noqa: E402
 from classify.data.folder import resolve_splits  # noqa: E402
 from classify.data.index import scan_split  # noqa: E402
 from classify.data.shards import INDEX_NAME, require_webdataset  # noqa: E402
@@ -155,7 +156,7 @@ def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, worker
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="make_shards.py", description=__doc__.split("\n\n")[0])
     p.add_argument("root", help="ImageFolder root with train/ and/or val/")
     p.add_argument("out", help="folder for the shards and index.json")
     size = p.add_mutually_exclusive_group()

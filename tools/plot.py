@@ -14,12 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from classify.config import OneLineParser  # noqa: E402
 from classify.errors import UserError, os_error_text  # noqa: E402
 from classify.plots import plot_runs  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Plot training curves from metrics.jsonl", add_help=True)
+    parser = OneLineParser(prog="plot.py", description="Plot training curves from metrics.jsonl")
     parser.add_argument("runs", nargs="+", metavar="OUT_DIR",
                         help="output dir of a training run (holds metrics.jsonl), or a metrics .jsonl file")
     parser.add_argument("-o", "--output", default="curves.png", help="PNG to write (default: curves.png)")

@@ -26,8 +26,9 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
+from classify.config import OneLineParser  # noqa: E402
 from classify.devices import resolve_device  # noqa: E402
-from classify.errors import UserError  # noqa: E402
+from classify.errors import UserError, os_error_text  # noqa: E402
 from classify.inference import TrainedModel, load_trained_model  # noqa: E402
 from classify.transforms import Normalize, val_transform  # noqa: E402
 
@@ -93,7 +94,7 @@ def _class_name(classes: List[str], index: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Top-k predictions of a trained checkpoint", add_help=True)
+    parser = OneLineParser(prog="predict.py", description="Top-k predictions of a trained checkpoint")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
     parser.add_argument("--checkpoint", "--pth_path", "--pth-path", required=True,
                         help="model_best.pth.tar / checkpoint.pth.tar written by main.py")

@@ -15,7 +15,10 @@ An index records, for every folder it walked, the folder's mtime and how many im
 held: adding, removing or renaming a file or a class folder changes a folder's mtime, and
 the index is rebuilt (with a one-line notice). A file that is not a readable index is
 rebuilt the same way. The scan's rules are ``torchvision.datasets.ImageFolder``'s, with
-hidden files and folders left out, and give the same order.
+hidden files and folders left out, and give the same order. Symbolic links are followed, and a
+link back to a folder the walk is inside (a loop: ``ln -s . train/red/loop``) is skipped with a
+one-line notice: its images are read once, where they are. A folder the OS refuses to list is a
+one-line ``DataError`` naming it.
 """
 
 import contextlib
@@ -30,7 +33,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from ..errors import DataError
+from ..errors import DataError, os_error_text
 
 __all__ = ["SampleTable", "scan_split", "load_table", "default_index_cache", "index_path", "INDEX_VERSION"]
 
@@ -70,9 +73,17 @@ def _visible_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
 
-def _walk(folder: str, rel: str, out: List[Tuple[str, List[str], int]]) -> None:
+def _walk(folder: str, rel: str, out: List[Tuple[str, List[str], int]], loops: List[Tuple[str, str]],
+          inside: Tuple[Tuple[Tuple[int, int], str], ...] = ()) -> None:
     """(relative dir, image names, mtime_ns) for ``folder`` and every folder below it
-    (symlinks followed, as ImageFolder's ``os.walk(followlinks=True)``)."""
+    (symlinks followed, as ImageFolder's ``os.walk(followlinks=True)``); a link back to a folder
+    the walk is ``inside`` goes to ``loops`` as (link, the folder it leads to) instead."""
+    st = os.stat(folder)
+    key = (st.st_dev, st.st_ino)
+    for seen, where in inside:
+        if seen == key:
+            loops.append((rel, where))
+            return
     names, subdirs = [], []
     with os.scandir(folder) as it:
         for e in it:
@@ -80,9 +91,9 @@ def _walk(folder: str, rel: str, out: List[Tuple[str, List[str], int]]) -> None:
                 subdirs.append(e.name)
             elif _visible_image(e.name):
                 names.append(e.name)
-    out.append((rel, sorted(names), os.stat(folder).st_mtime_ns))
+    out.append((rel, sorted(names), st.st_mtime_ns))
     for d in subdirs:
-        _walk(os.path.join(folder, d), f"{rel}/{d}", out)
+        _walk(os.path.join(folder, d), f"{rel}/{d}", out, loops, inside + ((key, rel),))
 
 
 def _class_names(split: str) -> List[str]:
@@ -92,14 +103,25 @@ def _class_names(split: str) -> List[str]:
     return classes
 
 
-def scan_split(split: os.PathLike) -> Tuple[SampleTable, List[str], dict]:
+def scan_split(split: os.PathLike, log: Log = None) -> Tuple[SampleTable, List[str], dict]:
     """Scan ``split``: (table, classes, the record that tells when it changed)."""
     split = str(split)
+    try:
+        return _scan(split, log)
+    except OSError as e:  # a folder the OS refuses to list or stat (permissions, I/O error, a name too long)
+        raise DataError(f"cannot scan '{split}': {os_error_text(e)}") from None
+
+
+def _scan(split: str, log: Log) -> Tuple[SampleTable, List[str], dict]:
     classes = _class_names(split)
     blobs, lengths, labels, dirs, counts = [], [], [], [], []
     for label, name in enumerate(classes):
         walked: List[Tuple[str, List[str], int]] = []
-        _walk(os.path.join(split, name), name, walked)
+        loops: List[Tuple[str, str]] = []
+        _walk(os.path.join(split, name), name, walked, loops)
+        for link, target in loops:
+            _say(log, f"=> skipped '{os.path.join(split, link)}': a symbolic link back to '{os.path.join(split, target)}' "
+                      "(a loop); its images are read once, from there")
         walked.sort(key=lambda w: w[0])  # ImageFolder: sorted(os.walk(...))
         count = 0
         for rel, files, mtime in walked:
@@ -205,7 +227,7 @@ def load_table(split: os.PathLike, cache_dir: Optional[os.PathLike], log: Log = 
 
     split = str(split)
     if cache_dir is None:
-        return scan_split(split)[:2]
+        return scan_split(split, log)[:2]
     path = index_path(split, cache_dir)
     with contextlib.suppress(FileNotFoundError, _Stale):
         return _read_index(path, split)  # the warm start: no lock (the index is replaced atomically)
@@ -214,7 +236,7 @@ def load_table(split: os.PathLike, cache_dir: Optional[os.PathLike], log: Log = 
         lock = open(path.with_name(path.name + ".lock"), "a+b")
     except OSError as e:
         _say(log, f"=> index cache '{cache_dir}' is not usable ({e.strerror}); scanning '{split}' without it")
-        return scan_split(split)[:2]
+        return scan_split(split, log)[:2]
     with lock:  # closing it (or dying) drops the lock
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         return _cached_or_scanned(path, split, log)
@@ -236,7 +258,7 @@ def _cached_or_scanned(path: Path, split: str, log: Log) -> Tuple[SampleTable, L
     except _Stale as e:
         reason = str(e)
     start = time.perf_counter()
-    table, classes, record = scan_split(split)
+    table, classes, record = scan_split(split, log)
     took = time.perf_counter() - start
     try:
         _write_index(path, table, classes, record)
