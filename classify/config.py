@@ -374,7 +374,7 @@ def _fresh(args) -> bool:
 
 
 def _check_numbers(args) -> None:
-    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize"):
+    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize", "lr_gamma"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name),
                         allow_zero=name in ("momentum", "workers"))
     for name in ("weight_decay", "warmup_epochs", "ckpt_interval", "start_epoch", "keep_checkpoints"):

@@ -57,8 +57,8 @@ _OS_ERROR_TEXT = {
 def os_error_text(error: OSError) -> str:
     """One line for an OS error about a user's path: the path and what is wrong with it."""
     name = os.fsdecode(error.filename) if error.filename is not None else None
-    if name is None:
-        return error.strerror or str(error)
+    if name is None:  # a write to an open file (a full disk): what the OS said
+        return (error.strerror or str(error)).lower()
     text = _OS_ERROR_TEXT.get(error.errno, f"{error.strerror or error}: '{{0}}'")
     return text.format(name)
 

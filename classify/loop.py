@@ -262,20 +262,22 @@ def _update(parts: TrainParts) -> None:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings, normalize: Normalize,
              reporter: Optional[Reporter] = None, print_freq: int = 0,
-             max_bad_fraction: float = 1.0) -> Dict[str, float]:
+             max_bad_fraction: float = 1.0, stop: Optional[StopRequest] = None) -> Dict[str, float]:
     """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
     The loss is plain cross-entropy (no label smoothing), as timm and torchvision report it.
     ``model`` must be the bare module (DDP's forward would be a collective per batch).
     With ``reporter``: a ``Test: [ i/N]`` line every ``print_freq`` batches (rank 0's shard so far;
     the one sync of reading the sums), and a last ``Test: [N/N]`` line with the exact global figures.
     Unreadable images are counted (``bad_images``) under the training's rule (``max_bad_fraction``:
-    --max-bad-images); no readable image at all is a ``DataError``, never an Acc@1 of nan."""
+    --max-bad-images); no readable image at all is a ``DataError``, never an Acc@1 of nan. In one
+    process a signal (``stop``) that arrives while a batch is awaited ends the evaluation at once:
+    ``{"stop_signal": signum}`` and nothing else."""
     model.eval()
     criterion = nn.CrossEntropyLoss()
     meter = Meter(["loss", "acc1", "acc5"], device)
     printing = reporter is not None and reporter.is_main and print_freq > 0
     steps, state, bad = len(loader), _Pass(), 0
-    for i, (images, target, n_bad) in enumerate(loader):
+    for i, (images, target, n_bad) in enumerate(loader if stop is None else stop.batches(loader)):
         bad += n_bad
         if images is None:
             continue
@@ -290,6 +292,8 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings
         now = state.step_done(data_time)
         if printing and i % print_freq == 0:
             _print_test(reporter, meter, state, step=i, steps=steps, now=now)
+    if stop is not None and stop.signum and not dist_ready():
+        return {"stop_signal": stop.signum}
     out = meter.averages(reduce=True)
     out["images"] = out.pop("count")
     out["bad_images"] = int(sum_over_ranks(bad, device))

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 import main
 from classify.checkpoint import CheckpointManager, Progress, TrainingObjects, mount_point
 from classify.errors import StorageError
-from tests.conftest import ROOT, start_main, write_image_folder
+from tests.conftest import ROOT, start_ahead, start_main, write_image_folder
 
 wds = pytest.importorskip("webdataset")
 sys.path.insert(0, str(ROOT / "tools"))
@@ -75,6 +76,12 @@ def world(tmp_path_factory):
     shutil.copytree(root / "wds1", root / "wds_cut")
     cut = root / "wds_cut" / "train-000000.tar"
     cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])
+    shutil.copytree(root / "wds1", root / "wds_bad_index")
+    index = json.loads((root / "wds_bad_index" / "index.json").read_text())
+    index["val"][0]["count"] = "six"
+    (root / "wds_bad_index" / "index.json").write_text(json.dumps(index))
+    shutil.copytree(good, root / "fifo")
+    os.mkfifo(root / "fifo" / "train" / "red" / "pipe.jpg")
     (root / "a_file").write_text("x")
     return root
 
@@ -91,6 +98,7 @@ class Row:
     how: str = "inproc"  # inproc | SIGTERM | SIGINT (a real process, signalled once it reads)
     train: bool = True  # main.py rows: append the tiny run's flags
     hole: bool = True  # one of the issue's holes (else found by the sweep)
+    timeout: int = 300  # seconds before the row counts as a hang
     extra: List[str] = field(default_factory=list)
 
 
@@ -104,15 +112,17 @@ def _no_temp_files(p):
     assert not left, left
 
 
-def _pipe_ended_and_saved(p):
-    """The stalled command was ended (no `sleep 1000` left) and the stop's checkpoint is readable."""
-    pids = [int(x) for x in (p["tmp"] / "pids").read_text().split()]
-    deadline = time.time() + 10
-    while any(_alive(pid) for pid in pids) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not any(_alive(pid) for pid in pids), pids
-    state = torch.load(p["out"] / "checkpoint.pth.tar", weights_only=True)
-    assert (state["epoch"], state["step"]) == (0, 0)
+def _pipe_ended_and_saved(epoch: int, step: int):
+    def check(p):
+        """The stalled command was ended (no `sleep 1000` left) and the stop's checkpoint is readable."""
+        pids = [int(x) for x in (p["tmp"] / "pids").read_text().split()]
+        deadline = time.time() + 10
+        while any(_alive(pid) for pid in pids) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in pids), pids
+        state = torch.load(p["out"] / "checkpoint.pth.tar", weights_only=True)
+        assert (state["epoch"], state["step"]) == (epoch, step)
+    return check
 
 
 def _alive(pid: int) -> bool:
@@ -141,7 +151,7 @@ def _file_kept(p):
 
 STALLED = "pipe:f={world}/wds/train-{{000000..000002}}.tar ; " + STALL
 STALLED_VAL = ("pipe:f={world}/wds/train-{{000000..000002}}.tar ; "
-               "case $f in *train-*) cat $f;; *index.json) cat $f;; *) exec sleep 1000;; esac")
+               "case $f in *train-*) cat $f;; *index.json) cat $f;; *) echo $$ >> {tmp}/pids; exec sleep 1000;; esac")
 FAILING = ("pipe:f={world}/wds/train-{{000000..000002}}.tar ; "
            "case $f in *index.json) cat $f;; *) echo 'no such object' >&2; exit 3;; esac")
 REFUSED = "main.py: error: argument {flag}: '{value}' is not a finite number; see --help"
@@ -153,10 +163,10 @@ CATALOGUE = [
     # 1. a read that never returns: SIGTERM/SIGINT end the run within seconds; --data-timeout names the shard
     Row("stalled-pipe-sigterm", "main", [STALLED, "--stop-step-num", "1"], 143,
         "=> stopped by SIGTERM at epoch 0 step 0; checkpoint saved to {out}/checkpoint.pth.tar; continue with "
-        "--resume auto", how="SIGTERM", intact=_pipe_ended_and_saved),
+        "--resume auto", how="SIGTERM", intact=_pipe_ended_and_saved(0, 0)),
     Row("stalled-pipe-sigint", "main", [STALLED, "--stop-step-num", "1"], 130,
         "=> stopped by SIGINT at epoch 0 step 0; checkpoint saved to {out}/checkpoint.pth.tar; continue with "
-        "--resume auto", how="SIGINT", intact=_pipe_ended_and_saved),
+        "--resume auto", how="SIGINT", intact=_pipe_ended_and_saved(0, 0)),
     Row("stalled-pipe-data-timeout", "main", [STALLED, "--data-timeout", "1", "--stop-step-num", "1"], 2,
         "error: shard 'pipe:f={world}/wds/train-00000?.tar ; " + STALL + "' gave no data for 1 s (--data-timeout); its "
         "command is stuck: check it, or raise --data-timeout for storage that slow", intact=_no_temp_files),
@@ -211,19 +221,31 @@ CATALOGUE = [
                           ("--mixup-alpha", "inf"), ("--data-timeout", "inf"))],
     Row("loss-scale-inf", "main", ["{world}/good", "--loss-scale", "inf"], 2,
         "error: --loss-scale must be a number or 'dynamic', got 'inf'", intact=_precious_kept, hole=False),
+    Row("lr-gamma-negative", "main", ["{world}/good", "--lr-gamma=-0.1"], 2, "error: --lr-gamma must be > 0, got -0.1",
+        intact=_precious_kept, hole=False),
     Row("data-timeout-negative", "main", ["{world}/good", "--data-timeout", "-1"], 2,
         "error: --data-timeout must be >= 0 seconds (0: no limit), got -1", intact=_precious_kept, hole=False),
     Row("export-onnx-atol-nan", "export_onnx", ["-a", "tinynet", "--output", "{tmp}/x.onnx", "--atol", "nan"], 2,
         "export_onnx.py: error: argument --atol: 'nan' is not a finite number; see --help", hole=False),
     Row("stalled-val-pipe-data-timeout", "main", [STALLED_VAL, "--data-timeout", "1", "--epochs", "1"], 2,
-        "error: shard 'pipe:f={world}/wds/val-00000?.tar ; case $f in *train-*) cat $f;; *index.json) cat $f;; *) exec "
-        "sleep 1000;; esac' gave no data for 1 s (--data-timeout); its command is stuck: check it, or raise "
+        "error: shard 'pipe:f={world}/wds/val-00000?.tar ; case $f in *train-*) cat $f;; *index.json) cat $f;; *) echo "
+        "$$ >> {tmp}/pids; exec sleep 1000;; esac' gave no data for 1 s (--data-timeout); its command is stuck: check it, or raise "
         "--data-timeout for storage that slow", hole=False),
     Row("stalled-index-data-timeout", "main", ["pipe:sleep 1000 # {world}/wds/train-{{000000..000002}}.tar",
                                                "--data-timeout", "1"], 2,
         "error: cannot read the shard index: shard 'pipe:sleep 1000 # {world}/wds/index.json' gave no data for 1 s "
         "(--data-timeout); its command is stuck: check it, or raise --data-timeout for storage that slow",
         intact=_precious_kept, hole=False),
+    Row("stalled-val-pipe-sigterm", "main", [STALLED_VAL, "--epochs", "1"], 143,
+        "=> stopped by SIGTERM at epoch 0 step 3; checkpoint saved to {out}/checkpoint.pth.tar; continue with "
+        "--resume auto", how="SIGTERM", intact=_pipe_ended_and_saved(0, 3), hole=False),
+    Row("index-json-bad-count", "main", ["{world}/wds_bad_index"], 2,
+        "error: the shard index '{world}/wds_bad_index/index.json' is not valid (each val shard needs a name and a "
+        "count >= 0, got {{\"name\": \"val-000000.tar\", \"count\": \"six\"}}); tools/make_shards.py writes index.json "
+        "beside the shards", intact=_precious_kept, hole=False),
+    Row("fifo-in-class-folder", "main", ["{world}/fifo", "--epochs", "1", "--no-index-cache"], 0,
+        "=> skipped '{world}/fifo/train/red/pipe.jpg': not a regular file (a FIFO, socket or device)", stream="out",
+        hole=False, timeout=60),
     Row("eval-none-readable", "main", ["{world}/val_empty", "-e"], 2,
         "error: none of the 6 validation images could be read; fix or remove the bad files (or train without "
         "validation: --no-val)", hole=False),
@@ -281,8 +303,8 @@ def _check(row: Row, p: dict, code: int, out: str, err: str) -> None:
         row.intact(p)
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("row", [r for r in CATALOGUE if r.how == "inproc"], ids=lambda r: r.name)
+@pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.timeout(r.timeout), id=r.name)
+                                 for r in CATALOGUE if r.how == "inproc"])
 def test_catalogue(row, world, tmp_path, capsys, monkeypatch):
     p = _paths(world, tmp_path)
     p["out"].mkdir()
@@ -297,20 +319,65 @@ def test_catalogue(row, world, tmp_path, capsys, monkeypatch):
     _check(row, p, code, captured.out, captured.err)
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("row", [r for r in CATALOGUE if r.how != "inproc"], ids=lambda r: r.name)
-def test_catalogue_signal(row, world, tmp_path):
-    """A real process, stalled in a read; the signal must end it within seconds, with a checkpoint."""
-    p = _paths(world, tmp_path)
-    proc = start_main(*_argv(row, p))
-    pids = tmp_path / "pids"
-    deadline = time.time() + 180
-    while not pids.exists() and time.time() < deadline and proc.proc.poll() is None:
+SIGNALLED = [r for r in CATALOGUE if r.how != "inproc"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_ahead(request):
+    start_ahead(request, "signalled")
+
+
+@pytest.fixture(scope="module")
+def signalled(world, tmp_path_factory):
+    """The signal rows, all started at once; a thread signals each once its command stalls (its
+    pid is written) and gives it 30 s to end, beside the in-process rows. Returns a function that
+    waits for the thread: {name: (paths, CompletedProcess or the failure)}."""
+    started = {}
+    for row in SIGNALLED:
+        p = _paths(world, tmp_path_factory.mktemp(row.name))
+        started[row.name] = (row, p, start_main(*_argv(row, p)))
+    results = {}
+    thread = threading.Thread(target=_signal_when_stalled, args=(started, results), daemon=True)
+    thread.start()
+
+    def wait():
+        thread.join(timeout=360)
+        return results
+
+    yield wait
+    for _, _, proc in started.values():
+        proc.kill()
+
+
+def _signal_when_stalled(started: dict, results: dict) -> None:
+    pending = dict(started)
+    deadline = time.time() + 240
+    while pending and time.time() < deadline:
+        for name, (row, p, proc) in list(pending.items()):
+            if proc.proc.poll() is not None:  # ended before it stalled: a failure the row shows
+                results[name] = (p, proc.result(1))
+                del pending[name]
+            elif (p["tmp"] / "pids").exists():
+                time.sleep(1)  # stalled in the read
+                os.kill(proc.proc.pid, getattr(signal, row.how))
+                try:
+                    results[name] = (p, proc.result(timeout=30))
+                except BaseException as e:  # pytest.fail from Background: still running 30 s later
+                    results[name] = (p, e)
+                del pending[name]
         time.sleep(0.2)
-    assert pids.exists(), proc.result(1).stderr
-    time.sleep(1)  # stalled in the read
-    os.kill(proc.proc.pid, getattr(signal, row.how))
-    result = proc.result(timeout=30)
+    for name, (row, p, proc) in pending.items():
+        proc.kill()
+        results[name] = (p, AssertionError(f"{name}: its command never stalled"))
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("row", SIGNALLED, ids=lambda r: r.name)
+def test_catalogue_signal(row, signalled):
+    """A real process, stalled in a read; the signal must end it within seconds, with a checkpoint."""
+    p, result = signalled().get(row.name, (None, AssertionError("no result within the time limit")))
+    if isinstance(result, BaseException):
+        pytest.fail(str(result))
     _check(row, p, result.returncode, result.stdout, result.stderr)
 
 
@@ -392,6 +459,26 @@ def test_full_disk_translation(tmp_path, monkeypatch):
     assert e.value.exit_code == 1
     assert (tmp_path / "checkpoint.pth.tar").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.pth.tar"]
+
+
+def test_unlistable_folder_is_one_line(tmp_path, monkeypatch):
+    """A folder the OS refuses to list (as root, permissions cannot show it: the refusal is made
+    in-process) is a one-line DataError naming it, not a traceback."""
+    from classify.data import index
+    from classify.errors import DataError
+
+    split = write_image_folder(tmp_path, 1, 1, size=8) / "train"
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("green"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path)
+
+    monkeypatch.setattr(index.os, "scandir", scandir)
+    with pytest.raises(DataError) as e:
+        index.scan_split(split)
+    assert str(e.value) == f"cannot scan '{split}': permission denied: '{split}/green'"
 
 
 def test_every_float_flag_refuses_nan():

@@ -46,7 +46,9 @@ def parse_size(text: str) -> int:
 
 def plan_split(split: Path, *, shuffle_seed, shard_bytes, per_shard):
     """[(first, stop)] cut points over the split's samples (in the order they are written)."""
-    table, classes, _ = scan_split(split)
+    table, classes, record = scan_split(split)
+    for line in record["skipped"]:  # link loops, FIFOs: left out, said
+        print(line, flush=True)
     order = list(range(len(table)))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(order)

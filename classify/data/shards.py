@@ -122,13 +122,34 @@ def _read_index(url: str, timeout: float) -> dict:
             index = json.loads(source.read_all())
         finally:
             source.close()
-        index["classes"], index["train"], index["val"]  # noqa: B018 (the keys it must have)
-        return index
     except _ShardError as e:
         raise DataError(f"cannot read the shard index: {e}") from None
-    except Exception as e:  # a missing file, not JSON, not the keys
+    except Exception as e:  # a missing file, not JSON
         raise DataError(f"cannot read the shard index '{url}' ({_reason(e)}); tools/make_shards.py "
                         f"writes {INDEX_NAME} beside the shards") from None
+    problem = _index_problem(index)
+    if problem:
+        raise DataError(f"the shard index '{url}' is not valid ({problem}); tools/make_shards.py writes {INDEX_NAME} "
+                        "beside the shards")
+    return index
+
+
+def _index_problem(index) -> Optional[str]:
+    """What is wrong with an index read from data (None: nothing): the shape open_shards relies on."""
+    if not isinstance(index, dict) or any(k not in index for k in ("classes", "train", "val")):
+        return "it needs the keys classes, train and val"
+    classes = index["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "classes must be a list of class names"
+    for split in ("train", "val"):
+        entries = index[split]
+        if not isinstance(entries, list):
+            return f"{split} must be a list of shards"
+        for e in entries:
+            if not (isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"]
+                    and type(e.get("count")) is int and e["count"] >= 0):
+                return f"each {split} shard needs a name and a count >= 0, got {json.dumps(e)[:80]}"
+    return None
 
 
 def open_shards(source: str, timeout: float = DATA_TIMEOUT
