@@ -295,18 +295,29 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {text.split(' @ ')[0]}"
 
 
+# The URL schemes webdataset's gopen reads through a command, as the same commands (read here
+# with --data-timeout); another scheme is left to gopen, a plain path is opened.
+_CURL = "curl --connect-timeout 30 --retry 30 --retry-delay 2 -f -s -S -L {}"
+_SCHEME_COMMANDS = {"http": _CURL, "https": _CURL, "sftp": _CURL, "ftps": _CURL, "scp": _CURL,
+                    "gs": "gsutil cat {}", "ais": "ais get {} -"}
+
+
 class _Source:
     """The bytes of one shard (or index): a file, or the output of a ``pipe:`` command (an
-    ``http(s)://`` URL: curl's), read with a time limit. ``timeout`` seconds without a byte from
-    the command is a ``_ShardError`` naming ``url``; so is its failing exit status. ``close``
-    ends the command (its process group) if it still runs."""
+    ``http(s)://``, ``gs://``... URL: the command webdataset would run), read with a time limit.
+    ``timeout`` seconds without a byte from the command is a ``_ShardError`` naming ``url``; so
+    is its failing exit status. ``close`` ends the command (its process group) if it still runs."""
 
     def __init__(self, url: str, timeout: float):
         self.url, self.timeout, self.proc = url, timeout, None
+        scheme = re.match(r"([a-z][a-z0-9+.-]*)://", url)
         if url.startswith("pipe:"):
             command = url[len("pipe:"):]
-        elif re.match(r"https?://", url):
-            command = f"curl -f -s -S -L {shlex.quote(url)}"
+        elif scheme and scheme.group(1) in _SCHEME_COMMANDS:
+            command = _SCHEME_COMMANDS[scheme.group(1)].format(shlex.quote(url))
+        elif scheme:
+            self.file = require_webdataset().gopen(url, "rb")  # a scheme of gopen's own (hf://, ...)
+            return
         else:
             self.file = open(os.path.expanduser(url), "rb")
             return
