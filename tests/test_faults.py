@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -99,7 +99,6 @@ class Row:
     train: bool = True  # main.py rows: append the tiny run's flags
     hole: bool = True  # one of the holes (else found by the sweep)
     timeout: int = 300  # seconds before the row counts as a hang
-    extra: List[str] = field(default_factory=list)
 
 
 def _precious_kept(p):
