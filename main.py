@@ -10,6 +10,7 @@ Flags are the union of pytorch/examples' and the seed READMEs', with their alias
 (classify/resolve.py). This file is glue: flags -> config -> run, exceptions -> one line.
 """
 
+import errno
 import os
 import sys
 from typing import Optional
@@ -18,7 +19,7 @@ try:  # importing torch takes seconds: a Ctrl-C then is one line too, not a trac
     import torch
 
     from classify.cli import get_args_parser, launcher_flags, wants_launcher
-    from classify.errors import Interrupted, NonFiniteLoss, UserError
+    from classify.errors import Interrupted, NonFiniteLoss, UserError, os_error_text
     from classify.resolve import build_config
 except KeyboardInterrupt:
     print("error: interrupted while starting (SIGINT); nothing was written", file=sys.stderr, flush=True)
@@ -74,6 +75,11 @@ def main(argv=None) -> int:
     except torch.OutOfMemoryError:
         print(f"error: {who}out of memory on the device; use a smaller -b/--batch-size, --amp, or a smaller "
               "--image-size", file=sys.stderr, flush=True)
+        return 1
+    except OSError as e:  # a path the filesystem refused (full, read-only, a file where a folder should be)
+        if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {'' if rank == 0 else f'[rank {rank}] '}{os_error_text(e)}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:  # before training (import, data scan, model) or a second Ctrl-C
         print("error: interrupted (SIGINT)", file=sys.stderr, flush=True)

@@ -21,6 +21,16 @@ __all__ = ["write_atomic", "write_bytes", "write_text", "write_json", "copy_atom
 
 
 def _umask() -> int:
+    """The process's umask. Read from /proc where the kernel shows it: setting it to read it
+    (``os.umask``) would race with files other threads create meanwhile (make_shards writes
+    shards from a thread pool)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

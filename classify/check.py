@@ -103,7 +103,8 @@ def inspect(cfg: Config, *, resolve_auto: bool = True, job: Optional[str] = None
     from .rundir import claim_run
 
     d, out = cfg.data, cfg.output
-    data = check_data(kind=d.kind, path=d.path, num_classes=d.num_classes, no_val=d.no_val, evaluate=out.evaluate)
+    data = check_data(kind=d.kind, path=d.path, num_classes=d.num_classes, no_val=d.no_val, evaluate=out.evaluate,
+                      data_timeout=d.data_timeout)
     output_dir = prepare_output_dir(out.output_dir)
     if job is None or not held_by(out.output_dir, job):  # else the job's workers claim it as a restart generation
         ident = identity(data_root=data.root, arch=cfg.arch, recipe=cfg.recipe, num_classes=data.num_classes,

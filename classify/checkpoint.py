@@ -17,6 +17,7 @@ finished epochs, ``--resume auto`` (the newest valid file, chosen from a metadat
 restoring everything a file holds.
 """
 
+import errno
 import os
 import pickle
 import re
@@ -35,7 +36,7 @@ import models
 from .atomic import copy_atomic, unlink, write_atomic
 from .devices import rng_state, set_rng_state
 from .distributed import gather_objects
-from .errors import CheckpointError, NonFiniteLoss, UnsafeCheckpoint, UserError
+from .errors import CheckpointError, NonFiniteLoss, StorageError, UnsafeCheckpoint, UserError, os_error_text
 from .identity import differences
 from .optim import KERNEL_KEYS
 
@@ -84,6 +85,38 @@ def save_atomic(obj: Any, path: os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically (``classify.atomic``: temp file, fsync, ``os.replace``;
     a crash or a full disk mid-write leaves the previous file intact)."""
     write_atomic(lambda f: torch.save(obj, f), path)
+
+
+def os_error_of(error: BaseException) -> Optional[OSError]:
+    """The OSError behind a failed write: ``error`` itself, or what torch's writer wrapped in a
+    RuntimeError (``inline_container``: "unexpected pos ...", with the OSError as its context)."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def mount_point(path: os.PathLike) -> str:
+    """The mount point of the filesystem holding ``path`` (the "device" a full disk is)."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def write_failure(error: BaseException, path: Path, kept: str) -> Optional[StorageError]:
+    """One line for a write of ``path`` that the filesystem refused (``kept``: what is still intact),
+    or None when ``error`` is not an OS error (a bug: let it show)."""
+    cause = os_error_of(error)
+    if cause is None:
+        return None
+    if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = "no space left on" if cause.errno == errno.ENOSPC else "disk quota exceeded on"
+        return StorageError(f"{full} {mount_point(path.parent)} while saving {path}; {kept}")
+    cause.filename = cause.filename or str(path)
+    return StorageError(f"cannot save {path} ({os_error_text(cause)}); {kept}")
 
 
 def _torch_load(path: Path, mmap: bool):
@@ -284,15 +317,33 @@ class CheckpointManager:
         if objects.ema is not None:  # torchvision/timm key names, like state_dict
             state.update(state_dict_ema=model_state(objects.ema.module), ema_updates=int(objects.ema.n_averaged),
                          best_is_ema=progress.best_is_ema)
-        save_atomic(state, self.latest_path)
+        try:
+            save_atomic(state, self.latest_path)
+        except (OSError, RuntimeError) as e:  # a full disk: the temp file is gone, the previous file intact
+            raise write_failure(e, self.latest_path, self._previous()) or e
+        saved = f"the checkpoint {self.latest_path} (epoch {progress.epoch}, step {progress.step}) is saved"
+        copies = []
         if is_best and self._may_replace_best(progress.best_acc1):
-            copy_atomic(self.latest_path, self.output_dir / BEST)
+            copies.append(self.output_dir / BEST)
         due = self.every and finished_epoch is not None and (finished_epoch + 1) % self.every == 0
         if (self.keep or due) and finished_epoch is not None:
-            kept = self.output_dir / f"checkpoint-{finished_epoch}.pth.tar"
-            copy_atomic(self.latest_path, kept)
-            if self.keep:
-                self._prune(kept)
+            copies.append(self.output_dir / f"checkpoint-{finished_epoch}.pth.tar")
+        for copy in copies:
+            try:
+                copy_atomic(self.latest_path, copy)
+            except OSError as e:
+                raise write_failure(e, copy, f"{saved} and the previous {copy.name} is intact") from None
+            if self.keep and copy.name != BEST:
+                self._prune(copy)
+
+    def _previous(self) -> str:
+        """What a failed save left: the previous latest checkpoint, read from its metadata."""
+        try:
+            old = load_checkpoint(self.latest_path, mmap=True)
+        except CheckpointError:
+            return ("the previous file there is unreadable" if self.latest_path.exists()
+                    else "no earlier checkpoint was saved")
+        return f"the previous checkpoint (epoch {old.get('epoch')}, step {old.get('step')}) is intact"
 
     def _may_replace_best(self, acc1: Optional[float]) -> bool:
         """``model_best.pth.tar`` is only ever replaced by a better model of the same run: not

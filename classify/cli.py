@@ -12,6 +12,7 @@ Usage errors are one line (``OneLineParser``): exit 2, or with ``--check`` first
 """
 
 import argparse
+import math
 from typing import Tuple
 
 import models
@@ -20,7 +21,7 @@ from .schedules import SCHEDULES, WARMUP_METHODS
 from .schema import LOG_FORMATS
 from .transforms import AUTO_AUGMENT
 
-__all__ = ["get_args_parser", "launcher_parser", "OneLineParser", "CheckFlag", "parse_int_list", "SEED_NO_OPS",
+__all__ = ["get_args_parser", "launcher_parser", "OneLineParser", "CheckFlag", "parse_int_list", "finite_float", "SEED_NO_OPS",
            "CHECK_EXIT_ERROR", "RDZV_TIMEOUT", "LAUNCHER_HELP", "wants_launcher", "launcher_flags"]
 
 CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
@@ -45,6 +46,18 @@ class CheckFlag(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, True)
         parser.error = lambda message: parser.exit(CHECK_EXIT_ERROR, f"error: {parser.prog}: {message}; see --help\n")
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type`` of every float flag: a finite number (``float()`` also takes nan and inf,
+    which would train garbage or loop forever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return value
 
 
 def parse_int_list(text: str) -> Tuple[int, ...]:
@@ -90,6 +103,9 @@ def _data_flags(add) -> None:
     add("--no-val", "--no_val", action="store_true", help="skip validation (train only)")
     add("--index-cache", "--index_cache", default=None, metavar="DIR",
         help="where the file index of each data folder is kept (default $XDG_CACHE_HOME/classify/index)")
+    add("--data-timeout", "--data_timeout", type=finite_float, default=None, metavar="SECONDS",
+        help="a shard read (pipe: command, URL) that gives no data this long is an error naming the shard "
+        "(default 300; 0: no limit)")
     add("--no-index-cache", "--no_index_cache", action="store_true", help="scan the data folders on every start")
     add("--cache-dataset", "--cache_dataset", action="store_true",
         help="torchvision references' flag: use the index cache (on by default)")
@@ -114,19 +130,19 @@ def _optim_flags(add) -> None:
     add("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
         help="global batch of this node (split over its devices)")
     add("--per_batch_size", "--per-batch-size", type=int, default=None, help="batch per device")
-    add("--lr", "--learning-rate", "--learning_rate", dest="lr", type=float, default=None,
+    add("--lr", "--learning-rate", "--learning_rate", dest="lr", type=finite_float, default=None,
         help="peak learning rate (default: the recipe's, scaled linearly when the batch differs from its batch)")
-    add("--momentum", "--mom", type=float, default=None, help="SGD momentum (default: the recipe's)")
-    add("--wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=float, default=None,
+    add("--momentum", "--mom", type=finite_float, default=None, help="SGD momentum (default: the recipe's)")
+    add("--wd", "--weight-decay", "--weight_decay", dest="weight_decay", type=finite_float, default=None,
         help="weight decay (default: the recipe's)")
     add("--label-smoothing", "--label_smooth_factor", "--label-smooth-factor", dest="label_smoothing",
-        type=float, default=None, help="label smoothing of the training loss, in [0, 1) (default: the recipe's)")
+        type=finite_float, default=None, help="label smoothing of the training loss, in [0, 1) (default: the recipe's)")
     add("--label_smooth", "--label-smooth", type=int, default=None, help="0 | 1 (MindSpore style)")
     add("--lr-scheduler", "--lr_scheduler", default=None, help=" | ".join(SCHEDULES))
     add("--lr-epochs", "--lr_epochs", type=parse_int_list, default=None, help="milestones, e.g. 30,60,90")
-    add("--lr-gamma", "--lr_gamma", type=float, default=None,
+    add("--lr-gamma", "--lr_gamma", type=finite_float, default=None,
         help="lr factor at each milestone of the step schedule (default: the recipe's)")
-    add("--warmup-epochs", "--warmup_epochs", type=float, default=None,
+    add("--warmup-epochs", "--warmup_epochs", type=finite_float, default=None,
         help="epochs of lr warm-up (default: the recipe's)")
     add("--seed", type=int, default=None, help="random seed; each process adds its rank (default: the recipe's)")
 
@@ -190,7 +206,7 @@ def _output_flags(add) -> None:
     add("--stop-step-num", "--stop_step_num", type=int, default=None, help="stop after N training steps")
     add("--prof", action="store_true", help="profile a few steps with torch.profiler, then stop")
     add("--tensorboard", action="store_true", help="write TensorBoard scalars to OUTPUT_DIR/tensorboard")
-    add("--max-bad-images", "--max_bad_images", type=float, default=0.01, metavar="FRACTION",
+    add("--max-bad-images", "--max_bad_images", type=finite_float, default=0.01, metavar="FRACTION",
         help="abort when more than this fraction of images is unreadable (default 0.01)")
     add("--nan-policy", "--nan_policy", default="stop", help="stop | skip | skip:N (non-finite loss)")
     add("--check", action=CheckFlag, help="print what a run with these flags would use (device, world size, "
@@ -226,7 +242,7 @@ def add_seed_flags(p: argparse.ArgumentParser) -> None:
         **alias)
     add("--static-loss-scale", "--static_loss_scale", "--loss-scale-value", dest="loss_scale", metavar="X",
         help="= --loss-scale", **alias)
-    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=float, metavar="N",
+    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=finite_float, metavar="N",
         help="= --warmup-epochs", **alias)
     add("-bm", dest="benchmark", type=int, metavar="0|1", help="= --benchmark 0|1", **alias)
     add("--workspace", dest="output_dir", metavar="DIR", help="= --output-dir", **alias)
@@ -260,24 +276,24 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
         help="accumulate the gradients of N batches per optimizer step (default 1)")
     add("--optimizer-batch-size", "--optimizer_batch_size", type=int, default=None, metavar="B",
         help="accumulate to this global batch per optimizer step (a multiple of the global batch)")
-    add("--clip-grad-norm", "--clip_grad_norm", "--clip-grad", dest="clip_grad_norm", type=float, default=None,
+    add("--clip-grad-norm", "--clip_grad_norm", "--clip-grad", dest="clip_grad_norm", type=finite_float, default=None,
         metavar="X", help="clip the gradients' global L2 norm to X (with AMP: unscaled first)")
     add("--model-ema", "--model_ema", action="store_true", help="keep an EMA of the weights, evaluated every epoch")
-    add("--model-ema-decay", "--model_ema_decay", type=float, default=None, metavar="D",
+    add("--model-ema-decay", "--model_ema_decay", type=finite_float, default=None, metavar="D",
         help="EMA decay per update (default 0.99998, adjusted as torchvision's)")
     add("--model-ema-steps", "--model_ema_steps", type=int, default=None, metavar="N",
         help="optimizer steps between EMA updates (default 32)")
     add("--model-ema-warmup", "--model_ema_warmup", action="store_true",
         help="timm's EMA decay warm-up: min(decay, 1 - (1 + t)^-2/3) at the t-th update")
-    add("--mixup-alpha", "--mixup_alpha", "--mixup", dest="mixup_alpha", type=float, default=None, metavar="A",
+    add("--mixup-alpha", "--mixup_alpha", "--mixup", dest="mixup_alpha", type=finite_float, default=None, metavar="A",
         help="MixUp with Beta(A, A) on each batch (default off)")
-    add("--cutmix-alpha", "--cutmix_alpha", "--cutmix", dest="cutmix_alpha", type=float, default=None, metavar="A",
+    add("--cutmix-alpha", "--cutmix_alpha", "--cutmix", dest="cutmix_alpha", type=finite_float, default=None, metavar="A",
         help="CutMix with Beta(A, A) on each batch (default off)")
-    add("--mixup-switch-prob", "--mixup_switch_prob", type=float, default=None, metavar="P",
+    add("--mixup-switch-prob", "--mixup_switch_prob", type=finite_float, default=None, metavar="P",
         help="with both: CutMix for a batch with probability P, else MixUp (default 0.5)")
-    add("--norm-weight-decay", "--norm_weight_decay", type=float, default=None, metavar="X",
+    add("--norm-weight-decay", "--norm_weight_decay", type=finite_float, default=None, metavar="X",
         help="weight decay of normalisation layers' parameters (default: --weight-decay)")
-    add("--bias-weight-decay", "--bias_weight_decay", type=float, default=None, metavar="X",
+    add("--bias-weight-decay", "--bias_weight_decay", type=finite_float, default=None, metavar="X",
         help="weight decay of biases (default: --weight-decay)")
     _add_data_lever_flags(add)
 
@@ -298,7 +314,7 @@ def _add_data_lever_flags(add) -> None:
         help=f"{' | '.join(AUTO_AUGMENT)} (torchvision v2 policies, pil backend)")
     add("--ra-magnitude", "--ra_magnitude", type=int, default=None, metavar="M", help="RandAugment magnitude (9)")
     add("--augmix-severity", "--augmix_severity", type=int, default=None, metavar="S", help="AugMix severity (3)")
-    add("--random-erase", "--random_erase", "--reprob", dest="random_erase", type=float, default=None, metavar="P",
+    add("--random-erase", "--random_erase", "--reprob", dest="random_erase", type=finite_float, default=None, metavar="P",
         help="random erasing probability (default 0)")
     add("--ra-sampler", "--ra_sampler", action="store_true", help="repeated augmentation sampler")
     add("--ra-reps", "--ra_reps", type=int, default=None, metavar="R", help="repetitions per image (default 3)")
@@ -306,11 +322,11 @@ def _add_data_lever_flags(add) -> None:
         help="timm: --ra-sampler --ra-reps R (0: off)")
     add("--progressive-resize", "--progressive_resize", default=None, metavar="START:END[:FROM:TO]",
         help="FFCV-style: the train size ramps from START to END between epochs FROM and TO (default: the run)")
-    add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
+    add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=finite_float, default=None, metavar="E",
         help="= --warmup-epochs")
     add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
         help=f"{' | '.join(WARMUP_METHODS)} (default linear)")
-    add("--lr-warmup-decay", "--lr_warmup_decay", type=float, default=None, metavar="D",
+    add("--lr-warmup-decay", "--lr_warmup_decay", type=finite_float, default=None, metavar="D",
         help="warm-up start factor: linear from D x lr, constant at D x lr (default: linear from 0, constant 0.01)")
 
 

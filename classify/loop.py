@@ -131,7 +131,7 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, on_step: Optiona
     speed = Throughput(parts.device, warmup_steps(steps))
     state, stop_signal = _Pass(), 0
     speed.begin()
-    for i, (images, target, n_bad) in enumerate(loader):
+    for i, (images, target, n_bad) in enumerate(loader if stop is None else stop.batches(loader)):
         state.bad += n_bad
         if images is None:  # every image of the batch was unreadable
             continue
@@ -157,6 +157,8 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, on_step: Optiona
             after_step(step + 1)
         if (stop_signal and boundary) or state.done >= steps:
             break
+    if stop is not None and stop.signum and not stop_signal and not dist_ready():
+        stop_signal = stop.signum  # it ended the wait for a batch (StopRequest.batches)
     fps = speed.fps()
     totals = agree(parts.device, nonfinite=False, signum=None, bad=state.bad, seen=state.seen)
     _check_bad(totals.bad, totals.seen, plan.max_bad_fraction, final=True)
@@ -201,11 +203,11 @@ def _print_step(parts: TrainParts, plan: EpochPlan, on_step: Optional[StepLine],
     return agreed.signum
 
 
-def _check_bad(bad: int, seen: int, max_fraction: float, *, final: bool = False) -> None:
+def _check_bad(bad: int, seen: int, max_fraction: float, *, final: bool = False, split: str = "") -> None:
     """Abort when more than ``max_fraction`` of the images read so far were unreadable."""
     total = bad + seen
     if bad and (final or total >= 64) and bad > max_fraction * total:
-        raise DataError(f"{bad} of {total} images read were unreadable (more than --max-bad-images "
+        raise DataError(f"{bad} of {total} {split}images read were unreadable (more than --max-bad-images "
                         f"{max_fraction:g}); fix or remove the bad files, or raise --max-bad-images")
 
 
@@ -271,18 +273,23 @@ def _update(parts: TrainParts) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings, normalize: Normalize,
-             on_step: Optional[StepLine] = None, print_freq: int = 0) -> Dict[str, float]:
+             on_step: Optional[StepLine] = None, print_freq: int = 0,
+             max_bad_fraction: float = 1.0, stop: Optional[StopRequest] = None) -> Dict[str, float]:
     """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
     The loss is plain cross-entropy (no label smoothing), as timm and torchvision report it.
     ``model`` must be the bare module (DDP's forward would be a collective per batch).
     With ``on_step`` (rank 0's): the ``Test: [ i/N]`` line's figures every ``print_freq`` batches
-    (rank 0's shard so far; the one sync of reading the sums), and last the exact global figures."""
+    (rank 0's shard so far; the one sync of reading the sums), and last the exact global figures.
+    Unreadable images are counted (``bad_images``) under the training's rule (``max_bad_fraction``:
+    --max-bad-images); no readable image at all is a ``DataError``, never an Acc@1 of nan. In one
+    process a signal (``stop``) that arrives while a batch is awaited ends the evaluation at once:
+    ``{"stop_signal": signum}`` and nothing else."""
     model.eval()
     criterion = nn.CrossEntropyLoss()
     meter = Meter(["loss", "acc1", "acc5"], device)
     printing = on_step is not None and print_freq > 0
     steps, state, bad = len(loader), _Pass(), 0
-    for i, (images, target, n_bad) in enumerate(loader):
+    for i, (images, target, n_bad) in enumerate(loader if stop is None else stop.batches(loader)):
         bad += n_bad
         if images is None:
             continue
@@ -297,9 +304,15 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings
         now = state.step_done(data_time)
         if printing and i % print_freq == 0:
             _print_test(on_step, meter, state, step=i, steps=steps, now=now)
+    if stop is not None and stop.signum and not dist_ready():
+        return {"stop_signal": stop.signum}
     out = meter.averages(reduce=True)
     out["images"] = out.pop("count")
-    out["bad_images"] = sum_over_ranks(bad, device)
+    out["bad_images"] = int(sum_over_ranks(bad, device))
+    if not out["images"]:
+        raise DataError(f"none of the {out['bad_images']} validation images could be read; fix or remove the bad "
+                        "files (or train without validation: --no-val)")
+    _check_bad(out["bad_images"], int(out["images"]), max_bad_fraction, final=True, split="validation ")
     if on_step is not None:
         per_step = (time.perf_counter() - state.start) / max(state.done, 1)
         final = dict(out, time=per_step)

@@ -116,6 +116,8 @@ class Reporter:
                   "acc5": _round(val.get("acc5")), "img_per_s": round(train["fps"], 1),
                   "epoch_time_s": round(train["time_s"], 3), "train_images": int(train["images"]),
                   "bad_images": int(train["bad_images"])}
+        if val:  # an evaluated epoch: its unreadable validation images too
+            record["val_bad_images"] = int(val.get("bad_images", 0))
         if train_size is not None:  # --progressive-resize
             record["train_size"] = train_size
         if ema is not None:  # --model-ema
@@ -170,7 +172,8 @@ def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_
         "final_acc1": _round(last_eval.get("acc1")), "final_acc5": _round(last_eval.get("acc5")),
         "final_val_loss": _round(last_eval.get("loss")),
         "fps": round(fps, 1), "train_time_s": round(train_time, 3), "device": str(device), "amp": amp,
-        "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images, **ema,
+        "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images,
+        "val_bad_images": int(last_eval.get("bad_images", 0)), **ema,
         "step_lines": step_lines or {},
     }
 

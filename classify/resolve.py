@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 import models
 from models.recipe import Recipe
 
-from .cli import parse_int_list
+from .cli import finite_float, parse_int_list
 from .data import BACKENDS
 from .devices import cpu_count, resolve_kind
 from .errors import UserError
@@ -154,7 +154,7 @@ def _fresh(args) -> bool:
 
 
 def _check_numbers(args) -> None:
-    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize"):
+    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize", "lr_gamma"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name),
                         allow_zero=name in ("momentum", "workers"))
     for name in ("weight_decay", "warmup_epochs", "ckpt_interval", "start_epoch", "keep_checkpoints"):
@@ -195,7 +195,15 @@ def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[
         color_jitter=recipe.color_jitter,
         workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
         num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size),
-        index_cache=_index_cache(args))
+        index_cache=_index_cache(args), data_timeout=_data_timeout(getattr(args, "data_timeout", None)))
+
+
+def _data_timeout(value: Optional[float]) -> float:
+    if value is None:
+        return DataConfig.data_timeout
+    if value < 0:
+        raise UserError(f"--data-timeout must be >= 0 seconds (0: no limit), got {value:g}")
+    return value
 
 
 def _index_cache(args) -> Optional[str]:
@@ -273,8 +281,8 @@ def _loss_scale(value: Optional[str], recipe: Recipe) -> Optional[float]:
     if str(value).lower() == "dynamic":
         return None
     try:
-        scale = float(value)
-    except ValueError:
+        scale = finite_float(value)
+    except argparse.ArgumentTypeError:
         raise UserError(f"--loss-scale must be a number or 'dynamic', got '{value}'") from None
     if scale <= 0:
         raise UserError(f"--loss-scale must be > 0, got {value}")

@@ -81,7 +81,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
                                    num_classes=d.num_classes or DUMMY_CLASSES, backend=d.backend,
-                                   index_cache=d.index_cache))
+                                   index_cache=d.index_cache, data_timeout=d.data_timeout))
     num_classes = count_classes(d.num_classes, data.classes)
     ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     out = cfg.output  # what it starts from: the files named are there (the same pre-flight as --check)
@@ -213,10 +213,15 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
         hook(model, "torchvision" if state.get("torchvision") else None)
 
 
-def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
+def _evaluate(setup: _Setup, model: nn.Module, val_loader, stop: Optional[StopRequest] = None) -> Dict:
     stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
                      on_step=setup.reporter.test_step if setup.info.is_main else None,
-                     print_freq=setup.cfg.loop.print_freq)
+                     print_freq=setup.cfg.loop.print_freq,
+                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop)
+    if stats.get("stop_signal"):  # a signal ended it (a stalled read): no figures
+        return stats
+    if stats["bad_images"]:
+        setup.reporter.line(f"=> validation: skipped {stats['bad_images']} unreadable images")
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     return stats
 
@@ -343,7 +348,7 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
         if steps_left is not None:
             steps_left -= stats["steps"]
         last = epoch == cfg.optim.epochs - 1 or (steps_left is not None and steps_left <= 0)
-        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last)
+        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last, stop=stop)
         if last:
             break
 
@@ -361,7 +366,7 @@ def _progressive_size(setup: _Setup, parts: TrainParts, epoch: int) -> None:
 
 
 def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
-               stats: Dict, val_loader, last: bool = True) -> None:
+               stats: Dict, val_loader, last: bool = True, stop: Optional[StopRequest] = None) -> None:
     """FPS line, evaluation (every --eval-freq epochs and after the ``last``), checkpoints (best: the
     first evaluation, then any better Acc@1), record."""
     epoch, reporter, progress = state.progress.epoch, setup.reporter, state.progress
@@ -375,10 +380,12 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
     evaluated = val_loader is not None and (last or (epoch + 1) % every == 0)
     if evaluated:
         if objects.ema is not None:  # first, so that the last Acc@1 line is the weights' (seed pipelines)
-            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader)
+            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader, stop)
+            _stopped_in_eval(ckpt, objects, progress, state.last_ema)
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
-        state.last_eval = _evaluate(setup, model, val_loader)
+        state.last_eval = _evaluate(setup, model, val_loader, stop)
+        _stopped_in_eval(ckpt, objects, progress, state.last_eval)
     is_best = evaluated and _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
@@ -387,10 +394,24 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
                           train_size=stats.get("train_size"))
 
 
-def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
+def _stopped_in_eval(ckpt: CheckpointManager, objects: TrainingObjects, progress: Progress, stats: Dict) -> None:
+    """A signal ended the evaluation (while it waited for data): save the epoch as trained but not
+    yet evaluated (a resume evaluates it) and stop, as a stop in training does."""
+    if not stats.get("stop_signal"):
+        return
+    ckpt.save(objects, progress)
+    raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {progress.epoch} step "
+                      f"{progress.step}; checkpoint saved to {ckpt.latest_path}; continue with --resume auto",
+                      stats["stop_signal"])
+
+
+def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader, stop: Optional[StopRequest] = None) -> Dict:
     """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
     broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
-    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
+                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop)
+    if stats.get("stop_signal"):
+        return stats
     setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
     return stats
 

@@ -65,6 +65,7 @@ class DataConfig:
     dummy_sizes: Tuple[int, int]
     index_cache: Optional[str] = None  # the file-index folder (--index-cache); None: --no-index-cache
     val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
+    data_timeout: float = 300.0  # --data-timeout: seconds a shard read may give no byte (0: no limit)
 
 
 @dataclass(frozen=True)

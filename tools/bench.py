@@ -75,13 +75,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from classify.amp import AMP_DTYPES, autocast, resolve_amp
-from classify.cli import OneLineParser
+from classify.cli import OneLineParser, finite_float
 from classify.data import build_loader
 from classify.data.device_decode import JpegFiles
 from classify.data.folder import SafeImageFolder
 from classify.data.photos import default_photos_root, ensure_photos
 from classify.devices import cpu_count, pin_memory, resolve_device, synchronize
-from classify.errors import DataError, UserError
+from classify.errors import DataError, UserError, os_error_text
 from classify.fast import use_channels_last
 from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step
 from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps
@@ -659,7 +659,7 @@ def get_args_parser() -> OneLineParser:
     add("--channels-last", "--channels_last", action=argparse.BooleanOptionalAction, default=None,
         help="NHWC for fast/compiled (default: the engine's, on for cuda and cpu)")
     add("--threads", type=int, default=None, help="torch intra-op threads of the main process (default: torch's)")
-    add("--peak-tflops", type=float, default=None, help="the device's peak, for utilisation %%")
+    add("--peak-tflops", type=finite_float, default=None, help="the device's peak, for utilisation %%")
     add("--json", action="store_true", help="print JSON instead of tables")
     add("--json-out", default=None, metavar="FILE", help="also write the JSON report to FILE (tables still printed)")
     add("--data", default=None, help="ImageFolder root, 'demo' or 'photos': loader, end-to-end, overhead")
@@ -797,11 +797,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     progress = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731 (stderr: --json stays clean)
     try:
         report = run(args, progress)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
     except UserError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return e.exit_code
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as e:  # --json-out or a data path the filesystem refused
+        print(f"bench.py: error: {os_error_text(e)}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report, indent=2))
     else:

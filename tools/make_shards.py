@@ -27,7 +27,8 @@ from classify.atomic import write_atomic, write_text
 from classify.data.folder import resolve_splits
 from classify.data.index import scan_split
 from classify.data.shards import INDEX_NAME, require_webdataset
-from classify.errors import UserError
+from classify.cli import OneLineParser
+from classify.errors import UserError, os_error_text
 
 TAR_OVERHEAD = 2 * 1024  # two members' headers and padding per sample
 PLAN_NAME = ".make_shards.json"
@@ -43,7 +44,9 @@ def parse_size(text: str) -> int:
 
 def plan_split(split: Path, *, shuffle_seed, shard_bytes, per_shard):
     """[(first, stop)] cut points over the split's samples (in the order they are written)."""
-    table, classes, _ = scan_split(split)
+    table, classes, record = scan_split(split)
+    for line in record["skipped"]:  # link loops, FIFOs: left out, said
+        print(line, flush=True)
     order = list(range(len(table)))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(order)
@@ -63,7 +66,8 @@ def plan_split(split: Path, *, shuffle_seed, shard_bytes, per_shard):
 
 
 def write_shard(path: Path, table, samples) -> None:
-    """``samples`` [(key, index into table)] into the tar ``path``, atomically."""
+    """``samples`` [(key, index into table)] into the tar ``path``, atomically, with the mode the
+    umask gives (a shared data set must be readable by its other users)."""
     wds = require_webdataset()
 
     def write(f) -> None:
@@ -135,7 +139,7 @@ def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, worker
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="make_shards.py", description=__doc__.split("\n\n")[0])
     p.add_argument("root", help="ImageFolder root with train/ and/or val/")
     p.add_argument("out", help="folder for the shards and index.json")
     size = p.add_mutually_exclusive_group()
@@ -149,7 +153,10 @@ def main(argv=None) -> int:
                             workers=args.workers, seed=args.seed)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
+    except OSError as e:  # OUT is a file, read-only, the disk is full
+        print(f"error: {os_error_text(e)}", file=sys.stderr)
+        return 1
     print(f"=> {args.out}: {len(index['train'])} train / {len(index['val'])} val shards, "
           f"{sum(s['count'] for s in index['train'])} / {sum(s['count'] for s in index['val'])} images, "
           f"{len(index.get('classes', []))} classes")

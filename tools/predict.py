@@ -23,7 +23,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from classify.devices import resolve_device
-from classify.errors import UserError
+from classify.cli import OneLineParser
+from classify.errors import UserError, os_error_text
 from classify.inference import TrainedModel, load_trained_model
 from classify.transforms import Normalize, val_transform
 
@@ -89,7 +90,7 @@ def _class_name(classes: List[str], index: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Top-k predictions of a trained checkpoint", add_help=True)
+    parser = OneLineParser(prog="predict.py", description="Top-k predictions of a trained checkpoint")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
     parser.add_argument("--checkpoint", "--pth_path", "--pth-path", required=True,
                         help="model_best.pth.tar / checkpoint.pth.tar written by main.py")
@@ -122,6 +123,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except OSError as e:  # an input the filesystem refuses (a link loop, no permission)
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

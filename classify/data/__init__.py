@@ -16,7 +16,7 @@ from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
 from .preflight import DUMMY_CLASSES, DataCheck, check_data, check_splits, count_classes, identity_root
 from .samplers import EvalSampler, RepeatedAugSampler, SeededDataset, TrainSampler
-from .shards import JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
+from .shards import DATA_TIMEOUT, JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
 
 BACKENDS = ("pil", "gpu", "dummy")
 
@@ -38,6 +38,7 @@ class DataSpec:
     index_cache: Optional[str] = None  # folder of the file indexes (classify.data.index); None: scan every time
     val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
     augment: Optional[AugmentSpec] = None  # --auto-augment / --random-erase (pil only)
+    data_timeout: float = DATA_TIMEOUT  # --data-timeout: a shard read that gives no byte that long fails
 
     @property
     def val_crop(self) -> int:
@@ -89,7 +90,7 @@ def _shard_datasets(spec: DataSpec) -> Datasets:
     """WebDataset shards (``classify.data.shards``): members decoded as the files would be."""
     if spec.backend == "gpu" and spec.color_jitter > 0:
         _check_jpeg_source(spec, None)
-    train, val, classes = open_shards(spec.root)
+    train, val, classes = open_shards(spec.root, spec.data_timeout)
 
     def decoder(is_train: bool):
         if spec.backend == "gpu":

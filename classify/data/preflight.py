@@ -52,16 +52,16 @@ def check_splits(*, path: Optional[str], has_train: bool, has_val: bool, evaluat
 
 
 def check_data(*, kind: str, path: Optional[str], num_classes: Optional[int], no_val: bool,
-               evaluate: bool) -> DataCheck:
+               evaluate: bool, data_timeout: Optional[float] = None) -> DataCheck:
     """The layout of the data a run with these settings reads (one-line ``DataError`` when it
     is not usable), its splits against the mode (``check_splits``), and its class count."""
-    found = _layout(kind, path, num_classes)
+    found = _layout(kind, path, num_classes, data_timeout)
     check_splits(path=path, has_train=found.has_train, has_val=found.has_val and not no_val, evaluate=evaluate)
     count_classes(num_classes, range(found.num_classes))  # --num-classes below the data's: the run's error
     return found if num_classes is None else DataCheck(**{**found.__dict__, "num_classes": num_classes})
 
 
-def _layout(kind: str, path: Optional[str], num_classes: Optional[int]) -> DataCheck:
+def _layout(kind: str, path: Optional[str], num_classes: Optional[int], data_timeout: Optional[float]) -> DataCheck:
     if kind == "dummy":
         return DataCheck("dummy", "none", "dummy", True, True, num_classes or DUMMY_CLASSES)
     if kind == "demo":
@@ -78,7 +78,7 @@ def _layout(kind: str, path: Optional[str], num_classes: Optional[int]) -> DataC
     if is_shard_source(path):
         from .shards import open_shards
 
-        train, val, classes = open_shards(path)
+        train, val, classes = open_shards(path) if data_timeout is None else open_shards(path, data_timeout)
         split = "train+val" if train and val else ("train only" if train else "val only")
         return DataCheck(f"shards {split}", path, path, train is not None, val is not None, len(classes))
     from .cifar import NUM_CLASSES, find_cifar_root
