@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -28,13 +27,10 @@ import torch
 import main
 from classify.checkpoint import CheckpointManager, Progress, TrainingObjects, mount_point
 from classify.errors import StorageError
-from tests.conftest import ROOT, start_ahead, start_main, write_image_folder
+from tests.conftest import start_ahead, start_main, write_image_folder
 
 wds = pytest.importorskip("webdataset")
-sys.path.insert(0, str(ROOT / "tools"))
-import export_onnx  # noqa: E402
-import make_demo_data  # noqa: E402
-import make_shards  # noqa: E402
+from tools import export_onnx, make_demo_data, make_shards  # noqa: E402  (after the importorskip)
 
 PRECIOUS = b"an earlier run's checkpoint"
 STALL = "case $f in *index.json) cat $f;; *) echo $$ >> {tmp}/pids; exec sleep 1000;; esac"
@@ -484,9 +480,9 @@ def test_every_float_flag_refuses_nan():
     """The sweep of one class: no parser of the suite has a float flag that takes nan/inf."""
     import argparse
 
-    import bench
+    from tools import bench
 
-    from classify.config import finite_float
+    from classify.cli import finite_float
 
     for parser in (main.get_args_parser(), bench.get_args_parser(), export_onnx.get_args_parser()):
         floats = [a for a in parser._actions if a.type is float]

@@ -190,7 +190,7 @@ def table(summary: dict, workers: int) -> str:
 
 def get_args_parser() -> argparse.ArgumentParser:
     sys.path.insert(0, str(ROOT))
-    from classify.config import OneLineParser  # one-line usage errors, as every tool
+    from classify.cli import OneLineParser  # one-line usage errors, as every tool
 
     p = OneLineParser(prog="bench_scan.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=None, help="a split folder (class folders); default: generate one under /tmp")
