@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 import models  # noqa: E402
 from models.recipe import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
-__all__ = ["make_digits", "reference_run", "ours_run", "main"]
+__all__ = ["make_digits", "reference_run", "ours_run", "gradient_fidelity", "main"]
 
 
 def _digits(csv: Optional[str]):
@@ -146,6 +146,37 @@ def ours_run(data: Path, *, arch: str, seed: int, epochs: int, batch_size: int, 
             "cmd": " ".join(cmd[1:])}
 
 
+def gradient_fidelity(arch: str, *, image_size: int, batch_size: int, num_classes: int = 10, seed: int = 0,
+                      state_dict: Optional[dict] = None) -> Dict[str, float]:
+    """How far one training step's gradients are from exact, per precision: the median over the
+    parameter tensors of |g - g64| / |g64|, where g64 is computed in float64 (same weights, batch,
+    no dropout). ``fp16`` runs with a loss scale of 1024 (the ModelZoo recipes'), unscaled after."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, generator=g)
+    target = torch.randint(0, num_classes, (batch_size,), generator=g)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    inputs = (images.float() / 255 - mean) / std
+    grads = {}
+    for name, dtype, autocast in (("fp64", torch.float64, None), ("fp32", torch.float32, None),
+                                  ("bf16", torch.float32, torch.bfloat16), ("fp16", torch.float32, torch.float16)):
+        torch.manual_seed(seed)
+        model = models.create_model(arch, num_classes=num_classes)
+        if state_dict is not None:
+            model.load_state_dict(state_dict)
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+        model = model.to(dtype).train()
+        scale = 1024.0 if autocast == torch.float16 else 1.0
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            loss = nn.functional.cross_entropy(model(inputs.to(dtype)), target)
+        (loss * scale).backward()
+        grads[name] = {k: p.grad.double() / scale for k, p in model.named_parameters() if p.grad is not None}
+    exact = grads.pop("fp64")
+    return {name: statistics.median(((g[k] - exact[k]).norm() / exact[k].norm().clamp_min(1e-30)).item()
+                                    for k in exact) for name, g in grads.items()}
+
+
 def _mean_sd(values: List[float]) -> str:
     if len(values) < 2:
         return f"{values[0]:.1f}"
@@ -181,6 +212,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--sides", default="reference,ours", help="which sides to run (default both)")
     p.add_argument("--ours-extra", default="", help="extra main.py flags, comma-separated (e.g. --amp-dtype=fp32)")
     p.add_argument("--json", metavar="PATH", help="also write every run's figures to PATH")
+    p.add_argument("--grad-check", action="store_true",
+                   help="only print the gradient error of fp32/bf16/fp16 vs float64 at the builder's init")
+    p.add_argument("--checkpoint", metavar="PATH", help="--grad-check at these weights (a checkpoint.pth.tar)")
     return p
 
 
@@ -191,6 +225,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"=> digits written to {written}", file=sys.stderr)
         if not args.data:
             return 0
+    if args.grad_check:
+        state = torch.load(args.checkpoint, weights_only=True)["state_dict"] if args.checkpoint else None
+        errors = gradient_fidelity(args.arch, image_size=args.image_size, batch_size=args.batch_size, state_dict=state)
+        print(f"{args.arch} at {args.image_size} px, batch {args.batch_size}, "
+              f"{'weights of ' + args.checkpoint if args.checkpoint else 'the builder init'}: median relative "
+              "gradient error vs float64: " + ", ".join(f"{k} {v:.3g}" for k, v in errors.items()))
+        return 0
     data = Path(args.data or "")
     if not (data / "train").is_dir() or not (data / "val").is_dir():
         print(f"error: '{data}' has no train/ and val/; pass --data ROOT or --make-digits DIR", file=sys.stderr)
