@@ -131,3 +131,24 @@ def test_recipe_mixed_precision_step_equals_plain_torchvision_loop(dtype, loss_s
         assert scaler is None and make_scaler(torch.device("cpu"), amp) is None
     assert our_lrs == pytest.approx(plain_lrs, rel=1e-6, abs=1e-12)
     _assert_same_weights(ours, plain, rtol=1e-4)
+
+
+def test_parity_tool_digits_reference_loop_and_grad_check(tmp_path, image_folder):
+    """tools/parity.py: the digits tree from a digits CSV, the reference loop's figures, --grad-check."""
+    from tools import parity
+
+    rows = torch.randint(0, 17, (30, 64)).numpy()
+    csv = tmp_path / "digits.csv"
+    csv.write_text("\n".join(",".join(map(str, r)) + f",{i % 3}" for i, r in enumerate(rows)))
+    out = parity.make_digits(tmp_path / "digits", size=32, csv=str(csv))
+    train, val = sorted((out / "train").rglob("*.jpg")), sorted((out / "val").rglob("*.jpg"))
+    assert (len(train), len(val)) == (24, 6) and sorted(p.name for p in (out / "train").iterdir()) == ["0", "1", "2"]
+    from PIL import Image
+    assert Image.open(train[0]).size == (32, 32) and Image.open(train[0]).mode == "RGB"
+
+    ref = parity.reference_run(image_folder, arch="tinynet", seed=0, epochs=2, batch_size=8, lr=0.05, image_size=32,
+                               workers=0)
+    assert len(ref["acc1"]) == 2 and ref["best"] == max(ref["acc1"]) and 0 <= ref["final"] <= 100
+
+    errors = parity.gradient_fidelity("tinynet", image_size=16, batch_size=4)
+    assert set(errors) == {"fp32", "bf16", "fp16"} and errors["fp32"] < 1e-4 < errors["bf16"]
