@@ -17,7 +17,7 @@ import torch.nn as nn
 
 import models
 from classify.amp import make_scaler, resolve_amp
-from classify.config import OptimConfig
+from classify.schema import OptimConfig
 from classify.loop import train_step
 from classify.parts import build_model, build_train_parts
 from classify.transforms import Normalize

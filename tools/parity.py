@@ -44,11 +44,11 @@ import torchvision
 from PIL import Image
 from torchvision import transforms as T
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import models
+from classify.cli import OneLineParser
+from models.recipe import IMAGENET_MEAN, IMAGENET_STD
 
-import models  # noqa: E402
-from models.recipe import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["make_digits", "reference_run", "ours_run", "gradient_fidelity", "main"]
 
@@ -198,7 +198,7 @@ def render(rows: List[Dict]) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Acc@1 of our trainer vs torchvision's reference loop, several seeds")
+    p = OneLineParser(description="Acc@1 of our trainer vs torchvision's reference loop, several seeds")
     p.add_argument("--data", help="ImageFolder root with train/ and val/")
     p.add_argument("--make-digits", metavar="DIR", help="write the digits dataset into DIR, then stop (unless --data)")
     p.add_argument("--digits-csv", metavar="PATH", help="scikit-learn's digits.csv.gz (without scikit-learn)")
