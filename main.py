@@ -18,7 +18,8 @@ try:  # importing torch takes seconds: a Ctrl-C then is one line too, not a trac
     import torch
 
     import models
-    from classify.config import CheckFlag, OneLineParser, add_lever_flags, add_seed_flags, build_config, parse_int_list
+    from classify.config import (CheckFlag, OneLineParser, add_finetune_flags, add_lever_flags, add_seed_flags,
+                                 build_config, parse_int_list)
     from classify.errors import Interrupted, NonFiniteLoss, UserError
     from classify.schedules import SCHEDULES
 except KeyboardInterrupt:
@@ -58,7 +59,8 @@ def get_args_parser() -> OneLineParser:
     add("--aux-logits", "--aux_logits", dest="model_options", action="append_const", const="aux_logits",
         help="GoogLeNet: train with the aux heads")
     add("--pretrained", nargs="?", const="torchvision", default=None, metavar="PATH",
-        help="start from weights: a file, or torchvision's from the local cache when no PATH")
+        help="start from weights: a file (ours, torchvision's or timm's), or torchvision's when no PATH "
+        "(from the torch hub cache, downloaded there when online); another class count: a fresh head")
     # optimisation
     add("--epochs", "--epoch", "--max_epoch", type=int, default=None)
     add("--start-epoch", "--start_epoch", type=int, default=None)
@@ -125,6 +127,7 @@ def get_args_parser() -> OneLineParser:
     add("--check", action=CheckFlag, help="print what a run with these flags would use (device, world size, "
         "batch, data layout, checkpoint) as key = value lines and exit: 0, or 1 with one error line")
     add_lever_flags(p)
+    add_finetune_flags(p)
     add_seed_flags(p)
     return p
 

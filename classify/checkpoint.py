@@ -40,7 +40,7 @@ from .errors import CheckpointError, NonFiniteLoss, UnsafeCheckpoint, UserError
 from .optim import KERNEL_KEYS
 
 __all__ = ["CheckpointManager", "Progress", "TrainingObjects", "save_atomic", "load_checkpoint",
-           "clean_state_dict", "model_state", "load_model_weights", "LATEST", "BEST"]
+           "clean_state_dict", "model_state", "load_model_weights", "HeadSwap", "LATEST", "BEST"]
 
 LATEST, BEST = "checkpoint.pth.tar", "model_best.pth.tar"
 _EPOCH_FILE = re.compile(r"^checkpoint-(\d+)\.pth\.tar$")
@@ -223,9 +223,22 @@ def load_checkpoint(path: os.PathLike, mmap: bool = False) -> Dict[str, Any]:
     return obj
 
 
-def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.PathLike, arch: str) -> None:
+@dataclass(frozen=True)
+class HeadSwap:
+    """The head modules that ``load_model_weights`` left fresh, and the class counts."""
+
+    names: Tuple[str, ...]
+    old_classes: Optional[int]  # the file's (None: its head keys are absent)
+    new_classes: int
+
+
+def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.PathLike, arch: str,
+                       head: str = "keep") -> Optional[HeadSwap]:
     """Strict load with a one-line error naming the first mismatch; the keys the net declares
-    optional (``ModelEntry.optional_keys``) may be missing or extra."""
+    optional (``ModelEntry.optional_keys``) may be missing or extra. ``head``: ``keep`` loads the
+    head as every other layer; ``auto`` leaves the head (``ModelEntry.head``) as the model has it
+    (fresh) when the file's head has another shape (another class count); ``fresh`` always.
+    Returns what was left fresh, or None."""
     saved_arch = state.get("arch")
     if saved_arch and saved_arch != arch:
         raise CheckpointError(f"checkpoint '{path}' is a {saved_arch} checkpoint but --arch is {arch}; "
@@ -233,6 +246,10 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.Path
     entry = models.get_model_entry(arch)
     weights = clean_state_dict(state["state_dict"])
     own = model.state_dict()
+    swap = _head_swap(entry, own, weights, head)
+    if swap is not None:
+        weights = {k: v for k, v in weights.items() if entry.head_of(k) is None}
+        own = {k: v for k, v in own.items() if entry.head_of(k) is None}
     missing = [k for k in own if k not in weights and not entry.is_optional_key(k)]
     unexpected = [k for k in weights if k not in own and not entry.is_optional_key(k)]
     if missing or unexpected:
@@ -243,6 +260,21 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.Path
             raise CheckpointError(f"checkpoint '{path}' does not fit: {key} has shape {tuple(value.shape)}, "
                                   f"model has {tuple(own[key].shape)}; check --num-classes/--arch")
     model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+    return swap
+
+
+def _head_swap(entry, own: Dict[str, torch.Tensor], weights: Dict[str, Any], head: str) -> Optional[HeadSwap]:
+    """Whether (and which) head modules start fresh instead of loading (see load_model_weights)."""
+    present = tuple(name for name in entry.head if f"{name}.weight" in own)  # e.g. no aux heads built
+    if head == "keep" or not present:
+        return None
+    differs = any(key in weights and entry.head_of(key) is not None and weights[key].shape != value.shape
+                  for key, value in own.items())
+    if head == "auto" and not differs:
+        return None
+    main = f"{present[0]}.weight"
+    old = weights[main].shape[0] if main in weights else None
+    return HeadSwap(present, old, own[main].shape[0])
 
 
 # ----------------------------------------------------------------------------- a run's checkpoints

@@ -25,7 +25,8 @@ CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors 
 
 __all__ = ["add_seed_flags", "SEED_NO_OPS", "LOG_FORMATS", "CheckFlag", "Config", "DataConfig", "OptimConfig",
            "PrecisionConfig", "LoopConfig", "OutputConfig", "build_config", "OneLineParser", "parse_int_list",
-           "LeverConfig", "add_lever_flags"]
+           "LeverConfig", "add_lever_flags", "FineTuneConfig", "add_finetune_flags", "finetune_defaults",
+           "TTA_MODES"]
 
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
 LOG_FORMATS = ("examples", "torchvision", "prefixed")  # classify/report.py; a model folder picks its own
@@ -66,8 +67,6 @@ def parse_int_list(text: str) -> Tuple[int, ...]:
 SEED_NO_OPS = {
     "--checkpoint-nameprefix": "the checkpoint names are fixed (checkpoint.pth.tar, model_best.pth.tar: "
                                "--resume auto and the eval scripts read them)",
-    "--fine-tuning": "every layer trains (the seeds' fine-tuning swapped in a new 1000-class head); start "
-                     "from weights with --pretrained",
     "--exp_subpath": "names the seed's experiment folder; outputs go to --output-dir",
 }
 
@@ -100,10 +99,7 @@ def add_seed_flags(p: argparse.ArgumentParser) -> None:
         "models/googlenet/) | prefixed ([npu id: 0 ] prefixes: models/inception_resnet_v2/)")
     for flag, why in SEED_NO_OPS.items():
         dest = f"noop_{flag.strip('-').replace('-', '_')}"
-        if flag == "--fine-tuning":  # a switch in the seeds
-            add(flag, "-t", dest=dest, action="store_true", help=f"accepted, no effect: {why}")
-        else:
-            add(flag, dest=dest, default=None, metavar="X", help=f"accepted, no effect: {why}")
+        add(flag, dest=dest, default=None, metavar="X", help=f"accepted, no effect: {why}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +170,7 @@ class LoopConfig:
     tensorboard: bool = False
     eval_freq: int = 1  # validate every N epochs (and after the last)
     log_format: str = "examples"  # LOG_FORMATS
+    tta: str = "none"  # test-time augmentation of every evaluation: none | flip (TTA_MODES)
 
 
 @dataclass(frozen=True)
@@ -208,6 +205,7 @@ class Config:
     model_kwargs: dict = field(default_factory=dict)
     argv: Tuple[str, ...] = ()
     levers: "LeverConfig" = field(default_factory=lambda: LeverConfig())
+    finetune: "FineTuneConfig" = field(default_factory=lambda: FineTuneConfig())
 
     def to_dict(self) -> dict:
         """The resolved configuration, nested as above (``config.json``)."""
@@ -229,7 +227,7 @@ class Config:
         return out
 
 
-_SECTIONS = ("data", "optim", "precision", "loop", "output", "levers")
+_SECTIONS = ("data", "optim", "precision", "loop", "output", "levers", "finetune")
 
 
 def _pick(cli, *fallbacks):
@@ -335,16 +333,17 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                         max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
                         prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard),
                         eval_freq=getattr(args, "eval_freq", None) or 1,
-                        log_format=getattr(args, "log_format", "examples")),
+                        log_format=getattr(args, "log_format", "examples"), tta=_tta(args)),
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             checkpoint_freq=getattr(args, "checkpoint_freq", None) or 0,
-                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
+                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=_pretrained(args),
                             fresh=_fresh(args), force_output_dir=bool(getattr(args, "force_output_dir", False))),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
         levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
                              warmup_epochs=optim.warmup_epochs, epochs=optim.epochs,
                              min_size=models.min_image_size(arch)),
+        finetune=_finetune_config(args, demo),
     )
 
 
@@ -755,3 +754,106 @@ def _accum_steps(args, global_batch: int) -> int:
         raise UserError(f"--grad-accum-steps {steps} and --optimizer-batch-size {target} disagree (global batch "
                         f"{global_batch}); pass one of them")
     return target // global_batch
+
+
+# ----------------------------------------------------------------------------- fine-tuning (issue #23)
+# Starting from pretrained weights on data of another class count: the head starts fresh
+# (ModelEntry.head), the pretrained layers train at a lower lr, or not at all (a linear probe).
+
+TTA_MODES = ("none", "flip")
+# The pretrained layers' lr over the new head's (--backbone-lr-scale) when a head starts fresh:
+# the head learns from scratch at the recipe's lr, the pretrained layers move at a tenth of it,
+# the usual "fine-tune at a tenth of the training lr" (docs/own-data.md, "Fine-tuning").
+BACKBONE_LR_SCALE = 0.1
+FINETUNE_EPOCHS = 10  # with a fresh head and no --epochs; cosine to 0, no warm-up
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """``-t/--fine-tuning``, ``--freeze-backbone``, ``--backbone-lr-scale`` and which of the
+    schedule's values came from flags (a fresh head gets fine-tuning defaults for the others)."""
+
+    fresh_head: bool = False  # -t: the head starts fresh even when the class count matches
+    freeze_backbone: bool = False  # only the head trains; the rest (BN statistics too) stays as loaded
+    backbone_lr_scale: Optional[float] = None  # None: BACKBONE_LR_SCALE with a fresh head, else 1
+    given: Tuple[str, ...] = ()  # the schedule values set by a flag (or the demo profile): epochs, lr, ...
+
+
+def add_finetune_flags(parser: argparse.ArgumentParser) -> None:
+    """Fine-tuning and evaluation flags (docs/own-data.md), in their own group of ``--help``."""
+    g = parser.add_argument_group("fine-tuning and evaluation (docs/own-data.md)")
+    add = g.add_argument
+    add("-t", "--fine-tuning", "--fine_tuning", dest="fine_tuning", action="store_true",
+        help="the seeds' fine-tuning: start from --pretrained (torchvision's when no PATH) with a fresh head")
+    add("--freeze-backbone", "--freeze_backbone", action="store_true",
+        help="train the head only (a linear probe): every other layer, BN statistics too, stays as loaded")
+    add("--backbone-lr-scale", "--backbone_lr_scale", type=float, default=None, metavar="X",
+        help=f"lr of the pretrained layers = X x --lr (default {BACKBONE_LR_SCALE:g} when the head starts fresh, "
+        "else 1)")
+    add("--tta", default=None, metavar="MODE", help="test-time augmentation of every evaluation: none (default) | "
+        "flip (mean of the image's and its mirror's logits)")
+
+
+def _pretrained(args) -> Optional[str]:
+    """``--pretrained [PATH]``; ``-t`` alone starts from torchvision's weights (a bare --pretrained)."""
+    return args.pretrained or ("torchvision" if getattr(args, "fine_tuning", False) else None)
+
+
+def _tta(args) -> str:
+    mode = getattr(args, "tta", None) or "none"
+    if mode not in TTA_MODES:
+        raise UserError(f"unknown --tta '{mode}'; choose one of {', '.join(TTA_MODES)}")
+    return mode
+
+
+def _finetune_config(args, demo: dict) -> FineTuneConfig:
+    get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without these flags)
+    scale, freeze, fresh = get("backbone_lr_scale"), bool(get("freeze_backbone")), bool(get("fine_tuning"))
+    if scale is not None and not 0.0 <= scale <= 1.0:
+        raise UserError(f"--backbone-lr-scale is a factor in [0, 1], got {scale:g}")
+    starts = "--pretrained" if args.pretrained else "-t" if fresh else None
+    for flag, on in (("--freeze-backbone", freeze), ("--backbone-lr-scale", scale is not None)):
+        if on and starts is None:
+            raise UserError(f"{flag} needs pretrained weights to start from; add --pretrained PATH (or -t for "
+                            "torchvision's)")
+    if freeze and scale is not None:
+        raise UserError("--freeze-backbone trains the head only; --backbone-lr-scale has nothing to scale: drop one")
+    if (freeze or fresh) and args.evaluate:
+        raise UserError(f"{'--freeze-backbone' if freeze else '-t/--fine-tuning'} is for training; drop it with -e")
+    given = tuple(name for name, value in (
+        ("epochs", _pick(args.epochs, demo.get("epochs"))), ("lr", args.lr),
+        ("lr_scheduler", _pick(args.lr_scheduler, get("lr_step_size"))), ("warmup_epochs", args.warmup_epochs))
+        if value is not None)
+    return FineTuneConfig(fresh_head=fresh, freeze_backbone=freeze, backbone_lr_scale=scale, given=given)
+
+
+def finetune_defaults(cfg: Config) -> Tuple[Config, str]:
+    """With a fresh head: fine-tuning defaults for the schedule values no flag set (``FINETUNE_EPOCHS``
+    epochs, cosine, no warm-up; the head at the recipe's lr, the pretrained layers at
+    ``BACKBONE_LR_SCALE`` x it), and a description of what was chosen ("" when nothing)."""
+    from dataclasses import replace
+
+    ft, o = cfg.finetune, cfg.optim
+    changes = {}
+    if "epochs" not in ft.given:
+        changes["epochs"] = FINETUNE_EPOCHS
+    if "lr_scheduler" not in ft.given:
+        changes["lr_scheduler"] = "cosine"
+    if "warmup_epochs" not in ft.given:
+        changes["warmup_epochs"] = 0.0
+    said = [f"{changes['epochs']} epochs" if "epochs" in changes else "",
+            "cosine lr" if "lr_scheduler" in changes else "", "no warm-up" if "warmup_epochs" in changes else ""]
+    scale = ft.backbone_lr_scale
+    if ft.freeze_backbone:
+        said.append("only the head trains (--freeze-backbone)")
+    elif scale is None:
+        scale = BACKBONE_LR_SCALE
+        said.append(f"pretrained layers at {scale:g} x lr (--backbone-lr-scale)")
+    said = ", ".join(x for x in said if x)
+    levers = cfg.levers
+    if levers.progressive_resize is not None and "epochs" in changes:  # its ramp ends within the run
+        start, end, first, last = levers.progressive_resize
+        top = changes["epochs"] - 1
+        levers = replace(levers, progressive_resize=(start, end, min(first, top), min(last, top)))
+    return replace(cfg, optim=replace(o, **changes), levers=levers,
+                   finetune=replace(ft, backbone_lr_scale=scale)), said

@@ -18,7 +18,7 @@ import models
 
 from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, load_checkpoint, load_model_weights
-from .config import Config
+from .config import Config, finetune_defaults
 from .data import DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
@@ -29,8 +29,8 @@ from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .schedules import progressive_size
-from .pretrained import load_pretrained
-from .report import Reporter, create_output_dir, prepare_output_dir, run_summary
+from .pretrained import TORCHVISION, load_pretrained, torchvision_weights_path
+from .report import EVAL_DIR, Reporter, create_output_dir, prepare_output_dir, run_summary, write_eval_tables
 from .rundir import claim, held_run, identity, move_aside, new_run_id
 from .transforms import AugmentSpec, Normalize
 
@@ -80,10 +80,11 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    num_classes=d.num_classes or 1000, backend=d.backend,
                                    index_cache=d.index_cache))
     num_classes = count_classes(d.num_classes, data.classes)
-    ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     channels_last = use_channels_last(device, cfg.precision.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
+    cfg, started = _start_from_pretrained(cfg, model)  # before the claim: a fresh head may change the epochs
+    ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     p = cfg.precision
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
@@ -96,6 +97,8 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                   f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
                   f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
+    for line in started:
+        reporter.line(line)
     _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
@@ -212,10 +215,41 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
         hook(model, "torchvision" if state.get("torchvision") else None)
 
 
+def _start_from_pretrained(cfg: Config, model: nn.Module):
+    """Training with ``--pretrained``/``-t``: the weights into ``model``, the net's head left fresh
+    when the file's has another class count (or with ``-t``), and then the fine-tuning defaults
+    for what no flag set (``classify.config.finetune_defaults``). Returns the config and the
+    lines that say so."""
+    source = cfg.output.pretrained
+    if not source or cfg.output.evaluate:
+        return cfg, []
+    state = load_pretrained(source, cfg.arch)
+    shown = torchvision_weights_path(cfg.arch) if source == TORCHVISION else source
+    swap = load_model_weights(model, state, path=shown, arch=cfg.arch,
+                              head="fresh" if cfg.finetune.fresh_head else "auto")
+    hook = models.get_model_entry(cfg.arch).after_pretrained
+    if hook is not None:
+        hook(model, "torchvision" if state.get("torchvision") else None)
+    if swap is None:
+        return cfg, [f"=> pretrained weights from {shown}: every layer loaded"]
+    cfg, chosen = finetune_defaults(cfg)
+    lines = [f"=> pretrained weights from {shown}: every layer loaded except the head {', '.join(swap.names)} "
+             f"({swap.old_classes if swap.old_classes is not None else 'none'} -> {swap.new_classes} classes), "
+             "which starts fresh"]
+    if chosen:
+        lines.append(f"=> fine-tuning defaults (for what no flag set): {chosen}")
+    return cfg, lines
+
+
 def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
+    """One evaluation: the ` * Acc@1` line, and OUTPUT_DIR/eval/per_class.csv + confusion.csv."""
     stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq)
+                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq, tta=setup.cfg.loop.tta,
+                     num_classes=setup.num_classes)
+    confusion = stats.pop("confusion")
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
+    if setup.info.is_main:
+        write_eval_tables(Path(setup.cfg.output.output_dir) / EVAL_DIR, confusion, setup.classes)
     return stats
 
 
@@ -236,6 +270,7 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     stats = _evaluate(setup, model, val_loader)
     summary = _summary(setup, _TrainState(Progress(best_acc1=stats["acc1"]), last_eval=stats), train_time=0.0)
     summary["eval_time_s"] = round(time.perf_counter() - start, 3)
+    summary["tta"] = setup.cfg.loop.tta
     setup.reporter.summary(summary)
     return summary
 
@@ -251,12 +286,13 @@ class _TrainState:
 
 def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict:
     cfg, info, reporter = setup.cfg, setup.info, setup.reporter
-    if cfg.output.pretrained:
-        _load_weights(setup, model, cfg.output.pretrained, pretrained=True)
+    ft = cfg.finetune
     parts = build_train_parts(model, arch=cfg.arch, optim=cfg.optim, steps_per_epoch=len(train_loader),
                               device=setup.device, amp=setup.amp, normalize=setup.normalize,
                               distributed=info.enabled, compile_model=cfg.precision.compile,
-                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes)
+                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes,
+                              backbone_lr_scale=1.0 if ft.backbone_lr_scale is None else ft.backbone_lr_scale,
+                              freeze_backbone=ft.freeze_backbone)
     if cfg.levers.sync_bn and info.world_size == 1:
         reporter.line("=> --sync-bn: one process, nothing to synchronise; BatchNorm left as it is")
     if cfg.loop.prof:
@@ -387,7 +423,8 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
 def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
     """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
     broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
-    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize)
+    stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
+                     tta=setup.cfg.loop.tta)
     setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
     return stats
 

@@ -49,4 +49,4 @@ RECIPES = {
 
 
 ENTRY = ModelEntry(name="alexnet", build=build, recipes=RECIPES, default_recipe="alexnet_modelzoo",
-                   min_image_size=MIN_IMAGE_SIZE)
+                   min_image_size=MIN_IMAGE_SIZE, head=("classifier.6",))

@@ -28,4 +28,5 @@ RECIPES = {
 
 
 ENTRY = ModelEntry(name="inception_resnet_v2", build=build, recipes=RECIPES,
-                   default_recipe="inception_resnet_v2_modelzoo", min_image_size=MIN_IMAGE_SIZE)
+                   default_recipe="inception_resnet_v2_modelzoo", min_image_size=MIN_IMAGE_SIZE,
+                   head=("classif",))

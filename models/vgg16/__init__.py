@@ -26,4 +26,4 @@ RECIPES = {
 
 
 ENTRY = ModelEntry(name="vgg16", build=build, recipes=RECIPES, default_recipe="vgg16_modelzoo",
-                   min_image_size=MIN_IMAGE_SIZE)
+                   min_image_size=MIN_IMAGE_SIZE, head=("classifier.6",))
