@@ -47,6 +47,20 @@ def _tinynet():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No test reaches the network: torch.hub's download fails as on an offline machine (the
+    tests of the download path replace it with their own fetcher)."""
+    import urllib.error
+
+    import torch.hub
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network in the tests")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+
+
 def start_main(*args, env=None, cwd=None) -> "Background":
     """``tests/run_main.py ARGS`` started in a subprocess (collect it with ``.result()``)."""
     # one thread per test process: tiny nets, and no oversubscription of a small CI machine
