@@ -462,6 +462,9 @@ class CheckpointManager:
         if ours and self.restarted:  # elastic membership (--nnodes MIN:MAX) changes the world size
             ours = {**ours, "global_batch": None}
         differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
+        if saved.get("arch") != ours.get("arch") if differ else False:  # the flag that makes it fit
+            raise CheckpointError(f"checkpoint '{path}' is a {saved['arch']} checkpoint but --arch is {ours['arch']}; "
+                                  f"pass -a {saved['arch']}")
         if differ:
             raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
                                   f"with the flags it was trained with, or start from its weights with "

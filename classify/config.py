@@ -186,6 +186,7 @@ class OutputConfig:
     pretrained: Optional[str] = None
     fresh: bool = False  # start over in output_dir, its old run moved to previous-<time>/ (classify.rundir)
     force_output_dir: bool = False  # take over another host's lock (classify.lock)
+    continued: Optional[int] = None  # set by the run: an unfinished run continued without --resume (its epochs)
 
 
 @dataclass(frozen=True)
@@ -277,8 +278,11 @@ def _batch(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: in
     else:
         per_device = recipe.global_batch(world_size) // world_size
     if per_device < 1:
-        raise UserError(f"batch size {args.batch_size or args.per_batch_size} is smaller than the "
-                        f"{local_world} devices; use at least 1 image per device")
+        flag, given = (("--per_batch_size", args.per_batch_size) if args.per_batch_size is not None
+                       else ("-b/--batch-size", args.batch_size))
+        raise UserError(f"{flag} {given} leaves less than 1 image per device ({local_world} device"
+                        f"{'s' * (local_world != 1)}); use {flag.split('/')[0]} "
+                        f"{1 if flag == '--per_batch_size' else local_world} or more")
     return per_device * world_size, per_device
 
 

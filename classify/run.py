@@ -7,7 +7,7 @@ import os
 import signal
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -84,7 +84,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
     cfg, started = _start_from_pretrained(cfg, model)  # before the claim: a fresh head may change the epochs
-    ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
+    ident, cfg = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     p = cfg.precision
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
@@ -99,13 +99,29 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                   f"amp {amp.name}")
     for line in started:
         reporter.line(line)
+    if cfg.output.continued is not None:
+        reporter.line(f"=> '{cfg.output.output_dir}' holds this run, stopped after {cfg.output.continued} of "
+                      f"{cfg.optim.epochs} epochs: the same command continues it (as --resume auto; --fresh starts over)")
     _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
+    _split_notice(d.path, has_val=data.val is not None, report=reporter.line,
+                  training=not cfg.output.evaluate and not d.no_val)
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
     val_loader = _loader(setup, data.val, train=False) if use_val else None
     if cfg.output.evaluate:
         return _evaluate_only(setup, model, val_loader)
     return _train(setup, model, _loader(setup, data.train, train=True), val_loader=val_loader)
+
+
+def _split_notice(path: Optional[str], *, has_val: bool, training: bool, report) -> None:
+    """A split folder given as the data (MindSpore style, ``DATA/train``) trains without validation;
+    when a ``val/`` sits beside it, say how to validate on it."""
+    if not path or has_val or not training:
+        return
+    split = Path(path).expanduser()
+    sibling = split.parent / "val"
+    if split.name != "val" and sibling.is_dir():
+        report(f"=> training only, no validation: pass {split.parent} to validate on {sibling} each epoch")
 
 
 def _augment(cfg: Config) -> Optional[AugmentSpec]:
@@ -167,19 +183,21 @@ def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
                f"{o.lr_scale:.0f}x to {o.lr:.3g}; linear scaling is not reliable that far: pass --lr to choose it")
 
 
-def _claim(cfg: Config, root, num_classes: int, restarted: bool = False) -> Dict:
+def _claim(cfg: Config, root, num_classes: int, restarted: bool = False):
     """The run's identity and id: the continued run's id, or a new one (``classify.rundir.claim``
     refuses a folder that holds another run, before anything in it is touched)."""
     ident = identity(data_root="dummy" if cfg.data.kind == "dummy" else root, arch=cfg.arch, recipe=cfg.recipe,
                      num_classes=num_classes, image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
     if cfg.output.evaluate or cfg.loop.prof:  # they write no checkpoint, no metrics
-        return ident
+        return ident, cfg
     resume = cfg.output.resume or ("auto" if restarted else None)  # a restart generation continues its run
     # Elastic membership (--nnodes MIN:MAX) changes the global batch between generations of one job.
     compared = {**ident, "global_batch": None} if restarted else ident
     held = claim(cfg.output.output_dir, compared, resume=resume, fresh=cfg.output.fresh and not restarted,
                  epochs=cfg.optim.epochs)
-    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}
+    if held is not None and held.auto:  # the same command after a stop: continue the run, as --resume auto
+        cfg = replace(cfg, output=replace(cfg.output, resume="auto", continued=held.epochs_done))
+    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}, cfg
 
 
 def _begin(setup: _Setup) -> None:
@@ -249,8 +267,16 @@ def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     confusion = stats.pop("confusion")
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     if setup.info.is_main:
-        write_eval_tables(Path(setup.cfg.output.output_dir) / EVAL_DIR, confusion, setup.classes)
+        write_eval_tables(_eval_dir(setup.cfg.output.output_dir), confusion, setup.classes)
     return stats
+
+
+def _eval_dir(output_dir) -> Path:
+    """Where an evaluation's per_class.csv and confusion.csv go: OUTPUT_DIR/eval/ (beside the
+    summary.json of ``-e`` in a training run's folder), or OUTPUT_DIR itself when it is an eval/
+    folder already (the launchers' train_eval_*.sh evaluate into test/output/<id>/eval/)."""
+    folder = Path(output_dir).expanduser()
+    return folder if folder.name == EVAL_DIR else folder / EVAL_DIR
 
 
 def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
@@ -260,7 +286,7 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     elif out.pretrained:
         _load_weights(setup, model, out.pretrained, pretrained=True)
     if held_run(out.output_dir) is not None:  # a training run's folder: its config and summary stay
-        setup.reporter.output_dir = Path(out.output_dir) / "eval"
+        setup.reporter.output_dir = Path(out.output_dir) / EVAL_DIR
         setup.reporter.line(f"=> '{out.output_dir}' holds a training run: this evaluation's config.json and "
                             f"summary.json go to '{setup.reporter.output_dir}'")
     if setup.info.is_main:
