@@ -185,13 +185,15 @@ def _require_file(value: str, flag: str) -> Path:
                           "(--pth_path of test/train_eval_*.sh), or train first to write it")
 
 
-def _pretrained(cfg: Config) -> Path:
-    from .pretrained import TORCHVISION, cached_torchvision_weights
+def _pretrained(cfg: Config):
+    from .pretrained import TORCHVISION, torchvision_weights_path
 
     value = cfg.output.pretrained
     if value != TORCHVISION:
         return _require_file(value, "--pretrained")
-    return cached_torchvision_weights(cfg.arch)
+    path = torchvision_weights_path(cfg.arch)  # one line when torchvision ships none
+    # not cached: each run downloads it (torchvision's weights API), or says where to put it offline
+    return path if path.is_file() else f"{path} (not in the cache: downloaded when the run starts)"
 
 
 def _auto(cfg: Config) -> Optional[Path]:

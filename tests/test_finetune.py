@@ -248,3 +248,14 @@ def test_fine_tuning_run_resumes_exactly_after_sigkill(image_folder, five, tmp_p
     a, b = load_checkpoint(straight / "checkpoint.pth.tar"), load_checkpoint(killed / "checkpoint.pth.tar")
     for key in ("state_dict", "state_dict_ema"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_check_of_a_bare_pretrained_not_in_the_cache(image_folder, tmp_path, monkeypatch, capsys):
+    """The launchers' pre-flight (--check) does not refuse torchvision's weights that the run would
+    download; it says so."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code = main.main(["--check", str(image_folder), "-a", "alexnet", "--pretrained", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    path = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert f"{path} (not in the cache: downloaded when the run starts) (--pretrained)" in out
