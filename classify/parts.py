@@ -40,9 +40,9 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
     the other layers over the head's."""
     levers = levers or LeverConfig()
     head = models.get_model_entry(arch).head
-    frozen = freeze_except(model, head) if freeze_backbone else ()
     if distributed and levers.sync_bn and device.type != "cpu":  # DDP refuses SyncBatchNorm on CPU modules
         model = sync_batchnorm(model)
+    frozen = freeze_except(model, head) if freeze_backbone else ()  # after SyncBN replaced its modules
     optimizer = make_optimizer(model, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
                                device=device, norm_weight_decay=levers.norm_weight_decay,
                                bias_weight_decay=levers.bias_weight_decay, head=head,
