@@ -101,7 +101,8 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
         reporter.line(line)
     if cfg.output.continued is not None:
         reporter.line(f"=> '{cfg.output.output_dir}' holds this run, stopped after {cfg.output.continued} of "
-                      f"{cfg.optim.epochs} epochs: the same command continues it (as --resume auto; --fresh starts over)")
+                      f"{cfg.optim.epochs} epochs: the same command continues it (as --resume auto; "
+                      "--fresh starts over)")
     _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
     _split_notice(d.path, has_val=data.val is not None, report=reporter.line,

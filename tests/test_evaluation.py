@@ -107,7 +107,8 @@ def test_every_evaluation_writes_the_tables(run, image_folder, tmp_path, capsys)
     confusion = _rows(out / "eval" / "confusion.csv")
     assert confusion[0] == ["true \\ predicted", "blue", "green", "red"]
     counts = [[int(v) for v in row[1:]] for row in confusion[1:]]
-    assert sum(map(sum, counts)) == 21 and sum(counts[i][i] for i in range(3)) / 21 * 100 == pytest.approx(acc, abs=1e-3)
+    assert sum(map(sum, counts)) == 21
+    assert sum(counts[i][i] for i in range(3)) / 21 * 100 == pytest.approx(acc, abs=1e-3)
 
 
 def test_average_checkpoints_is_the_hand_computed_mean(tmp_path, capsys):
