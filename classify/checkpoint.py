@@ -17,16 +17,15 @@ finished epochs, ``--resume auto`` (the newest valid file, chosen from a metadat
 restoring everything a file holds.
 """
 
+import errno
 import os
 import pickle
 import re
-import shutil
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,13 +33,16 @@ import torch.nn as nn
 
 import models
 
+from .atomic import copy_atomic, unlink, write_atomic
 from .devices import rng_state, set_rng_state
 from .distributed import gather_objects
-from .errors import CheckpointError, NonFiniteLoss, UnsafeCheckpoint, UserError
+from .errors import CheckpointError, NonFiniteLoss, StorageError, UnsafeCheckpoint, UserError, os_error_text
+from .identity import differences
 from .optim import KERNEL_KEYS
 
 __all__ = ["CheckpointManager", "Progress", "TrainingObjects", "save_atomic", "load_checkpoint",
-           "clean_state_dict", "model_state", "load_model_weights", "HeadSwap", "LATEST", "BEST"]
+           "clean_state_dict", "model_state", "load_model_weights", "HeadSwap", "LATEST", "BEST", "check_file",
+           "check_start", "folder_given"]
 
 LATEST, BEST = "checkpoint.pth.tar", "model_best.pth.tar"
 _EPOCH_FILE = re.compile(r"^checkpoint-(\d+)\.pth\.tar$")
@@ -79,78 +81,42 @@ def model_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     return clean_state_dict(model.state_dict())
 
 
-def _publish(write: Callable[[Any], None], path: Path) -> None:
-    """Write through ``write(file)`` into a temp file in ``path``'s folder, fsync, ``os.replace``:
-    a crash or a full disk mid-write leaves the previous file intact."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def save_atomic(obj: Any, path: os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (see ``_publish``)."""
-    _publish(lambda f: torch.save(obj, f), Path(path))
+    """``torch.save`` to ``path`` atomically (``classify.atomic``: temp file, fsync, ``os.replace``;
+    a crash or a full disk mid-write leaves the previous file intact)."""
+    write_atomic(lambda f: torch.save(obj, f), path)
 
 
-def _copy_atomic(source: Path, path: Path) -> None:
-    """``path`` becomes a copy of ``source``, atomically. The copy runs in the kernel
-    (copy_file_range; a reflink where the filesystem has them), so the state is
-    serialised once per save. A copy rather than a hard link: each file stays independent,
-    so overwriting one (``cp x checkpoint.pth.tar`` writes in place) cannot change the others."""
-    _publish(lambda f: _copy_into(source, f), path)
+def os_error_of(error: BaseException) -> Optional[OSError]:
+    """The OSError behind a failed write: ``error`` itself, or what torch's writer wrapped in a
+    RuntimeError (``inline_container``: "unexpected pos ...", with the OSError as its context)."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
-def _copy_into(source: Path, f) -> None:
-    with open(source, "rb") as src:
-        try:
-            size = os.fstat(src.fileno()).st_size
-            done = 0
-            while done < size:  # in-kernel copy; no bytes pass through Python
-                n = os.copy_file_range(src.fileno(), f.fileno(), size - done)
-                if n == 0:
-                    break
-                done += n
-            if done == size:
-                return
-        except (AttributeError, OSError):  # no copy_file_range (not Linux, old kernel, some FUSE mounts)
-            pass
-        src.seek(0)
-        f.seek(0)
-        f.truncate()
-        shutil.copyfileobj(src, f, 16 << 20)
+def mount_point(path: os.PathLike) -> str:
+    """The mount point of the filesystem holding ``path`` (the "device" a full disk is)."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
 
 
-def _unlink(path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_failure(error: BaseException, path: Path, kept: str) -> Optional[StorageError]:
+    """One line for a write of ``path`` that the filesystem refused (``kept``: what is still intact),
+    or None when ``error`` is not an OS error (a bug: let it show)."""
+    cause = os_error_of(error)
+    if cause is None:
+        return None
+    if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = "no space left on" if cause.errno == errno.ENOSPC else "disk quota exceeded on"
+        return StorageError(f"{full} {mount_point(path.parent)} while saving {path}; {kept}")
+    cause.filename = cause.filename or str(path)
+    return StorageError(f"cannot save {path} ({os_error_text(cause)}); {kept}")
 
 
 def _torch_load(path: Path, mmap: bool):
@@ -277,6 +243,53 @@ def _head_swap(entry, own: Dict[str, torch.Tensor], weights: Dict[str, Any], hea
     return HeadSwap(present, old, own[main].shape[0])
 
 
+# ----------------------------------------------------------------------------- pre-flight
+
+
+def check_file(value: os.PathLike, flag: str = "--resume") -> Path:
+    """The file ``flag`` (``--resume`` or ``--pretrained``) names, absolute; a one-line
+    ``CheckpointError`` when it is not a file. Looks at the name only (no read)."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path.absolute()
+    if path.is_dir():
+        raise CheckpointError(folder_given(value, flag))
+    if path.exists():
+        raise CheckpointError(f"checkpoint '{value}' is not a file; pass a checkpoint file to {flag}")
+    if flag == "--pretrained":
+        raise CheckpointError(f"weights file '{value}' not found; pass an existing file to --pretrained")
+    if path.name == BEST and (path.parent / LATEST).is_file():
+        raise CheckpointError(f"checkpoint '{value}' not found ({BEST} is written when an epoch beats 0% Acc@1); "
+                              f"its folder holds {LATEST}, the last epoch's weights: pass that to --resume "
+                              "(--pth_path of test/train_eval_*.sh)")
+    raise CheckpointError(f"checkpoint '{value}' not found; pass an existing file to --resume "
+                          "(--pth_path of test/train_eval_*.sh), or train first to write it")
+
+
+def check_start(*, output_dir: os.PathLike, resume: Optional[str], evaluate: bool, fresh: bool,
+                pretrained: Callable[[], Union[Path, str, None]], resolve_auto: bool = True) -> str:
+    """The checkpoint pre-flight of a run (``--check`` and the run itself): what it starts from,
+    as ``--check`` prints it (``none``, ``PATH (--resume)``, ``PATH (--resume auto)``,
+    ``none (--resume auto: no checkpoint in DIR)``, ``none (--fresh)``, ``PATH (--pretrained)``);
+    a one-line ``CheckpointError`` for a file that is not there. Evaluation loads ``--resume``
+    (a path, "auto" too), else ``--pretrained``; training loads ``--pretrained``, then what
+    ``--resume`` names. ``pretrained()``: the checked weights file (``classify.pretrained``), or
+    None. ``resolve_auto=False`` leaves ``--resume auto`` to the run (it reads every checkpoint's
+    metadata)."""
+    weights = pretrained() if not (evaluate and resume) else None
+    if resume is not None and (evaluate or resume != "auto"):
+        return f"{check_file(resume, '--resume')} (--resume)"
+    if resume == "auto" and fresh and weights is None:
+        return "none (--fresh)"
+    if resume == "auto" and resolve_auto:
+        found = CheckpointManager(Path(output_dir), is_main=True, warn=lambda msg: None).resume_path("auto")
+        if found is not None:
+            return f"{found.absolute()} (--resume auto)"
+        if weights is None:
+            return f"none (--resume auto: no checkpoint in {Path(output_dir).expanduser().absolute()})"
+    return "none" if weights is None else f"{weights} (--pretrained)"
+
+
 # ----------------------------------------------------------------------------- a run's checkpoints
 
 
@@ -336,15 +349,33 @@ class CheckpointManager:
         if objects.ema is not None:  # torchvision/timm key names, like state_dict
             state.update(state_dict_ema=model_state(objects.ema.module), ema_updates=int(objects.ema.n_averaged),
                          best_is_ema=progress.best_is_ema)
-        save_atomic(state, self.latest_path)
+        try:
+            save_atomic(state, self.latest_path)
+        except (OSError, RuntimeError) as e:  # a full disk: the temp file is gone, the previous file intact
+            raise write_failure(e, self.latest_path, self._previous()) or e
+        saved = f"the checkpoint {self.latest_path} (epoch {progress.epoch}, step {progress.step}) is saved"
+        copies = []
         if is_best and self._may_replace_best(progress.best_acc1):
-            _copy_atomic(self.latest_path, self.output_dir / BEST)
+            copies.append(self.output_dir / BEST)
         due = self.every and finished_epoch is not None and (finished_epoch + 1) % self.every == 0
         if (self.keep or due) and finished_epoch is not None:
-            kept = self.output_dir / f"checkpoint-{finished_epoch}.pth.tar"
-            _copy_atomic(self.latest_path, kept)
-            if self.keep:
-                self._prune(kept)
+            copies.append(self.output_dir / f"checkpoint-{finished_epoch}.pth.tar")
+        for copy in copies:
+            try:
+                copy_atomic(self.latest_path, copy)
+            except OSError as e:
+                raise write_failure(e, copy, f"{saved} and the previous {copy.name} is intact") from None
+            if self.keep and copy.name != BEST:
+                self._prune(copy)
+
+    def _previous(self) -> str:
+        """What a failed save left: the previous latest checkpoint, read from its metadata."""
+        try:
+            old = load_checkpoint(self.latest_path, mmap=True)
+        except CheckpointError:
+            return ("the previous file there is unreadable" if self.latest_path.exists()
+                    else "no earlier checkpoint was saved")
+        return f"the previous checkpoint (epoch {old.get('epoch')}, step {old.get('step')}) is intact"
 
     def _may_replace_best(self, acc1: Optional[float]) -> bool:
         """``model_best.pth.tar`` is only ever replaced by a better model of the same run: not
@@ -381,7 +412,7 @@ class CheckpointManager:
         output dir may hold higher epochs of an earlier run)."""
         others = [path for _, path in self.epoch_files() if path != kept]
         for path in others[:max(0, len(others) - (self.keep - 1))]:
-            _unlink(path)
+            unlink(path)
 
     def epoch_files(self) -> List[Tuple[int, Path]]:
         """``checkpoint-<epoch>.pth.tar`` files, oldest first."""
@@ -455,9 +486,7 @@ class CheckpointManager:
 
     def _check_identity(self, path: Path, state: Dict[str, Any]) -> None:
         """Continue only a run of this run's identity (data root, arch, recipe, classes, image
-        size, global batch: ``classify.rundir``); a checkpoint written before identities passes."""
-        from .rundir import differences
-
+        size, global batch: ``classify.identity``); a checkpoint written before identities passes."""
         saved, ours = state.get("identity"), self.run_info.get("identity")
         if ours and self.restarted:  # elastic membership (--nnodes MIN:MAX) changes the world size
             ours = {**ours, "global_batch": None}

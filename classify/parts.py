@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 import models
 
 from .amp import AmpSettings, make_scaler
-from .config import LeverConfig, OptimConfig
+from .schema import LeverConfig, OptimConfig
 from .ema import ModelEma, adjusted_decay
 from .fast import prepare_model
 from .loop import TrainParts

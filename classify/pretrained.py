@@ -8,16 +8,16 @@ norm on training clusters) the error says where to put the file.
 
 import socket
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Union
 
 import torch
 from torchvision.models import get_model_weights
 
-from .checkpoint import load_checkpoint
+from .checkpoint import check_file, load_checkpoint
 from .errors import CheckpointError
 
 __all__ = ["TORCHVISION", "torchvision_weights_path", "cached_torchvision_weights", "download_torchvision_weights",
-           "load_pretrained"]
+           "check_pretrained", "load_pretrained"]
 
 TORCHVISION = "torchvision"  # the value of a bare --pretrained
 DOWNLOAD_TIMEOUT_S = 30  # a blackholed network (no route, no answer) fails instead of hanging
@@ -75,9 +75,22 @@ def _is_torchvision_file(path: str, arch: str) -> bool:
         return False
 
 
+def check_pretrained(value: str, arch: str) -> Union[Path, str]:
+    """The pre-flight of ``--pretrained`` (``--check`` and the run): the weights file it names,
+    or torchvision's in the local cache, or when it is not cached, where the run will download
+    it (``PATH (not in the cache: downloaded when the run starts)``; offline, the run's download
+    says where to put it); one line when a named file is not there or torchvision ships no
+    weights for ``arch``. Reads nothing."""
+    if value != TORCHVISION:
+        return check_file(value, "--pretrained")
+    path = torchvision_weights_path(arch)
+    return path if path.is_file() else f"{path} (not in the cache: downloaded when the run starts)"
+
+
 def load_pretrained(value: str, arch: str) -> Dict[str, Any]:
     """A checkpoint dict for ``--pretrained`` (a path, or the torchvision cache)."""
     if value != TORCHVISION:
+        check_pretrained(value, arch)
         state = load_checkpoint(value)
         if _is_torchvision_file(value, arch):  # torchvision's weights file, copied by hand
             state["torchvision"] = True

@@ -17,9 +17,9 @@ import torch.nn as nn
 import models
 
 from .amp import AmpSettings, resolve_amp
-from .checkpoint import CheckpointManager, Progress, TrainingObjects, load_checkpoint, load_model_weights
-from .config import Config, finetune_defaults
-from .data import DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root
+from .checkpoint import CheckpointManager, Progress, TrainingObjects, check_start, load_checkpoint, load_model_weights
+from .data import (DUMMY_CLASSES, DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root,
+                   identity_root)
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
 from .errors import Interrupted, NonFiniteLoss, UserError
@@ -29,9 +29,13 @@ from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .schedules import progressive_size
-from .pretrained import TORCHVISION, load_pretrained, torchvision_weights_path
-from .report import EVAL_DIR, Reporter, create_output_dir, prepare_output_dir, run_summary, write_eval_tables
-from .rundir import claim, held_run, identity, move_aside, new_run_id
+from .pretrained import TORCHVISION, check_pretrained, load_pretrained, torchvision_weights_path
+from .outdir import create_output_dir, prepare_output_dir
+from .report import EVAL_DIR, Reporter, run_summary, write_eval_tables
+from .identity import identity
+from .resolve import finetune_defaults
+from .rundir import claim_run, held_run, move_aside
+from .schema import Config
 from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
@@ -77,9 +81,13 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    val_resize=d.val_resize,
                                    val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
-                                   num_classes=d.num_classes or 1000, backend=d.backend,
-                                   index_cache=d.index_cache))
+                                   num_classes=d.num_classes or DUMMY_CLASSES, backend=d.backend,
+                                   index_cache=d.index_cache, data_timeout=d.data_timeout))
     num_classes = count_classes(d.num_classes, data.classes)
+    out = cfg.output  # what it starts from: the files named are there (the same pre-flight as --check)
+    check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
+                pretrained=lambda: out.pretrained and check_pretrained(out.pretrained, cfg.arch) or None,
+                resolve_auto=False)
     channels_last = use_channels_last(device, cfg.precision.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
@@ -185,20 +193,17 @@ def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
 
 
 def _claim(cfg: Config, root, num_classes: int, restarted: bool = False):
-    """The run's identity and id: the continued run's id, or a new one (``classify.rundir.claim``
-    refuses a folder that holds another run, before anything in it is touched)."""
-    ident = identity(data_root="dummy" if cfg.data.kind == "dummy" else root, arch=cfg.arch, recipe=cfg.recipe,
+    """The run's identity and id, and its config (``classify.rundir.claim_run`` refuses a folder
+    that holds another run, before anything in it is touched). The same command after a stop
+    continues the run it stopped, as ``--resume auto``."""
+    ident = identity(data_root=identity_root(cfg.data.kind, root), arch=cfg.arch, recipe=cfg.recipe,
                      num_classes=num_classes, image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
-    if cfg.output.evaluate or cfg.loop.prof:  # they write no checkpoint, no metrics
-        return ident, cfg
-    resume = cfg.output.resume or ("auto" if restarted else None)  # a restart generation continues its run
-    # Elastic membership (--nnodes MIN:MAX) changes the global batch between generations of one job.
-    compared = {**ident, "global_batch": None} if restarted else ident
-    held = claim(cfg.output.output_dir, compared, resume=resume, fresh=cfg.output.fresh and not restarted,
-                 epochs=cfg.optim.epochs)
+    ident, held = claim_run(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh,
+                            epochs=cfg.optim.epochs, writes=not (cfg.output.evaluate or cfg.loop.prof),
+                            restarted=restarted)
     if held is not None and held.auto:  # the same command after a stop: continue the run, as --resume auto
         cfg = replace(cfg, output=replace(cfg.output, resume="auto", continued=held.epochs_done))
-    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}, cfg
+    return ident, cfg
 
 
 def _begin(setup: _Setup) -> None:
@@ -237,7 +242,7 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
 def _start_from_pretrained(cfg: Config, model: nn.Module):
     """Training with ``--pretrained``/``-t``: the weights into ``model``, the net's head left fresh
     when the file's has another class count (or with ``-t``), and then the fine-tuning defaults
-    for what no flag set (``classify.config.finetune_defaults``). Returns the config and the
+    for what no flag set (``classify.resolve.finetune_defaults``). Returns the config and the
     lines that say so."""
     source = cfg.output.pretrained
     if not source or cfg.output.evaluate:
@@ -260,12 +265,18 @@ def _start_from_pretrained(cfg: Config, model: nn.Module):
     return cfg, lines
 
 
-def _evaluate(setup: _Setup, model: nn.Module, val_loader) -> Dict:
+def _evaluate(setup: _Setup, model: nn.Module, val_loader, stop: Optional[StopRequest] = None) -> Dict:
     """One evaluation: the ` * Acc@1` line, and OUTPUT_DIR/eval/per_class.csv + confusion.csv."""
     stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq, tta=setup.cfg.loop.tta,
+                     on_step=setup.reporter.test_step if setup.info.is_main else None,
+                     print_freq=setup.cfg.loop.print_freq,
+                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop, tta=setup.cfg.loop.tta,
                      num_classes=setup.num_classes)
+    if stats.get("stop_signal"):  # a signal ended it (a stalled read): no figures
+        return stats
     confusion = stats.pop("confusion")
+    if stats["bad_images"]:
+        setup.reporter.line(f"=> validation: skipped {stats['bad_images']} unreadable images")
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
     if setup.info.is_main:
         write_eval_tables(_eval_dir(setup.cfg.output.output_dir), confusion, setup.classes)
@@ -393,7 +404,8 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
                          print_freq=cfg.loop.print_freq, world_size=setup.info.world_size,
                          max_bad_fraction=cfg.loop.max_bad_images)
         _progressive_size(setup, parts, epoch)
-        stats = train_one_epoch(parts, train_loader, plan, setup.reporter, stop=stop, after_step=after_step)
+        stats = train_one_epoch(parts, train_loader, plan, setup.reporter.step, log=setup.reporter.line, stop=stop,
+                                after_step=after_step)
         stats["train_size"] = parts.train_size
         if stats["stop_signal"]:
             ckpt.save(objects, progress)
@@ -403,7 +415,7 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
         if steps_left is not None:
             steps_left -= stats["steps"]
         last = epoch == cfg.optim.epochs - 1 or (steps_left is not None and steps_left <= 0)
-        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last)
+        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last, stop=stop)
         if last:
             break
 
@@ -421,7 +433,7 @@ def _progressive_size(setup: _Setup, parts: TrainParts, epoch: int) -> None:
 
 
 def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
-               stats: Dict, val_loader, last: bool = True) -> None:
+               stats: Dict, val_loader, last: bool = True, stop: Optional[StopRequest] = None) -> None:
     """FPS line, evaluation (every --eval-freq epochs and after the ``last``), checkpoints (best: the
     first evaluation, then any better Acc@1), record."""
     epoch, reporter, progress = state.progress.epoch, setup.reporter, state.progress
@@ -435,10 +447,12 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
     evaluated = val_loader is not None and (last or (epoch + 1) % every == 0)
     if evaluated:
         if objects.ema is not None:  # first, so that the last Acc@1 line is the weights' (seed pipelines)
-            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader)
+            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader, stop)
+            _stopped_in_eval(ckpt, objects, progress, state.last_ema)
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
-        state.last_eval = _evaluate(setup, model, val_loader)
+        state.last_eval = _evaluate(setup, model, val_loader, stop)
+        _stopped_in_eval(ckpt, objects, progress, state.last_eval)
     is_best = evaluated and _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
@@ -447,11 +461,24 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
                           train_size=stats.get("train_size"))
 
 
-def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader) -> Dict:
+def _stopped_in_eval(ckpt: CheckpointManager, objects: TrainingObjects, progress: Progress, stats: Dict) -> None:
+    """A signal ended the evaluation (while it waited for data): save the epoch as trained but not
+    yet evaluated (a resume evaluates it) and stop, as a stop in training does."""
+    if not stats.get("stop_signal"):
+        return
+    ckpt.save(objects, progress)
+    raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {progress.epoch} step "
+                      f"{progress.step}; checkpoint saved to {ckpt.latest_path}; continue with --resume auto",
+                      stats["stop_signal"])
+
+
+def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader, stop: Optional[StopRequest] = None) -> Dict:
     """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
     broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
     stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     tta=setup.cfg.loop.tta)
+                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop, tta=setup.cfg.loop.tta)
+    if stats.get("stop_signal"):
+        return stats
     setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
     return stats
 

@@ -1,7 +1,7 @@
 """Recipes: the seeds' hyperparameters as plain data.
 
 A recipe is the set of defaults a seed README trained with. Every flag given on the
-command line wins over the recipe (see ``classify.config``). Values are given for the
+command line wins over the recipe (see ``classify.resolve``). Values are given for the
 seed's 8-device run and its 1-device run; the trainer picks the pair that matches
 the number of devices.
 """

@@ -19,14 +19,12 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+import torch
 
-import torch  # noqa: E402
-
-from classify.checkpoint import CheckpointManager, clean_state_dict, load_checkpoint, save_atomic  # noqa: E402
-from classify.errors import UserError  # noqa: E402
+from classify.checkpoint import (CheckpointManager, clean_state_dict, load_checkpoint, save_atomic,
+                                 write_failure)
+from classify.cli import OneLineParser
+from classify.errors import UserError, os_error_text
 
 __all__ = ["average_state_dicts", "average_checkpoints", "last_epoch_files", "main"]
 
@@ -89,7 +87,7 @@ def last_epoch_files(run_dir: Path, n: int) -> List[Path]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Average the weights of checkpoints of one run")
+    p = OneLineParser(prog="avg_checkpoints.py", description="Average the weights of checkpoints of one run")
     p.add_argument("output", metavar="OUT", help="the averaged checkpoint to write (must not exist)")
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint files, or with --last the run's folder")
     p.add_argument("--last", type=int, default=None, metavar="N",
@@ -110,10 +108,19 @@ def main(argv=None) -> int:
         else:
             paths = [Path(p) for p in args.checkpoints]
         state = average_checkpoints(paths)
-        save_atomic(state, out)
+        try:
+            save_atomic(state, out)
+        except (OSError, RuntimeError) as e:  # a full disk, a read-only folder (torch wraps some in RuntimeError)
+            failure = write_failure(e, out, "nothing was written")
+            if failure is None:
+                raise
+            raise failure from None
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except OSError as e:  # an input the filesystem refuses (a link loop, no permission)
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
+        return 1
     print(f"=> averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) into {out}", flush=True)
     return 0
 

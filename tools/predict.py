@@ -19,20 +19,17 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+import torch
+from PIL import Image, UnidentifiedImageError
 
-import torch  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
-
-from classify.amp import AmpSettings  # noqa: E402
-from classify.config import TTA_MODES  # noqa: E402
-from classify.devices import resolve_device  # noqa: E402
-from classify.errors import UserError  # noqa: E402
-from classify.inference import TrainedModel, load_trained_model  # noqa: E402
-from classify.loop import tta_logits  # noqa: E402
-from classify.transforms import Normalize, val_transform  # noqa: E402
+from classify.amp import AmpSettings
+from classify.devices import resolve_device
+from classify.cli import OneLineParser
+from classify.errors import UserError, os_error_text
+from classify.inference import TrainedModel, load_trained_model
+from classify.loop import tta_logits
+from classify.schema import TTA_MODES
+from classify.transforms import Normalize, val_transform
 
 __all__ = ["find_images", "predict", "main"]
 
@@ -111,7 +108,7 @@ def _sizes(net: TrainedModel, resize, crop) -> TrainedModel:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Top-k predictions of a trained checkpoint", add_help=True)
+    parser = OneLineParser(prog="predict.py", description="Top-k predictions of a trained checkpoint")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
     parser.add_argument("--checkpoint", "--pth_path", "--pth-path", required=True,
                         help="model_best.pth.tar / checkpoint.pth.tar written by main.py")
@@ -150,6 +147,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except OSError as e:  # an input the filesystem refuses (a link loop, no permission)
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

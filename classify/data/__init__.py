@@ -14,13 +14,15 @@ from .cifar import Cifar10, find_cifar_root
 from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
+from .preflight import DUMMY_CLASSES, DataCheck, check_data, check_splits, count_classes, identity_root
 from .samplers import EvalSampler, RepeatedAugSampler, SeededDataset, TrainSampler
-from .shards import JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
+from .shards import DATA_TIMEOUT, JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
 
 BACKENDS = ("pil", "gpu", "dummy")
 
 __all__ = ["BACKENDS", "DataSpec", "Datasets", "build_datasets", "check_data_root", "build_loader", "collate_skip_bad",
-           "TrainSampler", "EvalSampler", "data_root", "count_classes", "check_splits"]
+           "TrainSampler", "EvalSampler", "data_root", "count_classes", "check_splits", "check_data", "DataCheck",
+           "identity_root", "DUMMY_CLASSES"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,12 @@ class DataSpec:
     color_jitter: float = 0.0
     dummy: bool = False
     dummy_sizes: Tuple[int, int] = (1281167, 50000)  # pytorch/examples' FakeData sizes
-    num_classes: int = 1000  # dummy only; real data counts its classes
+    num_classes: int = DUMMY_CLASSES  # dummy only; real data counts its classes
     backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
     index_cache: Optional[str] = None  # folder of the file indexes (classify.data.index); None: scan every time
     val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
     augment: Optional[AugmentSpec] = None  # --auto-augment / --random-erase (pil only)
+    data_timeout: float = DATA_TIMEOUT  # --data-timeout: a shard read that gives no byte that long fails
 
     @property
     def val_crop(self) -> int:
@@ -87,7 +90,7 @@ def _shard_datasets(spec: DataSpec) -> Datasets:
     """WebDataset shards (``classify.data.shards``): members decoded as the files would be."""
     if spec.backend == "gpu" and spec.color_jitter > 0:
         _check_jpeg_source(spec, None)
-    train, val, classes = open_shards(spec.root)
+    train, val, classes = open_shards(spec.root, spec.data_timeout)
 
     def decoder(is_train: bool):
         if spec.backend == "gpu":
@@ -119,24 +122,6 @@ def data_root(kind: str, path: Optional[str]) -> Optional[str]:
 
         return str(ensure_demo_data())
     return path
-
-
-def count_classes(flag: Optional[int], classes: List[str]) -> int:
-    """The classifier's width: ``--num-classes`` (at least the data's classes), else the data's."""
-    if flag is None:
-        return len(classes)
-    if flag < len(classes):
-        raise DataError(f"--num-classes {flag} is less than the {len(classes)} classes in the data; "
-                        f"drop the flag or pass --num-classes {len(classes)}")
-    return flag
-
-
-def check_splits(*, path: Optional[str], has_train: bool, has_val: bool, evaluate: bool) -> None:
-    """The splits a run needs: a val split to evaluate (-e), a train split to train."""
-    if evaluate and not has_val:
-        raise DataError("-e/--evaluate needs a val/ split; pass the data root holding val/ (without --no-val)")
-    if not evaluate and not has_train:
-        raise DataError(f"'{path}' is a validation folder; training needs train/ (or pass -e to evaluate)")
 
 
 def check_data_root(root: str) -> None:

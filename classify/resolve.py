@@ -1,234 +1,30 @@
-"""The run's configuration, resolved once at the boundary from argv + recipe (+ demo profile).
+"""The run's ``Config``, resolved once at the boundary from flags + recipe (+ demo profile) + data.
 
 Order of precedence: a flag given on the command line > the demo profile (only when no
-data path is given) > the recipe > built-in defaults. Engine code receives the resolved
-``Config`` fields as plain arguments, never the argparse namespace.
+data path is given) > the recipe > built-in defaults. Every value check is here, each a
+one-line ``UserError``. Engine code receives the resolved ``Config`` (``classify.schema``)
+fields as plain arguments, never the argparse namespace: this is the one module that reads it.
 """
 
 import argparse
 import os
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
 import models
 from models.recipe import Recipe
 
+from .cli import finite_float, parse_int_list
 from .data import BACKENDS
 from .devices import cpu_count, resolve_kind
 from .errors import UserError
 from .schedules import SCHEDULES, WARMUP_METHODS
+from .schema import (BACKBONE_LR_SCALE, FINETUNE_EPOCHS, OPT_LEVELS, TTA_MODES, Config, DataConfig,
+                     FineTuneConfig, LeverConfig, LoopConfig, OptimConfig, OutputConfig, PrecisionConfig)
 from .transforms import AUTO_AUGMENT
 
-CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
-
-__all__ = ["add_seed_flags", "SEED_NO_OPS", "LOG_FORMATS", "CheckFlag", "Config", "DataConfig", "OptimConfig",
-           "PrecisionConfig", "LoopConfig", "OutputConfig", "build_config", "OneLineParser", "parse_int_list",
-           "LeverConfig", "add_lever_flags", "FineTuneConfig", "add_finetune_flags", "finetune_defaults",
-           "TTA_MODES"]
-
-OPT_LEVELS = ("O0", "O1", "O2", "O3")
-LOG_FORMATS = ("examples", "torchvision", "prefixed")  # classify/report.py; a model folder picks its own
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line (no usage dump) with exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
-
-
-class CheckFlag(argparse.Action):
-    """main.py's ``--check``: sets ``args.check``; a usage error after it on the command line is
-    then the check's kind of error too, one line ``error: ...`` and exit code 1 (the launcher
-    scripts put ``--check`` first)."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, True)
-        parser.error = lambda message: parser.exit(CHECK_EXIT_ERROR, f"error: {parser.prog}: {message}; see --help\n")
-
-
-def parse_int_list(text: str) -> Tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in str(text).replace(" ", "").split(",") if x != "")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
-
-
-# ----------------------------------------------------------------------------- the seeds' flags
-# The flags of the seeds' own entry points (models/<net>/README.md, "Flags"), each with its meaning
-# here, or accepted without effect (SEED_NO_OPS) where it has none. Aliases of main.py's flags
-# share its dest and leave its default alone (argparse.SUPPRESS).
-
-SEED_NO_OPS = {
-    "--checkpoint-nameprefix": "the checkpoint names are fixed (checkpoint.pth.tar, model_best.pth.tar: "
-                               "--resume auto and the eval scripts read them)",
-    "--exp_subpath": "names the seed's experiment folder; outputs go to --output-dir",
-}
-
-
-def add_seed_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("the seeds' flags (models/<net>/README.md)")
-    add = g.add_argument
-    alias = dict(default=argparse.SUPPRESS)
-    add("--test-only", "--test_only", dest="evaluate", action="store_true", help="= -e/--evaluate", **alias)
-    add("--max_steps", "--max-steps", dest="stop_step_num", type=int, metavar="N", help="= --stop-step-num", **alias)
-    add("--distributed", dest="multiprocessing_distributed", action="store_true",
-        help="= --multiprocessing-distributed (one worker per device)", **alias)
-    add("--dist_rank", "--dist-rank", dest="rank", type=int, metavar="N", help="= --rank (this node's rank)", **alias)
-    add("--npu", dest="device_id", type=int, metavar="N", help="= --device-id (the NPU/GPU id of a 1-device run)", **alias)
-    add("--pm", "--precision-mode", "--precision_mode", dest="opt_level", metavar="LEVEL", help="= --opt-level", **alias)
-    add("--static-loss-scale", "--static_loss_scale", "--loss-scale-value", dest="loss_scale", metavar="X",
-        help="= --loss-scale", **alias)
-    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=float, metavar="N",
-        help="= --warmup-epochs", **alias)
-    add("-bm", dest="benchmark", type=int, metavar="0|1", help="= --benchmark 0|1", **alias)
-    add("--workspace", dest="output_dir", metavar="DIR", help="= --output-dir", **alias)
-    add("--lr-step-size", "--lr_step_size", type=int, default=None, metavar="N",
-        help="step schedule: x --lr-gamma every N epochs (implies --lr-scheduler step unless given)")
-    add("-ef", "--eval-freq", "--eval_freq", type=int, default=None, metavar="N",
-        help="validate every N epochs, and always after the last one (default 1)")
-    add("--checkpoint-freq", "--checkpoint_freq", type=int, default=None, metavar="N",
-        help="also keep checkpoint-<epoch>.pth.tar every N epochs (default 0: only the latest)")
-    add("--log-format", "--log_format", default="examples", choices=LOG_FORMATS,
-        help="log line format: examples (pytorch/examples, default) | torchvision (references' MetricLogger: "
-        "models/googlenet/) | prefixed ([npu id: 0 ] prefixes: models/inception_resnet_v2/)")
-    for flag, why in SEED_NO_OPS.items():
-        dest = f"noop_{flag.strip('-').replace('-', '_')}"
-        add(flag, dest=dest, default=None, metavar="X", help=f"accepted, no effect: {why}")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """What to read and how to feed it (``classify.data``)."""
-
-    path: Optional[str]  # None: --dummy or the demo set
-    kind: str  # folder | demo | dummy (cifar10 is detected from the folder)
-    backend: str  # pil | gpu (dummy data has kind dummy)
-    image_size: int
-    val_resize: int
-    mean: Tuple[float, float, float]
-    std: Tuple[float, float, float]
-    color_jitter: float
-    workers: int
-    num_classes: Optional[int]  # None: the classes in the data
-    no_val: bool
-    dummy_sizes: Tuple[int, int]
-    index_cache: Optional[str] = None  # the file-index folder (--index-cache); None: --no-index-cache
-    val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Batch, optimizer and lr schedule (``classify.optim``, ``classify.schedules``)."""
-
-    epochs: int
-    start_epoch: int
-    batch_size: int  # global over all processes
-    per_device_batch: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    label_smoothing: float  # training loss only; validation loss is plain cross-entropy
-    lr_scheduler: str
-    lr_epochs: Tuple[int, ...]
-    lr_step: int
-    lr_gamma: float
-    warmup_epochs: float
-    lr_scale: float = 1.0  # the linear scaling applied to the recipe's lr (1: none, or --lr given)
-    recipe_lr: Optional[float] = None  # the recipe's lr at its batch recipe_batch, before scaling
-    recipe_batch: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class PrecisionConfig:
-    """Mixed precision and the fast paths (``classify.amp``, ``classify.fast``)."""
-
-    amp: bool
-    opt_level: Optional[str]
-    recipe_opt_level: str
-    loss_scale: Optional[float]
-    amp_dtype: str
-    channels_last: Optional[bool] = None  # None: on for cuda
-    compile: bool = False
-    benchmark: bool = True  # cudnn.benchmark
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """How the loop runs and stops (``classify.loop``)."""
-
-    print_freq: int
-    stop_step_num: Optional[int]
-    max_bad_images: float = 0.01  # fraction of unreadable images tolerated
-    nan_skips: int = 0  # --nan-policy skip:N
-    prof: bool = False
-    tensorboard: bool = False
-    eval_freq: int = 1  # validate every N epochs (and after the last)
-    log_format: str = "examples"  # LOG_FORMATS
-    tta: str = "none"  # test-time augmentation of every evaluation: none | flip (TTA_MODES)
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """Where results go and what to start from (``classify.checkpoint``)."""
-
-    output_dir: Path
-    ckpt_interval: int = 0  # also save every N steps
-    keep_checkpoints: int = 0  # also keep the N newest checkpoint-<epoch>.pth.tar
-    checkpoint_freq: int = 0  # also keep checkpoint-<epoch>.pth.tar every N epochs (--checkpoint-freq)
-    resume: Optional[str] = None  # a path, or "auto"
-    evaluate: bool = False
-    pretrained: Optional[str] = None
-    fresh: bool = False  # start over in output_dir, its old run moved to previous-<time>/ (classify.rundir)
-    force_output_dir: bool = False  # take over another host's lock (classify.lock)
-    continued: Optional[int] = None  # set by the run: an unfinished run continued without --resume (its epochs)
-
-
-@dataclass(frozen=True)
-class Config:
-    arch: str
-    recipe: str
-    seed: int
-    device: str
-    device_id: Optional[int]
-    world_size: int
-    data: DataConfig
-    optim: OptimConfig
-    precision: PrecisionConfig
-    loop: LoopConfig
-    output: OutputConfig
-    dist_backend: Optional[str] = None
-    model_kwargs: dict = field(default_factory=dict)
-    argv: Tuple[str, ...] = ()
-    levers: "LeverConfig" = field(default_factory=lambda: LeverConfig())
-    finetune: "FineTuneConfig" = field(default_factory=lambda: FineTuneConfig())
-
-    def to_dict(self) -> dict:
-        """The resolved configuration, nested as above (``config.json``)."""
-        d = asdict(self)
-        d["output"]["output_dir"] = str(self.output.output_dir)
-        return d
-
-    def flat(self) -> dict:
-        """Every field at one level, as an argparse namespace would hold them (the checkpoint's
-        ``args``: plain values only, so that it loads with ``weights_only=True``)."""
-        out = {}
-        for key, value in self.to_dict().items():
-            if key in _SECTIONS:
-                out.update(value)
-            else:
-                out[key] = value
-        for old, new in (("path", "data"), ("kind", "data_kind"), ("backend", "data_backend")):
-            out[new] = out.pop(old)
-        return out
-
-
-_SECTIONS = ("data", "optim", "precision", "loop", "output", "levers", "finetune")
+__all__ = ["build_config", "finetune_defaults"]
 
 
 def _pick(cli, *fallbacks):
@@ -362,7 +158,7 @@ def _fresh(args) -> bool:
 
 
 def _check_numbers(args) -> None:
-    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize"):
+    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize", "lr_gamma"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name),
                         allow_zero=name in ("momentum", "workers"))
     for name in ("weight_decay", "warmup_epochs", "ckpt_interval", "start_epoch", "keep_checkpoints"):
@@ -403,7 +199,15 @@ def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[
         color_jitter=recipe.color_jitter,
         workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
         num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size),
-        index_cache=_index_cache(args))
+        index_cache=_index_cache(args), data_timeout=_data_timeout(getattr(args, "data_timeout", None)))
+
+
+def _data_timeout(value: Optional[float]) -> float:
+    if value is None:
+        return DataConfig.data_timeout
+    if value < 0:
+        raise UserError(f"--data-timeout must be >= 0 seconds (0: no limit), got {value:g}")
+    return value
 
 
 def _index_cache(args) -> Optional[str]:
@@ -434,7 +238,8 @@ def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_wo
         lr=_pick(args.lr, recipe_lr),
         momentum=_pick(args.momentum, recipe.momentum), weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe), lr_scheduler=scheduler,
-        lr_epochs=_pick(args.lr_epochs, () if step_size else None, recipe.lr_epochs), lr_step=_pick(step_size, recipe.lr_step),
+        lr_epochs=_pick(args.lr_epochs, () if step_size else None, recipe.lr_epochs),
+        lr_step=_pick(step_size, recipe.lr_step),
         lr_gamma=_pick(args.lr_gamma, recipe.lr_gamma),
         warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs))
 
@@ -480,8 +285,8 @@ def _loss_scale(value: Optional[str], recipe: Recipe) -> Optional[float]:
     if str(value).lower() == "dynamic":
         return None
     try:
-        scale = float(value)
-    except ValueError:
+        scale = finite_float(value)
+    except argparse.ArgumentTypeError:
         raise UserError(f"--loss-scale must be a number or 'dynamic', got '{value}'") from None
     if scale <= 0:
         raise UserError(f"--loss-scale must be > 0, got {value}")
@@ -530,101 +335,6 @@ def _default_workers(local_world: int) -> int:
     """This machine's CPUs shared by its processes, at most 8 each (pytorch/examples uses 4)."""
     cpus = cpu_count()
     return max(1, min(8, cpus // max(local_world, 1)))
-
-
-# ----------------------------------------------------------------------------- levers (issue #14)
-# The training levers of torchvision's references and timm, with their flag names (timm's as
-# aliases). Each one is off by default, and off it changes nothing in the seeds' step.
-
-
-@dataclass(frozen=True)
-class LeverConfig:
-    """The levers beyond the seed recipes (README, "Beyond the seed recipes")."""
-
-    grad_accum_steps: int = 1  # micro-batches per optimizer step
-    clip_grad_norm: Optional[float] = None  # max global L2 norm of the gradients
-    model_ema: bool = False
-    model_ema_decay: float = 0.99998  # torchvision's default (adjusted, see classify/ema.py)
-    model_ema_steps: int = 32  # optimizer steps between EMA updates
-    model_ema_warmup: bool = False  # timm: warm the decay up
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    mixup_switch_prob: float = 0.5  # with both: the chance of CutMix for a batch
-    norm_weight_decay: Optional[float] = None  # None: --weight-decay, as the seeds
-    bias_weight_decay: Optional[float] = None
-    sync_bn: bool = False  # DDP only (a notice and nothing else with one process)
-    deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
-    lr_warmup_method: str = "linear"
-    lr_warmup_decay: Optional[float] = None  # None: linear from ~0 (the seeds'); constant: 0.01
-    auto_augment: Optional[str] = None  # ra | ta_wide | augmix | imagenet
-    ra_magnitude: int = 9
-    augmix_severity: int = 3
-    random_erase: float = 0.0
-    ra_sampler: bool = False  # repeated augmentation
-    ra_reps: int = 3
-    progressive_resize: Optional[Tuple[int, int, int, int]] = None  # START, END, FROM_EPOCH, TO_EPOCH
-
-
-def add_lever_flags(parser: argparse.ArgumentParser) -> None:
-    """The levers' flags, in their own group of ``main.py --help``."""
-    g = parser.add_argument_group("beyond the seed recipes (torchvision / timm flag names)")
-    add = g.add_argument
-    add("--grad-accum-steps", "--grad_accum_steps", type=int, default=None, metavar="N",
-        help="accumulate the gradients of N batches per optimizer step (default 1)")
-    add("--optimizer-batch-size", "--optimizer_batch_size", type=int, default=None, metavar="B",
-        help="accumulate to this global batch per optimizer step (a multiple of the global batch)")
-    add("--clip-grad-norm", "--clip_grad_norm", "--clip-grad", dest="clip_grad_norm", type=float, default=None,
-        metavar="X", help="clip the gradients' global L2 norm to X (with AMP: unscaled first)")
-    add("--model-ema", "--model_ema", action="store_true", help="keep an EMA of the weights, evaluated every epoch")
-    add("--model-ema-decay", "--model_ema_decay", type=float, default=None, metavar="D",
-        help="EMA decay per update (default 0.99998, adjusted as torchvision's)")
-    add("--model-ema-steps", "--model_ema_steps", type=int, default=None, metavar="N",
-        help="optimizer steps between EMA updates (default 32)")
-    add("--model-ema-warmup", "--model_ema_warmup", action="store_true",
-        help="timm's EMA decay warm-up: min(decay, 1 - (1 + t)^-2/3) at the t-th update")
-    add("--mixup-alpha", "--mixup_alpha", "--mixup", dest="mixup_alpha", type=float, default=None, metavar="A",
-        help="MixUp with Beta(A, A) on each batch (default off)")
-    add("--cutmix-alpha", "--cutmix_alpha", "--cutmix", dest="cutmix_alpha", type=float, default=None, metavar="A",
-        help="CutMix with Beta(A, A) on each batch (default off)")
-    add("--mixup-switch-prob", "--mixup_switch_prob", type=float, default=None, metavar="P",
-        help="with both: CutMix for a batch with probability P, else MixUp (default 0.5)")
-    add("--norm-weight-decay", "--norm_weight_decay", type=float, default=None, metavar="X",
-        help="weight decay of normalisation layers' parameters (default: --weight-decay)")
-    add("--bias-weight-decay", "--bias_weight_decay", type=float, default=None, metavar="X",
-        help="weight decay of biases (default: --weight-decay)")
-    _add_data_lever_flags(add)
-
-
-def _add_data_lever_flags(add) -> None:
-    """The levers of the data side and the run's set-up (``add``: the group's add_argument)."""
-    add("--sync-bn", "--sync_bn", action="store_true",
-        help="synchronise BatchNorm statistics across processes (DDP on cuda/npu; nothing with one process)")
-    add("--deterministic", "--use-deterministic-algorithms", "--use_deterministic_algorithms", dest="deterministic",
-        action="store_true", help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS)")
-    add("--train-crop-size", "--train_crop_size", dest="image_size", type=int, default=None, metavar="S",
-        help="= --image-size (the train crop; also the val crop unless --val-crop-size)")
-    add("--val-crop-size", "--val_crop_size", type=int, default=None, metavar="S",
-        help="val centre crop (default: the train crop)")
-    add("--val-resize-size", "--val_resize_size", dest="val_resize", type=int, default=None, metavar="S",
-        help="= --val-resize (val resize before the centre crop)")
-    add("--auto-augment", "--auto_augment", "--aa", dest="auto_augment", default=None, metavar="POLICY",
-        help=f"{' | '.join(AUTO_AUGMENT)} (torchvision v2 policies, pil backend)")
-    add("--ra-magnitude", "--ra_magnitude", type=int, default=None, metavar="M", help="RandAugment magnitude (9)")
-    add("--augmix-severity", "--augmix_severity", type=int, default=None, metavar="S", help="AugMix severity (3)")
-    add("--random-erase", "--random_erase", "--reprob", dest="random_erase", type=float, default=None, metavar="P",
-        help="random erasing probability (default 0)")
-    add("--ra-sampler", "--ra_sampler", action="store_true", help="repeated augmentation sampler")
-    add("--ra-reps", "--ra_reps", type=int, default=None, metavar="R", help="repetitions per image (default 3)")
-    add("--aug-repeats", "--aug_repeats", type=int, default=None, metavar="R",
-        help="timm: --ra-sampler --ra-reps R (0: off)")
-    add("--progressive-resize", "--progressive_resize", default=None, metavar="START:END[:FROM:TO]",
-        help="FFCV-style: the train size ramps from START to END between epochs FROM and TO (default: the run)")
-    add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
-        help="= --warmup-epochs")
-    add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
-        help=f"{' | '.join(WARMUP_METHODS)} (default linear)")
-    add("--lr-warmup-decay", "--lr_warmup_decay", type=float, default=None, metavar="D",
-        help="warm-up start factor: linear from D x lr, constant at D x lr (default: linear from 0, constant 0.01)")
 
 
 def _val_crop(args, arch: str, image_size: int) -> int:
@@ -763,39 +473,7 @@ def _accum_steps(args, global_batch: int) -> int:
 # ----------------------------------------------------------------------------- fine-tuning (issue #23)
 # Starting from pretrained weights on data of another class count: the head starts fresh
 # (ModelEntry.head), the pretrained layers train at a lower lr, or not at all (a linear probe).
-
-TTA_MODES = ("none", "flip")
-# The pretrained layers' lr over the new head's (--backbone-lr-scale) when a head starts fresh:
-# the head learns from scratch at the recipe's lr, the pretrained layers move at a tenth of it,
-# the usual "fine-tune at a tenth of the training lr" (docs/own-data.md, "Fine-tuning").
-BACKBONE_LR_SCALE = 0.1
-FINETUNE_EPOCHS = 10  # with a fresh head and no --epochs; cosine to 0, no warm-up
-
-
-@dataclass(frozen=True)
-class FineTuneConfig:
-    """``-t/--fine-tuning``, ``--freeze-backbone``, ``--backbone-lr-scale`` and which of the
-    schedule's values came from flags (a fresh head gets fine-tuning defaults for the others)."""
-
-    fresh_head: bool = False  # -t: the head starts fresh even when the class count matches
-    freeze_backbone: bool = False  # only the head trains; the rest (BN statistics too) stays as loaded
-    backbone_lr_scale: Optional[float] = None  # None: BACKBONE_LR_SCALE with a fresh head, else 1
-    given: Tuple[str, ...] = ()  # the schedule values set by a flag (or the demo profile): epochs, lr, ...
-
-
-def add_finetune_flags(parser: argparse.ArgumentParser) -> None:
-    """Fine-tuning and evaluation flags (docs/own-data.md), in their own group of ``--help``."""
-    g = parser.add_argument_group("fine-tuning and evaluation (docs/own-data.md)")
-    add = g.add_argument
-    add("-t", "--fine-tuning", "--fine_tuning", dest="fine_tuning", action="store_true",
-        help="the seeds' fine-tuning: start from --pretrained (torchvision's when no PATH) with a fresh head")
-    add("--freeze-backbone", "--freeze_backbone", action="store_true",
-        help="train the head only (a linear probe): every other layer, BN statistics too, stays as loaded")
-    add("--backbone-lr-scale", "--backbone_lr_scale", type=float, default=None, metavar="X",
-        help=f"lr of the pretrained layers = X x --lr (default {BACKBONE_LR_SCALE:g} when the head starts fresh, "
-        "else 1)")
-    add("--tta", default=None, metavar="MODE", help="test-time augmentation of every evaluation: none (default) | "
-        "flip (mean of the image's and its mirror's logits)")
+# The flags: classify.cli (fine-tuning and evaluation); the defaults: classify.schema.
 
 
 def _pretrained(args) -> Optional[str]:
