@@ -25,7 +25,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -41,8 +41,8 @@ from .identity import differences
 from .optim import KERNEL_KEYS
 
 __all__ = ["CheckpointManager", "Progress", "TrainingObjects", "save_atomic", "load_checkpoint",
-           "clean_state_dict", "model_state", "load_model_weights", "LATEST", "BEST", "check_file", "check_start",
-           "folder_given"]
+           "clean_state_dict", "model_state", "load_model_weights", "HeadSwap", "LATEST", "BEST", "check_file",
+           "check_start", "folder_given"]
 
 LATEST, BEST = "checkpoint.pth.tar", "model_best.pth.tar"
 _EPOCH_FILE = re.compile(r"^checkpoint-(\d+)\.pth\.tar$")
@@ -189,9 +189,22 @@ def load_checkpoint(path: os.PathLike, mmap: bool = False) -> Dict[str, Any]:
     return obj
 
 
-def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.PathLike, arch: str) -> None:
+@dataclass(frozen=True)
+class HeadSwap:
+    """The head modules that ``load_model_weights`` left fresh, and the class counts."""
+
+    names: Tuple[str, ...]
+    old_classes: Optional[int]  # the file's (None: its head keys are absent)
+    new_classes: int
+
+
+def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.PathLike, arch: str,
+                       head: str = "keep") -> Optional[HeadSwap]:
     """Strict load with a one-line error naming the first mismatch; the keys the net declares
-    optional (``ModelEntry.optional_keys``) may be missing or extra."""
+    optional (``ModelEntry.optional_keys``) may be missing or extra. ``head``: ``keep`` loads the
+    head as every other layer; ``auto`` leaves the head (``ModelEntry.head``) as the model has it
+    (fresh) when the file's head has another shape (another class count); ``fresh`` always.
+    Returns what was left fresh, or None."""
     saved_arch = state.get("arch")
     if saved_arch and saved_arch != arch:
         raise CheckpointError(f"checkpoint '{path}' is a {saved_arch} checkpoint but --arch is {arch}; "
@@ -199,6 +212,10 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.Path
     entry = models.get_model_entry(arch)
     weights = clean_state_dict(state["state_dict"])
     own = model.state_dict()
+    swap = _head_swap(entry, own, weights, head)
+    if swap is not None:
+        weights = {k: v for k, v in weights.items() if entry.head_of(k) is None}
+        own = {k: v for k, v in own.items() if entry.head_of(k) is None}
     missing = [k for k in own if k not in weights and not entry.is_optional_key(k)]
     unexpected = [k for k in weights if k not in own and not entry.is_optional_key(k)]
     if missing or unexpected:
@@ -209,6 +226,21 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.Path
             raise CheckpointError(f"checkpoint '{path}' does not fit: {key} has shape {tuple(value.shape)}, "
                                   f"model has {tuple(own[key].shape)}; check --num-classes/--arch")
     model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+    return swap
+
+
+def _head_swap(entry, own: Dict[str, torch.Tensor], weights: Dict[str, Any], head: str) -> Optional[HeadSwap]:
+    """Whether (and which) head modules start fresh instead of loading (see load_model_weights)."""
+    present = tuple(name for name in entry.head if f"{name}.weight" in own)  # e.g. no aux heads built
+    if head == "keep" or not present:
+        return None
+    differs = any(key in weights and entry.head_of(key) is not None and weights[key].shape != value.shape
+                  for key, value in own.items())
+    if head == "auto" and not differs:
+        return None
+    main = f"{present[0]}.weight"
+    old = weights[main].shape[0] if main in weights else None
+    return HeadSwap(present, old, own[main].shape[0])
 
 
 # ----------------------------------------------------------------------------- pre-flight
@@ -235,7 +267,7 @@ def check_file(value: os.PathLike, flag: str = "--resume") -> Path:
 
 
 def check_start(*, output_dir: os.PathLike, resume: Optional[str], evaluate: bool, fresh: bool,
-                pretrained: Callable[[], Optional[Path]], resolve_auto: bool = True) -> str:
+                pretrained: Callable[[], Union[Path, str, None]], resolve_auto: bool = True) -> str:
     """The checkpoint pre-flight of a run (``--check`` and the run itself): what it starts from,
     as ``--check`` prints it (``none``, ``PATH (--resume)``, ``PATH (--resume auto)``,
     ``none (--resume auto: no checkpoint in DIR)``, ``none (--fresh)``, ``PATH (--pretrained)``);
@@ -459,6 +491,9 @@ class CheckpointManager:
         if ours and self.restarted:  # elastic membership (--nnodes MIN:MAX) changes the world size
             ours = {**ours, "global_batch": None}
         differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
+        if saved.get("arch") != ours.get("arch") if differ else False:  # the flag that makes it fit
+            raise CheckpointError(f"checkpoint '{path}' is a {saved['arch']} checkpoint but --arch is {ours['arch']}; "
+                                  f"pass -a {saved['arch']}")
         if differ:
             raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
                                   f"with the flags it was trained with, or start from its weights with "

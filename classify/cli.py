@@ -18,7 +18,7 @@ from typing import Tuple
 import models
 
 from .schedules import SCHEDULES, WARMUP_METHODS
-from .schema import LOG_FORMATS
+from .schema import BACKBONE_LR_SCALE, LOG_FORMATS, TTA_MODES
 from .transforms import AUTO_AUGMENT
 
 __all__ = ["get_args_parser", "launcher_parser", "OneLineParser", "CheckFlag", "parse_int_list", "finite_float", "SEED_NO_OPS",
@@ -80,6 +80,7 @@ def get_args_parser() -> OneLineParser:
     _device_flags(p.add_argument_group("devices and distribution (torchrun/main_8p.py set RANK/WORLD_SIZE/"
                                        "LOCAL_RANK)").add_argument, launcher=False)
     _output_flags(p.add_argument_group("output, logging, checkpoints and resume").add_argument)
+    _finetune_flags(p.add_argument_group("fine-tuning and evaluation (docs/own-data.md)").add_argument)
     add_lever_flags(p)
     add_seed_flags(p)
     return p
@@ -119,7 +120,8 @@ def _model_flags(add) -> None:
     add("--aux-logits", "--aux_logits", dest="model_options", action="append_const", const="aux_logits",
         help="GoogLeNet: train with the aux heads")
     add("--pretrained", nargs="?", const="torchvision", default=None, metavar="PATH",
-        help="start from weights: a file, or torchvision's from the local cache when no PATH")
+        help="start from weights: a file (ours, torchvision's or timm's), or torchvision's when no PATH "
+        "(from the torch hub cache, downloaded there when online); another class count: a fresh head")
 
 
 def _optim_flags(add) -> None:
@@ -213,6 +215,19 @@ def _output_flags(add) -> None:
         "batch, data layout, checkpoint) as key = value lines and exit: 0, or 1 with one error line")
 
 
+def _finetune_flags(add) -> None:
+    """Fine-tuning from pretrained weights and evaluation (checked in ``classify.resolve``)."""
+    add("-t", "--fine-tuning", "--fine_tuning", dest="fine_tuning", action="store_true",
+        help="the seeds' fine-tuning: start from --pretrained (torchvision's when no PATH) with a fresh head")
+    add("--freeze-backbone", "--freeze_backbone", action="store_true",
+        help="train the head only (a linear probe): every other layer, BN statistics too, stays as loaded")
+    add("--backbone-lr-scale", "--backbone_lr_scale", type=finite_float, default=None, metavar="X",
+        help=f"lr of the pretrained layers = X x --lr, in [0, 1] (default {BACKBONE_LR_SCALE:g} when the head "
+        "starts fresh, else 1)")
+    add("--tta", default=None, metavar="MODE", help=f"test-time augmentation of every evaluation: "
+        f"{' | '.join(TTA_MODES)} (default none; flip: mean of the image's and its mirror's logits)")
+
+
 # ----------------------------------------------------------------------------- the seeds' flags
 # The flags of the seeds' own entry points (models/<net>/README.md, "Flags"), each with its meaning
 # here, or accepted without effect (SEED_NO_OPS) where it has none. Aliases of main.py's flags
@@ -221,8 +236,6 @@ def _output_flags(add) -> None:
 SEED_NO_OPS = {
     "--checkpoint-nameprefix": "the checkpoint names are fixed (checkpoint.pth.tar, model_best.pth.tar: "
                                "--resume auto and the eval scripts read them)",
-    "--fine-tuning": "every layer trains (the seeds' fine-tuning swapped in a new 1000-class head); start "
-                     "from weights with --pretrained",
     "--exp_subpath": "names the seed's experiment folder; outputs go to --output-dir",
 }
 
@@ -257,10 +270,7 @@ def add_seed_flags(p: argparse.ArgumentParser) -> None:
         "models/googlenet/) | prefixed ([npu id: 0 ] prefixes: models/inception_resnet_v2/)")
     for flag, why in SEED_NO_OPS.items():
         dest = f"noop_{flag.strip('-').replace('-', '_')}"
-        if flag == "--fine-tuning":  # a switch in the seeds
-            add(flag, "-t", dest=dest, action="store_true", help=f"accepted, no effect: {why}")
-        else:
-            add(flag, dest=dest, default=None, metavar="X", help=f"accepted, no effect: {why}")
+        add(flag, dest=dest, default=None, metavar="X", help=f"accepted, no effect: {why}")
 
 
 # ----------------------------------------------------------------------------- levers (issue #14)

@@ -20,10 +20,11 @@ from .amp import AmpSettings, autocast
 from .devices import dist_ready
 from .errors import DataError, NonFiniteLoss
 from .guard import StopRequest, agree
-from .metrics import Meter, Throughput, accuracy_counts, sum_over_ranks, warmup_steps
+from .metrics import Meter, Throughput, accuracy_counts, counts_over_ranks, sum_over_ranks, warmup_steps
 from .transforms import Normalize, resize_batch
 
-__all__ = ["TrainParts", "EpochPlan", "Micro", "train_one_epoch", "train_step", "evaluate", "StepLine", "Log"]
+__all__ = ["TrainParts", "EpochPlan", "Micro", "train_one_epoch", "train_step", "evaluate", "tta_logits", "StepLine",
+           "Log"]
 
 # The loop reports through plain callbacks (the run passes its classify.report.Reporter's methods):
 # ``on_step(epoch, step, steps, *, window, avg, lr, img_s, eta_s, run_eta_s)`` at each print interval of
@@ -59,6 +60,7 @@ class TrainParts:
     ema: Optional[nn.Module] = None  # --model-ema: a classify.ema.ModelEma
     mix: Optional[Callable] = None  # --mixup-alpha/--cutmix-alpha: (images, labels) -> (images, soft labels)
     train_size: Optional[int] = None  # --progressive-resize: this epoch's train resolution
+    frozen: tuple = ()  # --freeze-backbone: modules kept in eval mode while the head trains
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, on_step: Optiona
     step on every rank. Returns train loss/acc1/acc5 over all ranks, fps, images, bad_images,
     steps, time_s and ``stop_signal`` (0, or the signal that ended the pass)."""
     parts.model.train()
+    for module in parts.frozen:  # --freeze-backbone: BN statistics stay as loaded, dropout off
+        module.eval()
     meter = Meter(["loss", "acc1", "acc5"], parts.device)
     steps = len(loader) if plan.max_steps is None else min(len(loader), plan.max_steps)
     speed = Throughput(parts.device, warmup_steps(steps))
@@ -274,7 +278,8 @@ def _update(parts: TrainParts) -> None:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings, normalize: Normalize,
              on_step: Optional[StepLine] = None, print_freq: int = 0,
-             max_bad_fraction: float = 1.0, stop: Optional[StopRequest] = None) -> Dict[str, float]:
+             max_bad_fraction: float = 1.0, stop: Optional[StopRequest] = None, tta: str = "none",
+             num_classes: int = 0) -> Dict[str, float]:
     """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
     The loss is plain cross-entropy (no label smoothing), as timm and torchvision report it.
     ``model`` must be the bare module (DDP's forward would be a collective per batch).
@@ -283,10 +288,14 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings
     Unreadable images are counted (``bad_images``) under the training's rule (``max_bad_fraction``:
     --max-bad-images); no readable image at all is a ``DataError``, never an Acc@1 of nan. In one
     process a signal (``stop``) that arrives while a batch is awaited ends the evaluation at once:
-    ``{"stop_signal": signum}`` and nothing else."""
+    ``{"stop_signal": signum}`` and nothing else. ``tta="flip"``: the logits are the mean of the
+    image's and its mirror's. With ``num_classes`` the result also holds ``confusion`` (true x
+    predicted counts, int64 on the CPU), counted on the device and reduced over the ranks once, at
+    the end."""
     model.eval()
     criterion = nn.CrossEntropyLoss()
     meter = Meter(["loss", "acc1", "acc5"], device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device) if num_classes else None
     printing = on_step is not None and print_freq > 0
     steps, state, bad = len(loader), _Pass(), 0
     for i, (images, target, n_bad) in enumerate(loader if stop is None else stop.batches(loader)):
@@ -296,11 +305,12 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings
         data_time = state.data_done()
         images = images.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
-        with autocast(device, amp):
-            output = model(normalize(images))
+        output = tta_logits(model, normalize(images), device=device, amp=amp, tta=tta)
         loss = criterion(output.float(), target)
         n = images.shape[0]
         meter.update(torch.cat([(loss * n).view(1), accuracy_counts(output, target) * 100.0]), n)
+        if confusion is not None:
+            confusion += torch.bincount(target * num_classes + output.argmax(1), minlength=num_classes ** 2)
         now = state.step_done(data_time)
         if printing and i % print_freq == 0:
             _print_test(on_step, meter, state, step=i, steps=steps, now=now)
@@ -313,11 +323,24 @@ def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings
         raise DataError(f"none of the {out['bad_images']} validation images could be read; fix or remove the bad "
                         "files (or train without validation: --no-val)")
     _check_bad(out["bad_images"], int(out["images"]), max_bad_fraction, final=True, split="validation ")
+    if confusion is not None:
+        out["confusion"] = counts_over_ranks(confusion, device).cpu().view(num_classes, num_classes)
     if on_step is not None:
         per_step = (time.perf_counter() - state.start) / max(state.done, 1)
         final = dict(out, time=per_step)
         on_step(steps, steps, window=final, avg=final, eta_s=0.0)
     return out
+
+
+def tta_logits(model: nn.Module, images: torch.Tensor, *, device: torch.device, amp: AmpSettings,
+               tta: str = "none") -> torch.Tensor:
+    """``model(images)`` (normalised images); ``tta="flip"``: the mean of its logits and those of
+    the horizontally mirrored images, in float32."""
+    with autocast(device, amp):
+        output = model(images)
+        if tta == "flip":
+            output = (output.float() + model(images.flip(3)).float()) / 2
+    return output
 
 
 def _print_test(on_step: StepLine, meter: Meter, state: _Pass, *, step: int, steps: int, now: float) -> None:

@@ -5,12 +5,12 @@ elsewhere. On the CPU the fused step is ~3x faster than the per-tensor or foreac
 AlexNet's 61M parameters (measured here), which at small images is a large part of a step.
 """
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ["make_optimizer", "param_groups", "KERNEL_KEYS"]
+__all__ = ["make_optimizer", "param_groups", "head_parameters", "KERNEL_KEYS"]
 
 # torchvision references' set_weight_decay: the parameters of these modules are "norm" parameters
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
@@ -21,9 +21,16 @@ KERNEL_KEYS = ("fused", "foreach")  # chosen by the device of this run, never ta
 
 def make_optimizer(model: nn.Module, *, lr: float, momentum: float, weight_decay: float,
                    device: torch.device, norm_weight_decay: Optional[float] = None,
-                   bias_weight_decay: Optional[float] = None) -> torch.optim.SGD:
-    params = (list(model.parameters()) if norm_weight_decay is None and bias_weight_decay is None
+                   bias_weight_decay: Optional[float] = None, head: Tuple[str, ...] = (),
+                   backbone_lr_scale: float = 1.0) -> torch.optim.SGD:
+    """SGD over the parameters that train (``requires_grad``); with ``backbone_lr_scale`` != 1 the
+    parameters outside the ``head`` modules get ``lr`` x it (fine-tuning: the head's groups first,
+    so that the lr the logs print is the head's)."""
+    params = ([p for p in model.parameters() if p.requires_grad]
+              if norm_weight_decay is None and bias_weight_decay is None
               else param_groups(model, weight_decay, norm=norm_weight_decay, bias=bias_weight_decay))
+    if head and backbone_lr_scale != 1.0:
+        params = _head_first(model, params, head=head, backbone_lr=lr * backbone_lr_scale)
     if device.type in ("cuda", "cpu"):
         try:
             return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True)
@@ -48,3 +55,24 @@ def param_groups(model: nn.Module, weight_decay: float, *, norm: Optional[float]
             groups[kind].append(p)
     decay = {"other": weight_decay, "norm": norm, "bias": bias}
     return [{"params": ps, "weight_decay": decay[k]} for k, ps in groups.items() if ps]
+
+
+def head_parameters(model: nn.Module, head: Tuple[str, ...]) -> set:
+    """The ids of the parameters of the ``head`` modules that ``model`` has."""
+    found = set()
+    for name in head:
+        try:
+            found.update(id(p) for p in model.get_submodule(name).parameters())
+        except AttributeError:  # a head the model was built without (GoogLeNet's aux heads)
+            continue
+    return found
+
+
+def _head_first(model: nn.Module, params, *, head: Tuple[str, ...], backbone_lr: float) -> List[dict]:
+    """Each group split in its head part and the rest (at ``backbone_lr``), head parts first;
+    empty groups left out."""
+    ids = head_parameters(model, head)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    heads = [{**g, "params": [p for p in g["params"] if id(p) in ids]} for g in groups]
+    rest = [{**g, "params": [p for p in g["params"] if id(p) not in ids], "lr": backbone_lr} for g in groups]
+    return [g for g in heads + rest if g["params"]]

@@ -21,10 +21,12 @@ from typing import Dict, Optional
 
 import torch
 
-from .atomic import write_json
+from .atomic import write_json, write_text
 from .metrics import format_eta
 
-__all__ = ["Reporter", "run_summary"]
+__all__ = ["Reporter", "run_summary", "write_eval_tables", "EVAL_DIR", "PER_CLASS", "CONFUSION"]
+
+EVAL_DIR, PER_CLASS, CONFUSION = "eval", "per_class.csv", "confusion.csv"  # OUTPUT_DIR/eval/...
 
 _TB_NAMES = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc1": "acc1/train", "acc1": "acc1/val",
              "acc5": "acc5/val", "lr": "lr", "img_per_s": "img_per_s"}
@@ -187,3 +189,32 @@ def format_lr(lr: float) -> str:
 def _round(value, digits: int = 4):
     """Rounded, or None for a missing or NaN value (JSON has no NaN)."""
     return None if value is None or value != value else round(float(value), digits)
+
+
+def write_eval_tables(folder: Path, confusion: torch.Tensor, classes) -> None:
+    """``per_class.csv`` (per true class: images, correct, acc1 = recall %, predicted = images
+    predicted as it, precision %) and ``confusion.csv`` (rows: true class, columns: predicted
+    class, counts) in ``folder``, each replaced atomically. ``classes``: the data's class names
+    (index i -> name; missing names are the index)."""
+    import csv
+    import io
+
+    n = confusion.shape[0]
+    names = [str(classes[i]) if i < len(classes) else str(i) for i in range(n)]
+    counts = confusion.tolist()
+    per_class = io.StringIO()
+    w = csv.writer(per_class, lineterminator="\n")
+    w.writerow(["index", "class", "images", "correct", "acc1", "predicted", "precision"])
+    for i, row in enumerate(counts):
+        images, correct, predicted = sum(row), row[i], sum(r[i] for r in counts)
+        w.writerow([i, names[i], images, correct, f"{100.0 * correct / images:.3f}" if images else "",
+                    predicted, f"{100.0 * correct / predicted:.3f}" if predicted else ""])
+    table = io.StringIO()
+    w = csv.writer(table, lineterminator="\n")
+    w.writerow(["true \\ predicted", *names])
+    for i, row in enumerate(counts):
+        w.writerow([names[i], *row])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in ((PER_CLASS, per_class.getvalue()), (CONFUSION, table.getvalue())):
+        write_text(text, folder / name)

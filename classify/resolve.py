@@ -20,11 +20,11 @@ from .data import BACKENDS
 from .devices import cpu_count, resolve_kind
 from .errors import UserError
 from .schedules import SCHEDULES, WARMUP_METHODS
-from .schema import (OPT_LEVELS, Config, DataConfig, LeverConfig, LoopConfig, OptimConfig, OutputConfig,
-                     PrecisionConfig)
+from .schema import (BACKBONE_LR_SCALE, FINETUNE_EPOCHS, OPT_LEVELS, TTA_MODES, Config, DataConfig,
+                     FineTuneConfig, LeverConfig, LoopConfig, OptimConfig, OutputConfig, PrecisionConfig)
 from .transforms import AUTO_AUGMENT
 
-__all__ = ["build_config"]
+__all__ = ["build_config", "finetune_defaults"]
 
 
 def _pick(cli, *fallbacks):
@@ -74,8 +74,11 @@ def _batch(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: in
     else:
         per_device = recipe.global_batch(world_size) // world_size
     if per_device < 1:
-        raise UserError(f"batch size {args.batch_size or args.per_batch_size} is smaller than the "
-                        f"{local_world} devices; use at least 1 image per device")
+        flag, given = (("--per_batch_size", args.per_batch_size) if args.per_batch_size is not None
+                       else ("-b/--batch-size", args.batch_size))
+        raise UserError(f"{flag} {given} leaves less than 1 image per device ({local_world} device"
+                        f"{'s' * (local_world != 1)}); use {flag.split('/')[0]} "
+                        f"{1 if flag == '--per_batch_size' else local_world} or more")
     return per_device * world_size, per_device
 
 
@@ -130,16 +133,17 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                         max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
                         prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard),
                         eval_freq=getattr(args, "eval_freq", None) or 1,
-                        log_format=getattr(args, "log_format", "examples")),
+                        log_format=getattr(args, "log_format", "examples"), tta=_tta(args)),
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             checkpoint_freq=getattr(args, "checkpoint_freq", None) or 0,
-                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
+                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=_pretrained(args),
                             fresh=_fresh(args), force_output_dir=bool(getattr(args, "force_output_dir", False))),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
         levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
                              warmup_epochs=optim.warmup_epochs, epochs=optim.epochs,
                              min_size=models.min_image_size(arch)),
+        finetune=_finetune_config(args, demo),
     )
 
 
@@ -464,3 +468,74 @@ def _accum_steps(args, global_batch: int) -> int:
         raise UserError(f"--grad-accum-steps {steps} and --optimizer-batch-size {target} disagree (global batch "
                         f"{global_batch}); pass one of them")
     return target // global_batch
+
+
+# ----------------------------------------------------------------------------- fine-tuning (issue #23)
+# Starting from pretrained weights on data of another class count: the head starts fresh
+# (ModelEntry.head), the pretrained layers train at a lower lr, or not at all (a linear probe).
+# The flags: classify.cli (fine-tuning and evaluation); the defaults: classify.schema.
+
+
+def _pretrained(args) -> Optional[str]:
+    """``--pretrained [PATH]``; ``-t`` alone starts from torchvision's weights (a bare --pretrained)."""
+    return args.pretrained or ("torchvision" if getattr(args, "fine_tuning", False) else None)
+
+
+def _tta(args) -> str:
+    mode = getattr(args, "tta", None) or "none"
+    if mode not in TTA_MODES:
+        raise UserError(f"unknown --tta '{mode}'; choose one of {', '.join(TTA_MODES)}")
+    return mode
+
+
+def _finetune_config(args, demo: dict) -> FineTuneConfig:
+    get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without these flags)
+    scale, freeze, fresh = get("backbone_lr_scale"), bool(get("freeze_backbone")), bool(get("fine_tuning"))
+    if scale is not None and not 0.0 <= scale <= 1.0:
+        raise UserError(f"--backbone-lr-scale is a factor in [0, 1], got {scale:g}")
+    starts = "--pretrained" if args.pretrained else "-t" if fresh else None
+    for flag, on in (("--freeze-backbone", freeze), ("--backbone-lr-scale", scale is not None)):
+        if on and starts is None:
+            raise UserError(f"{flag} needs pretrained weights to start from; add --pretrained PATH (or -t for "
+                            "torchvision's)")
+    if freeze and scale is not None:
+        raise UserError("--freeze-backbone trains the head only; --backbone-lr-scale has nothing to scale: drop one")
+    if (freeze or fresh) and args.evaluate:
+        raise UserError(f"{'--freeze-backbone' if freeze else '-t/--fine-tuning'} is for training; drop it with -e")
+    given = tuple(name for name, value in (
+        ("epochs", _pick(args.epochs, demo.get("epochs"))), ("lr", args.lr),
+        ("lr_scheduler", _pick(args.lr_scheduler, get("lr_step_size"))), ("warmup_epochs", args.warmup_epochs))
+        if value is not None)
+    return FineTuneConfig(fresh_head=fresh, freeze_backbone=freeze, backbone_lr_scale=scale, given=given)
+
+
+def finetune_defaults(cfg: Config) -> Tuple[Config, str]:
+    """With a fresh head: fine-tuning defaults for the schedule values no flag set (``FINETUNE_EPOCHS``
+    epochs, cosine, no warm-up; the head at the recipe's lr, the pretrained layers at
+    ``BACKBONE_LR_SCALE`` x it), and a description of what was chosen ("" when nothing)."""
+    from dataclasses import replace
+
+    ft, o = cfg.finetune, cfg.optim
+    changes = {}
+    if "epochs" not in ft.given:
+        changes["epochs"] = FINETUNE_EPOCHS
+    if "lr_scheduler" not in ft.given:
+        changes["lr_scheduler"] = "cosine"
+    if "warmup_epochs" not in ft.given:
+        changes["warmup_epochs"] = 0.0
+    said = [f"{changes['epochs']} epochs" if "epochs" in changes else "",
+            "cosine lr" if "lr_scheduler" in changes else "", "no warm-up" if "warmup_epochs" in changes else ""]
+    scale = ft.backbone_lr_scale
+    if ft.freeze_backbone:
+        said.append("only the head trains (--freeze-backbone)")
+    elif scale is None:
+        scale = BACKBONE_LR_SCALE
+        said.append(f"pretrained layers at {scale:g} x lr (--backbone-lr-scale)")
+    said = ", ".join(x for x in said if x)
+    levers = cfg.levers
+    if levers.progressive_resize is not None and "epochs" in changes:  # its ramp ends within the run
+        start, end, first, last = levers.progressive_resize
+        top = changes["epochs"] - 1
+        levers = replace(levers, progressive_resize=(start, end, min(first, top), min(last, top)))
+    return replace(cfg, optim=replace(o, **changes), levers=levers,
+                   finetune=replace(ft, backbone_lr_scale=scale)), said

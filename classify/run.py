@@ -7,7 +7,7 @@ import os
 import signal
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -18,7 +18,6 @@ import models
 
 from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, check_start, load_checkpoint, load_model_weights
-from .schema import Config
 from .data import (DUMMY_CLASSES, DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root,
                    identity_root)
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
@@ -30,11 +29,13 @@ from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
 from .parts import build_model, build_train_parts
 from .schedules import progressive_size
-from .pretrained import check_pretrained, load_pretrained
+from .pretrained import TORCHVISION, check_pretrained, load_pretrained, torchvision_weights_path
 from .outdir import create_output_dir, prepare_output_dir
-from .report import Reporter, run_summary
+from .report import EVAL_DIR, Reporter, run_summary, write_eval_tables
 from .identity import identity
+from .resolve import finetune_defaults
 from .rundir import claim_run, held_run, move_aside
+from .schema import Config
 from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
@@ -83,7 +84,6 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    num_classes=d.num_classes or DUMMY_CLASSES, backend=d.backend,
                                    index_cache=d.index_cache, data_timeout=d.data_timeout))
     num_classes = count_classes(d.num_classes, data.classes)
-    ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     out = cfg.output  # what it starts from: the files named are there (the same pre-flight as --check)
     check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
                 pretrained=lambda: out.pretrained and check_pretrained(out.pretrained, cfg.arch) or None,
@@ -91,6 +91,8 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
     channels_last = use_channels_last(device, cfg.precision.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs)
+    cfg, started = _start_from_pretrained(cfg, model)  # before the claim: a fresh head may change the epochs
+    ident, cfg = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     p = cfg.precision
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=p.amp_dtype)
@@ -103,13 +105,32 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                   f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
                   f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
+    for line in started:
+        reporter.line(line)
+    if cfg.output.continued is not None:
+        reporter.line(f"=> '{cfg.output.output_dir}' holds this run, stopped after {cfg.output.continued} of "
+                      f"{cfg.optim.epochs} epochs: the same command continues it (as --resume auto; "
+                      "--fresh starts over)")
     _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
+    _split_notice(d.path, has_val=data.val is not None, report=reporter.line,
+                  training=not cfg.output.evaluate and not d.no_val)
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
     val_loader = _loader(setup, data.val, train=False) if use_val else None
     if cfg.output.evaluate:
         return _evaluate_only(setup, model, val_loader)
     return _train(setup, model, _loader(setup, data.train, train=True), val_loader=val_loader)
+
+
+def _split_notice(path: Optional[str], *, has_val: bool, training: bool, report) -> None:
+    """A split folder given as the data (MindSpore style, ``DATA/train``) trains without validation;
+    when a ``val/`` sits beside it, say how to validate on it."""
+    if not path or has_val or not training:
+        return
+    split = Path(path).expanduser()
+    sibling = split.parent / "val"
+    if split.name != "val" and sibling.is_dir():
+        report(f"=> training only, no validation: pass {split.parent} to validate on {sibling} each epoch")
 
 
 def _augment(cfg: Config) -> Optional[AugmentSpec]:
@@ -171,13 +192,18 @@ def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
                f"{o.lr_scale:.0f}x to {o.lr:.3g}; linear scaling is not reliable that far: pass --lr to choose it")
 
 
-def _claim(cfg: Config, root, num_classes: int, restarted: bool = False) -> Dict:
-    """The run's identity and id (``classify.rundir.claim_run`` refuses a folder that holds
-    another run, before anything in it is touched)."""
+def _claim(cfg: Config, root, num_classes: int, restarted: bool = False):
+    """The run's identity and id, and its config (``classify.rundir.claim_run`` refuses a folder
+    that holds another run, before anything in it is touched). The same command after a stop
+    continues the run it stopped, as ``--resume auto``."""
     ident = identity(data_root=identity_root(cfg.data.kind, root), arch=cfg.arch, recipe=cfg.recipe,
                      num_classes=num_classes, image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
-    return claim_run(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh,
-                     epochs=cfg.optim.epochs, writes=not (cfg.output.evaluate or cfg.loop.prof), restarted=restarted)
+    ident, held = claim_run(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh,
+                            epochs=cfg.optim.epochs, writes=not (cfg.output.evaluate or cfg.loop.prof),
+                            restarted=restarted)
+    if held is not None and held.auto:  # the same command after a stop: continue the run, as --resume auto
+        cfg = replace(cfg, output=replace(cfg.output, resume="auto", continued=held.epochs_done))
+    return ident, cfg
 
 
 def _begin(setup: _Setup) -> None:
@@ -213,17 +239,56 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
         hook(model, "torchvision" if state.get("torchvision") else None)
 
 
+def _start_from_pretrained(cfg: Config, model: nn.Module):
+    """Training with ``--pretrained``/``-t``: the weights into ``model``, the net's head left fresh
+    when the file's has another class count (or with ``-t``), and then the fine-tuning defaults
+    for what no flag set (``classify.resolve.finetune_defaults``). Returns the config and the
+    lines that say so."""
+    source = cfg.output.pretrained
+    if not source or cfg.output.evaluate:
+        return cfg, []
+    state = load_pretrained(source, cfg.arch)
+    shown = torchvision_weights_path(cfg.arch) if source == TORCHVISION else source
+    swap = load_model_weights(model, state, path=shown, arch=cfg.arch,
+                              head="fresh" if cfg.finetune.fresh_head else "auto")
+    hook = models.get_model_entry(cfg.arch).after_pretrained
+    if hook is not None:
+        hook(model, "torchvision" if state.get("torchvision") else None)
+    if swap is None:
+        return cfg, [f"=> pretrained weights from {shown}: every layer loaded"]
+    cfg, chosen = finetune_defaults(cfg)
+    lines = [f"=> pretrained weights from {shown}: every layer loaded except the head {', '.join(swap.names)} "
+             f"({swap.old_classes if swap.old_classes is not None else 'none'} -> {swap.new_classes} classes), "
+             "which starts fresh"]
+    if chosen:
+        lines.append(f"=> fine-tuning defaults (for what no flag set): {chosen}")
+    return cfg, lines
+
+
 def _evaluate(setup: _Setup, model: nn.Module, val_loader, stop: Optional[StopRequest] = None) -> Dict:
+    """One evaluation: the ` * Acc@1` line, and OUTPUT_DIR/eval/per_class.csv + confusion.csv."""
     stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
                      on_step=setup.reporter.test_step if setup.info.is_main else None,
                      print_freq=setup.cfg.loop.print_freq,
-                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop)
+                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop, tta=setup.cfg.loop.tta,
+                     num_classes=setup.num_classes)
     if stats.get("stop_signal"):  # a signal ended it (a stalled read): no figures
         return stats
+    confusion = stats.pop("confusion")
     if stats["bad_images"]:
         setup.reporter.line(f"=> validation: skipped {stats['bad_images']} unreadable images")
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
+    if setup.info.is_main:
+        write_eval_tables(_eval_dir(setup.cfg.output.output_dir), confusion, setup.classes)
     return stats
+
+
+def _eval_dir(output_dir) -> Path:
+    """Where an evaluation's per_class.csv and confusion.csv go: OUTPUT_DIR/eval/ (beside the
+    summary.json of ``-e`` in a training run's folder), or OUTPUT_DIR itself when it is an eval/
+    folder already (the launchers' train_eval_*.sh evaluate into test/output/<id>/eval/)."""
+    folder = Path(output_dir).expanduser()
+    return folder if folder.name == EVAL_DIR else folder / EVAL_DIR
 
 
 def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
@@ -233,7 +298,7 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     elif out.pretrained:
         _load_weights(setup, model, out.pretrained, pretrained=True)
     if held_run(out.output_dir) is not None:  # a training run's folder: its config and summary stay
-        setup.reporter.output_dir = Path(out.output_dir) / "eval"
+        setup.reporter.output_dir = Path(out.output_dir) / EVAL_DIR
         setup.reporter.line(f"=> '{out.output_dir}' holds a training run: this evaluation's config.json and "
                             f"summary.json go to '{setup.reporter.output_dir}'")
     if setup.info.is_main:
@@ -243,6 +308,7 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     stats = _evaluate(setup, model, val_loader)
     summary = _summary(setup, _TrainState(Progress(best_acc1=stats["acc1"]), last_eval=stats), train_time=0.0)
     summary["eval_time_s"] = round(time.perf_counter() - start, 3)
+    summary["tta"] = setup.cfg.loop.tta
     setup.reporter.summary(summary)
     return summary
 
@@ -258,12 +324,13 @@ class _TrainState:
 
 def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict:
     cfg, info, reporter = setup.cfg, setup.info, setup.reporter
-    if cfg.output.pretrained:
-        _load_weights(setup, model, cfg.output.pretrained, pretrained=True)
+    ft = cfg.finetune
     parts = build_train_parts(model, arch=cfg.arch, optim=cfg.optim, steps_per_epoch=len(train_loader),
                               device=setup.device, amp=setup.amp, normalize=setup.normalize,
                               distributed=info.enabled, compile_model=cfg.precision.compile,
-                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes)
+                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes,
+                              backbone_lr_scale=1.0 if ft.backbone_lr_scale is None else ft.backbone_lr_scale,
+                              freeze_backbone=ft.freeze_backbone)
     if cfg.levers.sync_bn and info.world_size == 1:
         reporter.line("=> --sync-bn: one process, nothing to synchronise; BatchNorm left as it is")
     if cfg.loop.prof:
@@ -409,7 +476,7 @@ def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader, stop: Optiona
     """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
     broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
     stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop)
+                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop, tta=setup.cfg.loop.tta)
     if stats.get("stop_signal"):
         return stats
     setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")

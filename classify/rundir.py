@@ -12,7 +12,9 @@ anything in the folder is touched (by the run and, before anything starts, by ``
 - a run of another identity: refused, one line naming what differs and the ways out;
 - the same identity: continued with ``--resume`` (a path or ``auto``: the launcher's
   auto-continue and restarts), unless it is finished and ``--epochs`` is not larger;
-  without ``--resume`` refused (a new run would mix its epochs into the old run's files).
+  without ``--resume`` an unfinished run is continued too (the same command after a stop
+  continues it, as the launcher does; ``Held.auto``), a finished one refused with the two
+  ways on (``--epochs N`` above its epochs, ``--fresh``).
 """
 
 import json
@@ -21,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .errors import UserError
 from .identity import differences, new_run_id
@@ -43,6 +45,7 @@ class Held:
     run_id: Optional[str]
     epochs_done: Optional[int]  # epochs finished, from checkpoint.pth.tar
     files: List[str]
+    auto: bool = False  # continued without --resume: the same command after a stop (as --resume auto)
 
 
 def _progress_files(folder: Path) -> List[str]:
@@ -108,29 +111,33 @@ def claim(folder: os.PathLike, ident: Dict, *, resume: Optional[str], fresh: boo
     if differ:
         raise UserError(f"output dir '{folder}' holds another run ({', '.join(differ)}); {_ways_out(folder)}")
     done = held.epochs_done
+    if resume in (None, "auto") and done is not None and done >= epochs:
+        raise UserError(f"output dir '{folder}' holds a finished run of this config ({done} epoch{'s' * (done != 1)}); "
+                        f"pass --epochs {done + 1} (or more) to train it further, or {_ways_out(folder)}")
     if resume is None:
-        where = f"{done} epoch{'s' * (done != 1)} trained" if done is not None else ", ".join(held.files)
-        raise UserError(f"output dir '{folder}' holds a run of this config ({where}); continue it with "
-                        f"--resume auto, or {_ways_out(folder)}")
-    if resume == "auto" and done is not None and done >= epochs:
-        raise UserError(f"output dir '{folder}' holds a finished run ({done} epochs); pass --epochs above {done} "
-                        f"to continue it, or {_ways_out(folder)}")
+        if done is not None:  # an unfinished run with a checkpoint: the same command continues it
+            held.auto = True
+            return held
+        raise UserError(f"output dir '{folder}' holds a run of this config ({', '.join(held.files)}) but no "
+                        f"checkpoint to continue it from; {_ways_out(folder)}")
     return held
 
 
 def claim_run(folder: os.PathLike, ident: Dict, *, resume: Optional[str], fresh: bool, epochs: int,
-              writes: bool = True, restarted: bool = False) -> Dict:
+              writes: bool = True, restarted: bool = False) -> Tuple[Dict, Optional[Held]]:
     """The pre-flight of a run's output dir, the same for the run (``classify.run``) and for
     ``--check``: ``claim`` for a run that ``writes`` (an evaluation or ``--prof`` writes no
-    checkpoint and no metrics: nothing to claim). Returns ``ident`` with the run id: the
-    continued run's, or a new one. A ``restarted`` torchrun generation continues its run
-    (as ``--resume auto``) whatever its global batch is now (elastic membership)."""
+    checkpoint and no metrics: nothing to claim). Returns ``ident`` with the run id (the
+    continued run's, or a new one) and the run the folder holds (None: none), whose ``auto``
+    says that the same command continues it as ``--resume auto``. A ``restarted`` torchrun
+    generation continues its run (as ``--resume auto``) whatever its global batch is now
+    (elastic membership)."""
     if not writes:
-        return ident
+        return ident, None
     resume = resume or ("auto" if restarted else None)
     compared = {**ident, "global_batch": None} if restarted else ident
     held = claim(folder, compared, resume=resume, fresh=fresh and not restarted, epochs=epochs)
-    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}
+    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}, held
 
 
 def move_aside(folder: os.PathLike) -> Optional[Path]:

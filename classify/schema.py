@@ -3,9 +3,10 @@
 reads their fields as plain arguments. Standard library only.
 
 ``Config`` = ``arch, recipe, seed, device, ...`` + the sub-configs ``data``, ``optim``,
-``precision``, ``loop``, ``output`` and ``levers`` (the levers beyond the seed recipes, all
-off by default). ``Config.to_dict()`` is ``config.json``; ``Config.flat()`` the checkpoint's
-``args`` (one level, plain values).
+``precision``, ``loop``, ``output``, ``levers`` (the levers beyond the seed recipes, all
+off by default) and ``finetune`` (starting from pretrained weights: docs/own-data.md).
+``Config.to_dict()`` is ``config.json``; ``Config.flat()`` the checkpoint's ``args`` (one
+level, plain values).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -13,10 +14,28 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 __all__ = ["Config", "DataConfig", "OptimConfig", "PrecisionConfig", "LoopConfig", "OutputConfig", "LeverConfig",
-           "LOG_FORMATS", "OPT_LEVELS"]
+           "LOG_FORMATS", "OPT_LEVELS", "FineTuneConfig", "TTA_MODES", "BACKBONE_LR_SCALE",
+           "FINETUNE_EPOCHS"]
 
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
 LOG_FORMATS = ("examples", "torchvision", "prefixed")  # classify/report.py; a model folder picks its own
+TTA_MODES = ("none", "flip")
+# The pretrained layers' lr over the new head's (--backbone-lr-scale) when a head starts fresh:
+# the head learns from scratch at the recipe's lr, the pretrained layers move at a tenth of it,
+# the usual "fine-tune at a tenth of the training lr" (docs/own-data.md, "Fine-tuning").
+BACKBONE_LR_SCALE = 0.1
+FINETUNE_EPOCHS = 10  # with a fresh head and no --epochs; cosine to 0, no warm-up
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """``-t/--fine-tuning``, ``--freeze-backbone``, ``--backbone-lr-scale`` and which of the
+    schedule's values came from flags (a fresh head gets fine-tuning defaults for the others)."""
+
+    fresh_head: bool = False  # -t: the head starts fresh even when the class count matches
+    freeze_backbone: bool = False  # only the head trains; the rest (BN statistics too) stays as loaded
+    backbone_lr_scale: Optional[float] = None  # None: BACKBONE_LR_SCALE with a fresh head, else 1
+    given: Tuple[str, ...] = ()  # the schedule values set by a flag (or the demo profile): epochs, lr, ...
 
 
 @dataclass(frozen=True)
@@ -116,6 +135,7 @@ class LoopConfig:
     tensorboard: bool = False
     eval_freq: int = 1  # validate every N epochs (and after the last)
     log_format: str = "examples"  # LOG_FORMATS
+    tta: str = "none"  # test-time augmentation of every evaluation: none | flip (TTA_MODES)
 
 
 @dataclass(frozen=True)
@@ -131,6 +151,7 @@ class OutputConfig:
     pretrained: Optional[str] = None
     fresh: bool = False  # start over in output_dir, its old run moved to previous-<time>/ (classify.rundir)
     force_output_dir: bool = False  # take over another host's lock (classify.lock)
+    continued: Optional[int] = None  # set by the run: an unfinished run continued without --resume (its epochs)
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,7 @@ class Config:
     model_kwargs: dict = field(default_factory=dict)
     argv: Tuple[str, ...] = ()
     levers: "LeverConfig" = field(default_factory=lambda: LeverConfig())
+    finetune: "FineTuneConfig" = field(default_factory=lambda: FineTuneConfig())
 
     def to_dict(self) -> dict:
         """The resolved configuration, nested as above (``config.json``)."""
@@ -171,4 +193,4 @@ class Config:
         return out
 
 
-_SECTIONS = ("data", "optim", "precision", "loop", "output", "levers")
+_SECTIONS = ("data", "optim", "precision", "loop", "output", "levers", "finetune")

@@ -43,6 +43,9 @@ class ModelEntry:
     train_options: Tuple[str, ...] = ()
     # Overrides of the build kwargs for the inference model (predict, ONNX export).
     inference_kwargs: Dict[str, Any] = field(default_factory=dict)
+    # Module names of the classifier head(s): the layers whose outputs are the classes. With
+    # --pretrained on data of another class count (or -t) they start fresh (classify.pretrained).
+    head: Tuple[str, ...] = ()
     # Its folder, models/<name>/ (the launcher scripts there, its main.py / main_8p.py):
     # the seed's network name, ``Network`` and the start of ``CaseName`` in the scripts' reports
     # (e.g. "AlexNet_ID2663_for_PyTorch"; default: the name itself);
@@ -64,6 +67,11 @@ class ModelEntry:
     def inference_build_kwargs(self, train_kwargs: Mapping[str, Any]) -> Dict[str, Any]:
         """The kwargs that build the eval-only model from the ones training used."""
         return {**train_kwargs, **self.inference_kwargs}
+
+    def head_of(self, key: str) -> Optional[str]:
+        """The head module that a state-dict key belongs to (``fc.weight`` -> ``fc``), or None."""
+        module = key.rsplit(".", 1)[0]
+        return module if module in self.head else None
 
     def is_optional_key(self, key: str) -> bool:
         return key.startswith(self.optional_keys) if self.optional_keys else False

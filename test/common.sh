@@ -278,13 +278,34 @@ _wait_trainer() {
     trap - INT TERM HUP
 }
 
+# An earlier log is never truncated (#23): a full run that continues the run in its folder
+# (RESUMING) appends to it, main.py's `=> resumed from ...` line marking where; any other run or
+# an evaluation first moves it to train_<id>.<time>.log (the seeds' grep pipelines keep reading
+# train_<id>.log, which then holds this run's lines).
+_keep_log() {
+    if [[ ! -s $TRAIN_LOG ]]; then
+        : >"$TRAIN_LOG"
+        return
+    fi
+    ((RESUMING)) && return
+    local stamp aside n=1
+    stamp=$(date +%Y%m%d-%H%M%S)
+    aside=${TRAIN_LOG%.log}.$stamp.log
+    while [[ -e $aside ]]; do
+        n=$((n + 1))
+        aside=${TRAIN_LOG%.log}.$stamp-$n.log
+    done
+    mv "$TRAIN_LOG" "$aside" || _die "cannot move the previous log $TRAIN_LOG aside"
+    echo "=> the previous ${TRAIN_LOG##*/} moved to ${aside#"$REPO_ROOT"/}"
+}
+
 # Runs CMD: stdout and stderr go to the terminal as they are and both into TRAIN_LOG.
 # Sets RC (the trainer's exit code), STOP_SIGNAL (INT | TERM when one was forwarded) and
 # E2E_TIME (seconds).
 _run_trainer() {
     local start
     start=$(date +%s)
-    : >"$TRAIN_LOG"
+    _keep_log
     [[ $CHECK_data != demo ]] || echo "=> no --data_path: using the built-in demo set and its short schedule" \
         "(generated on first use; pass --data_path=DIR for real data)" | tee -a "$TRAIN_LOG"
     echo "=> ${CMD[*]}" | tee -a "$TRAIN_LOG"

@@ -152,6 +152,18 @@ def _tinynet():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No test reaches the network: torch.hub's download fails as on an offline machine (the
+    tests of the download path replace it with their own fetcher)."""
+    import urllib.error
+
+    import torch.hub
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network in the tests")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
 @pytest.fixture(scope="module", autouse=True)
 def _start_ahead(request):
     """The module's ``START_AHEAD`` fixtures (names), started when the module starts

@@ -108,6 +108,10 @@ def test_three_process_evaluation_counts_every_image_once(data, hook_env, tmp_pa
         s = summary(tmp_path / out)
         assert (s["val_images"], s["world_size"]) == (VAL_IMAGES, world)
     assert summary(tmp_path / "e3")["final_acc1"] == summary(tmp_path / "e1")["final_acc1"]
+    # the confusion matrix too: counted per rank on the device, reduced once (eval/confusion.csv)
+    tables = [(tmp_path / out / "eval" / "confusion.csv").read_text() for out in ("e1", "e3")]
+    assert tables[0] == tables[1]
+    assert sum(int(v) for row in tables[0].splitlines()[1:] for v in row.split(",")[1:]) == VAL_IMAGES
 
 
 # ---------------------------------------------------------------- 2 processes == 1 process

@@ -59,7 +59,8 @@ CATALOGUE = [
     ("negative-epochs", ["{good}", "--epochs", "-3"], "--epochs must be > 0"),
     ("zero-lr", ["{good}", "--lr", "0"], "--lr must be > 0"),
     ("negative-lr", ["{good}", "--lr", "-0.1"], "--lr must be > 0"),
-    ("zero-batch", ["{good}", "-b", "0"], "smaller than the 1 devices"),
+    ("zero-batch", ["{good}", "-b", "0"], "-b/--batch-size 0 leaves less than 1 image per device (1 device); "
+     "use -b 1 or more"),
     ("unknown-device", ["{good}", "--device", "tpu"], "unknown --device 'tpu'"),
     ("image-too-small", ["{good}", "-a", "alexnet", "--image-size", "32"], "too small for alexnet"),
     ("val-resize-small", ["{good}", "--image-size", "64", "--val-resize", "32"], "smaller than --image-size"),

@@ -158,6 +158,9 @@ def continued_started(full_1p_started, image_folder, new_id, subprocess_env):
     full.result()
     device_id = new_id()
     shutil.copytree(launcher_output() / str(full_id), launcher_output() / str(device_id))
+    # its log too, under this id's name: the continued run appends to it (#23)
+    shutil.copy(launcher_output() / str(full_id) / f"train_{full_id}.log",
+                launcher_output() / str(device_id) / f"train_{device_id}.log")
     run = start("train_full_1p.sh", f"--data_path={image_folder}", "--arch=tinynet", "--image_size=32",
                 "--batch_size=12", "--workers=0", "--device=cpu", "--epochs=2", f"--device_id={device_id}",
                 env=subprocess_env)
@@ -231,6 +234,11 @@ def test_eval_1p_reads_the_full_run_checkpoint_from_test_dir(full_1p, eval_1p_st
     assert run.fps == "N/A" and run.case["TrainingTime"] == "N/A"
     assert f"-e --resume={full_1p.dir / 'model_best.pth.tar'}" in _command(run)
     assert (full_1p.dir / "tinynet_bs12_1p_acc.log").is_file()  # the training reports stay
+    # the accuracy run's log moved aside, whole, before the evaluation wrote train_<id>.log (#23)
+    [aside] = full_1p.dir.glob(f"train_{device_id}.*.log")
+    assert re.fullmatch(rf"train_{device_id}\.\d{{8}}-\d{{6}}\.log", aside.name)
+    assert aside.read_text() == full_1p.train_log and " * Acc@1" in run.train_log
+    assert f"=> the previous train_{device_id}.log moved to " in run.proc.stdout
     assert json.loads((full_1p.dir / "summary.json").read_text())["epochs"] == 1
 
 
@@ -341,9 +349,14 @@ def test_full_run_continues_from_its_checkpoint(full_1p, continued_started):
     """Auto-resume: a full script whose output dir holds a checkpoint continues it."""
     run, device_id = continued_started
     run = Run(run.result(), device_id, "acc").check()
-    assert "--resume=auto" in _command(run) and "=> resumed from" in run.train_log
+    # the log goes on (#23): the earlier part kept, one `=> resumed` line, then the continuation
+    assert len([line for line in run.train_log.splitlines() if line.startswith("=> resumed")]) == 1
+    before, after = run.train_log.split("=> resumed", 1)
+    assert "Epoch: [0]" in before and "Epoch: [0]" not in after and "Epoch: [1]" in after
+    command = [line for line in before.splitlines() if line.startswith("=> ") and "main" in line][-1]
+    assert "--resume=auto" in command
     assert run.proc.stdout.startswith(f"=> {run.dir} holds a checkpoint of this run: continuing it (--resume auto)")
-    assert "Epoch: [0]" not in run.train_log and "Epoch: [1]" in run.train_log
+    assert not list(run.dir.glob(f"train_{device_id}.*.log"))  # nothing moved aside: appended
     epochs = [json.loads(line)["epoch"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]
 

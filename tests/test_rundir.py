@@ -54,9 +54,10 @@ def test_another_run_is_refused_before_anything_is_touched(finished, image_folde
 def test_a_new_run_into_a_finished_run_s_folder(finished, image_folder, capsys):
     before = _snapshot(finished)
     code, _, err = _run(capsys, *tiny_args(image_folder, finished, "--epochs", "1"))
-    _one_line(code, err, "holds a run of this config (1 epoch trained)", "--resume auto", "--fresh")
+    _one_line(code, err, "holds a finished run of this config (1 epoch); pass --epochs 2 (or more) to train it "
+              "further", "--fresh")
     code, _, err = _run(capsys, *tiny_args(image_folder, finished, "--epochs", "1", "--resume", "auto"))
-    _one_line(code, err, "holds a finished run (1 epochs)", "pass --epochs above 1")
+    _one_line(code, err, "holds a finished run of this config (1 epoch); pass --epochs 2 (or more)")
     assert _snapshot(finished) == before
     run_id = json.loads((finished / "config.json").read_text())["identity"]["run_id"]
     code, out, err = _run(capsys, *tiny_args(image_folder, finished, "--epochs", "2", "--resume", "auto"))

@@ -49,5 +49,5 @@ RECIPES = {
 
 
 ENTRY = ModelEntry(name="alexnet", build=build, recipes=RECIPES, default_recipe="alexnet_modelzoo",
-                   min_image_size=MIN_IMAGE_SIZE,
+                   min_image_size=MIN_IMAGE_SIZE, head=("classifier.6",),
                    network="AlexNet_ID2663_for_PyTorch")  # its folder: the seed's main.py, examples lines

@@ -45,4 +45,4 @@ RECIPES = {
 
 # Its folder's facts are the defaults: network = the arch, log format "examples", no main_8p.py.
 ENTRY = ModelEntry(name="resnet50", build=build, recipes=RECIPES, default_recipe="resnet50_torchvision",
-                   min_image_size=MIN_IMAGE_SIZE)
+                   min_image_size=MIN_IMAGE_SIZE, head=("fc",))

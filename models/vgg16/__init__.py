@@ -26,5 +26,5 @@ RECIPES = {
 
 
 ENTRY = ModelEntry(name="vgg16", build=build, recipes=RECIPES, default_recipe="vgg16_modelzoo",
-                   min_image_size=MIN_IMAGE_SIZE,
+                   min_image_size=MIN_IMAGE_SIZE, head=("classifier.6",),
                    network="Vgg16_ID1630_for_PyTorch")  # its folder: the seed's main.py, examples lines
