@@ -189,7 +189,7 @@ def table(summary: dict, workers: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--root", default=None, help="a split folder (class folders); default: generate one under /tmp")
     p.add_argument("--tree-dir", default="/tmp", help="where the generated tree goes (/tmp; e.g. /dev/shm when "
                    "creating 1.28M files on /tmp's disk is slow); deleted afterwards")

@@ -202,7 +202,8 @@ def _size(n: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Export to ONNX and check onnxruntime parity", add_help=True)
+    parser = argparse.ArgumentParser(description="Export to ONNX and check onnxruntime parity", add_help=True,
+                                     allow_abbrev=False)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", "--pth_path", "--pth-path", help="checkpoint written by main.py")
     source.add_argument("--arch", "-a", help="export this network with random weights (no checkpoint)")

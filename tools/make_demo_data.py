@@ -9,7 +9,7 @@ from classify.data.demo import make_demo_data
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("out", help="folder to write train/ and val/ into")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     parser.add_argument("--train-per-class", type=int, default=None, help="images per class in train/")

@@ -135,7 +135,7 @@ def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, worker
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("root", help="ImageFolder root with train/ and/or val/")
     p.add_argument("out", help="folder for the shards and index.json")
     size = p.add_mutually_exclusive_group()

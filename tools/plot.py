@@ -14,7 +14,8 @@ from classify.plots import plot_runs
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Plot training curves from metrics.jsonl", add_help=True)
+    parser = argparse.ArgumentParser(description="Plot training curves from metrics.jsonl", add_help=True,
+                                     allow_abbrev=False)
     parser.add_argument("runs", nargs="+", metavar="OUT_DIR",
                         help="output dir of a training run (holds metrics.jsonl), or a metrics .jsonl file")
     parser.add_argument("-o", "--output", default="curves.png", help="PNG to write (default: curves.png)")

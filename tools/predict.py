@@ -89,7 +89,8 @@ def _class_name(classes: List[str], index: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Top-k predictions of a trained checkpoint", add_help=True)
+    parser = argparse.ArgumentParser(description="Top-k predictions of a trained checkpoint", add_help=True,
+                                     allow_abbrev=False)
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
     parser.add_argument("--checkpoint", "--pth_path", "--pth-path", required=True,
                         help="model_best.pth.tar / checkpoint.pth.tar written by main.py")
