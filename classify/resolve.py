@@ -135,7 +135,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             checkpoint_freq=getattr(args, "checkpoint_freq", None) or 0,
-                            resume=args.resume, evaluate=bool(args.evaluate),
+                            resume=args.resume or None, evaluate=bool(args.evaluate),  # torchvision: ""
                             pretrained=_pretrained(args, arch),
                             fresh=_fresh(args), force_output_dir=bool(getattr(args, "force_output_dir", False))),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
@@ -149,7 +149,7 @@ def _fresh(args) -> bool:
     """``--fresh`` starts over: with ``--resume auto`` (the launcher's) nothing is resumed; with
     a checkpoint path it contradicts itself."""
     fresh = bool(getattr(args, "fresh", False))
-    if fresh and args.resume not in (None, "auto"):
+    if fresh and args.resume not in (None, "", "auto"):
         raise UserError(f"--fresh starts over, --resume {args.resume} continues; drop one (to start from its "
                         f"weights: --pretrained {args.resume})")
     return fresh
