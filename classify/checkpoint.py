@@ -469,7 +469,8 @@ class CheckpointManager:
         for key in ("optimizer", "lr_scheduler"):
             if key not in state:
                 raise UserError(f"'{path}' holds weights only (no {key}); use --pretrained {path} to start from it")
-        kernels = {k: objects.optimizer.defaults.get(k) for k in KERNEL_KEYS}
+        kernels = {k: objects.optimizer.defaults[k] for k in KERNEL_KEYS if k in objects.optimizer.defaults}
+        _check_optimizer(path, state["optimizer"], objects.optimizer)
         objects.optimizer.load_state_dict(state["optimizer"])
         for group in objects.optimizer.param_groups:  # this run's device decides, not the saving run's
             group.update(kernels)
@@ -498,6 +499,18 @@ class CheckpointManager:
             raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
                                   f"with the flags it was trained with, or start from its weights with "
                                   f"--pretrained {path}")
+
+
+def _check_optimizer(path: Path, saved: Dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """The optimizer state of another ``--opt`` (its hyperparameter names, or SGD's nesterov) is refused."""
+    def kind(group: Dict[str, Any]) -> Tuple:  # a key only that optimizer's groups hold, and SGD's nesterov
+        return tuple(key in group for key in ("dampening", "alpha", "amsgrad")) + (bool(group.get("nesterov")),)
+
+    groups = saved.get("param_groups") or [{}]
+    if kind(groups[0]) != kind(optimizer.param_groups[0]):
+        raise CheckpointError(f"checkpoint '{path}' holds the state of another optimizer than this run's "
+                              f"{type(optimizer).__name__}; continue it with the --opt it was trained with, or start "
+                              f"from its weights with --pretrained {path}")
 
 
 def _restore_ema(objects: TrainingObjects, state: Dict[str, Any], *, path: Path, arch: str) -> None:

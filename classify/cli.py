@@ -21,7 +21,8 @@ from .schedules import SCHEDULES, WARMUP_METHODS
 from .schema import BACKBONE_LR_SCALE, LOG_FORMATS, TTA_MODES
 from .transforms import AUTO_AUGMENT
 
-__all__ = ["get_args_parser", "launcher_parser", "OneLineParser", "CheckFlag", "parse_int_list", "finite_float", "SEED_NO_OPS",
+__all__ = ["get_args_parser", "launcher_parser", "OneLineParser", "CheckFlag", "parse_int_list", "finite_float",
+           "SEED_NO_OPS", "TORCHVISION_NO_OPS", "OPTIMIZERS",
            "CHECK_EXIT_ERROR", "RDZV_TIMEOUT", "LAUNCHER_HELP", "wants_launcher", "launcher_flags"]
 
 CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
@@ -29,7 +30,13 @@ RDZV_TIMEOUT = 300  # seconds a node waits for the rendezvous endpoint and the o
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line (no usage dump) with exit code 2."""
+    """argparse that reports a usage error in one line (no usage dump) with exit code 2, and never
+    takes a prefix of a flag for the flag (``allow_abbrev=False``: torchvision references' ``--opt``
+    is not ``--opt-level``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; see --help\n")
@@ -83,6 +90,7 @@ def get_args_parser() -> OneLineParser:
     _finetune_flags(p.add_argument_group("fine-tuning and evaluation (docs/own-data.md)").add_argument)
     add_lever_flags(p)
     add_seed_flags(p)
+    add_torchvision_flags(p)
     return p
 
 
@@ -140,7 +148,9 @@ def _optim_flags(add) -> None:
     add("--label-smoothing", "--label_smooth_factor", "--label-smooth-factor", dest="label_smoothing",
         type=finite_float, default=None, help="label smoothing of the training loss, in [0, 1) (default: the recipe's)")
     add("--label_smooth", "--label-smooth", type=int, default=None, help="0 | 1 (MindSpore style)")
-    add("--lr-scheduler", "--lr_scheduler", default=None, help=" | ".join(SCHEDULES))
+    add("--lr-scheduler", "--lr_scheduler", default=None,
+        help=f"{' | '.join(SCHEDULES)} (torchvision references' steplr | cosineannealinglr | exponentiallr: "
+        "their per-epoch meaning, counted from the warm-up's end)")
     add("--lr-epochs", "--lr_epochs", type=parse_int_list, default=None, help="milestones, e.g. 30,60,90")
     add("--lr-gamma", "--lr_gamma", type=finite_float, default=None,
         help="lr factor at each milestone of the step schedule (default: the recipe's)")
@@ -271,6 +281,39 @@ def add_seed_flags(p: argparse.ArgumentParser) -> None:
     for flag, why in SEED_NO_OPS.items():
         dest = f"noop_{flag.strip('-').replace('-', '_')}"
         add(flag, dest=dest, default=None, metavar="X", help=f"accepted, no effect: {why}")
+
+
+# ----------------------------------------------------------------------------- torchvision references' flags
+# The flags of torchvision's references/classification/train.py that the groups above do not
+# declare (docs/torchvision-flags.md maps every one of them). Each has its meaning here, or is
+# accepted without effect (TORCHVISION_NO_OPS), or is refused by classify.resolve with one line.
+
+OPTIMIZERS = ("sgd", "sgd_nesterov", "rmsprop", "adamw")  # classify/optim.py builds each
+
+TORCHVISION_NO_OPS = {
+    "--use-v2": "the transforms are torchvision's v2 already",
+    "--transformer-embedding-decay": "none of these networks has a transformer embedding; --norm-weight-decay and "
+                                     "--bias-weight-decay split the weight decay",
+}
+
+
+def add_torchvision_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("torchvision references' flags (docs/torchvision-flags.md)")
+    add = g.add_argument
+    add("--opt", default=None, metavar="NAME", help=f"the optimizer: {' | '.join(OPTIMIZERS)} (default sgd; "
+        "rmsprop with eps 0.0316 and alpha 0.9, adamw with its default betas, as the references)")
+    add("--lr-min", "--lr_min", type=float, default=None, metavar="LR",
+        help="the lowest lr of cosine/cosineannealinglr (its eta_min; default 0)")
+    add("--weights", default=None, metavar="NAME", help="a torchvision weights name of the arch (e.g. IMAGENET1K_V1, "
+        "DEFAULT, or VGG16_Weights.IMAGENET1K_V1) = --pretrained (torchvision's weights from the local cache)")
+    add("--interpolation", default=None, metavar="MODE",
+        help="bilinear (the only resize mode here, torchvision's default; others are refused)")
+    add("--backend", default=None, metavar="pil|tensor", help="accepted, no effect: images decode with PIL in the "
+        "loader workers whichever is given (--data-backend gpu decodes on the device)")
+    for flag, why in TORCHVISION_NO_OPS.items():
+        kind = dict(action="store_true") if flag == "--use-v2" else dict(default=None, metavar="X")
+        add(flag, flag.replace("-", "_").replace("__", "--"), dest=f"noop_{flag.strip('-').replace('-', '_')}",
+            help=f"accepted, no effect: {why}", **kind)
 
 
 # ----------------------------------------------------------------------------- levers (issue #14)

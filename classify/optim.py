@@ -1,4 +1,7 @@
-"""The optimizer: SGD with momentum and weight decay (every seed recipe's), its fastest kernel.
+"""The optimizer: SGD with momentum and weight decay (every seed recipe's), its fastest kernel;
+or torchvision references' other ``--opt`` choices with their settings (``references/classification/
+train.py``): ``sgd_nesterov`` (SGD, ``nesterov=True``), ``rmsprop`` (``RMSprop(eps=0.0316,
+alpha=0.9)`` with the momentum), ``adamw`` (``AdamW`` with its default betas; the momentum is unused).
 
 Fused SGD (one kernel over all parameters) on CUDA and on the CPU, foreach (multi-tensor)
 elsewhere. On the CPU the fused step is ~3x faster than the per-tensor or foreach one for
@@ -10,7 +13,9 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["make_optimizer", "param_groups", "head_parameters", "KERNEL_KEYS"]
+__all__ = ["make_optimizer", "param_groups", "head_parameters", "KERNEL_KEYS", "RMSPROP_EPS", "RMSPROP_ALPHA"]
+
+RMSPROP_EPS, RMSPROP_ALPHA = 0.0316, 0.9  # torchvision references' RMSprop (TF's EfficientNet/MobileNet recipe)
 
 # torchvision references' set_weight_decay: the parameters of these modules are "norm" parameters
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
@@ -22,21 +27,31 @@ KERNEL_KEYS = ("fused", "foreach")  # chosen by the device of this run, never ta
 def make_optimizer(model: nn.Module, *, lr: float, momentum: float, weight_decay: float,
                    device: torch.device, norm_weight_decay: Optional[float] = None,
                    bias_weight_decay: Optional[float] = None, head: Tuple[str, ...] = (),
-                   backbone_lr_scale: float = 1.0) -> torch.optim.SGD:
-    """SGD over the parameters that train (``requires_grad``); with ``backbone_lr_scale`` != 1 the
-    parameters outside the ``head`` modules get ``lr`` x it (fine-tuning: the head's groups first,
-    so that the lr the logs print is the head's)."""
+                   backbone_lr_scale: float = 1.0, name: str = "sgd") -> torch.optim.Optimizer:
+    """``name``: ``--opt`` (sgd | sgd_nesterov | rmsprop | adamw), over the parameters that train
+    (``requires_grad``); with ``backbone_lr_scale`` != 1 the parameters outside the ``head``
+    modules get ``lr`` x it (fine-tuning: the head's groups first, so that the lr the logs print
+    is the head's)."""
     params = ([p for p in model.parameters() if p.requires_grad]
               if norm_weight_decay is None and bias_weight_decay is None
               else param_groups(model, weight_decay, norm=norm_weight_decay, bias=bias_weight_decay))
     if head and backbone_lr_scale != 1.0:
         params = _head_first(model, params, head=head, backbone_lr=lr * backbone_lr_scale)
+    if name in ("sgd", "sgd_nesterov"):
+        cls, kwargs = torch.optim.SGD, dict(momentum=momentum, nesterov=name == "sgd_nesterov")
+    elif name == "rmsprop":  # no fused kernel in torch: foreach
+        return torch.optim.RMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay, eps=RMSPROP_EPS,
+                                   alpha=RMSPROP_ALPHA, foreach=True)
+    elif name == "adamw":
+        cls, kwargs = torch.optim.AdamW, {}
+    else:
+        raise ValueError(f"unknown optimizer {name!r}")
     if device.type in ("cuda", "cpu"):
         try:
-            return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True)
-        except RuntimeError:  # a torch without fused SGD for this device
+            return cls(params, lr=lr, weight_decay=weight_decay, fused=True, **kwargs)
+        except RuntimeError:  # a torch without the fused kernel for this device
             pass
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
+    return cls(params, lr=lr, weight_decay=weight_decay, foreach=True, **kwargs)
 
 
 def param_groups(model: nn.Module, weight_decay: float, *, norm: Optional[float] = None,

@@ -12,14 +12,14 @@ import models
 
 from .amp import AmpSettings, make_scaler
 from .schema import LeverConfig, OptimConfig
-from .ema import ModelEma, adjusted_decay
+from .ema import ModelEma, adjusted_decay, stuck_note
 from .fast import prepare_model
 from .loop import TrainParts
 from .optim import make_optimizer
 from .schedules import build_scheduler
 from .transforms import Normalize, batch_mix
 
-__all__ = ["build_model", "build_train_parts", "sync_batchnorm", "freeze_except"]
+__all__ = ["build_model", "build_train_parts", "sync_batchnorm", "freeze_except", "ema_note"]
 
 
 def build_model(arch: str, *, num_classes: int, device: torch.device, channels_last: bool,
@@ -43,8 +43,8 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
     if distributed and levers.sync_bn and device.type != "cpu":  # DDP refuses SyncBatchNorm on CPU modules
         model = sync_batchnorm(model)
     frozen = freeze_except(model, head) if freeze_backbone else ()  # after SyncBN replaced its modules
-    optimizer = make_optimizer(model, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
-                               device=device, norm_weight_decay=levers.norm_weight_decay,
+    optimizer = make_optimizer(model, name=optim.opt, lr=optim.lr, momentum=optim.momentum,
+                               weight_decay=optim.weight_decay, device=device, norm_weight_decay=levers.norm_weight_decay,
                                bias_weight_decay=levers.bias_weight_decay, head=head,
                                backbone_lr_scale=backbone_lr_scale)
     # The schedule steps once per optimizer step: with accumulation, once per group of batches.
@@ -53,7 +53,8 @@ def build_train_parts(model: nn.Module, *, arch: str, optim: OptimConfig, steps_
                                 steps_per_epoch=opt_steps,
                                 warmup_epochs=optim.warmup_epochs, warmup_method=levers.lr_warmup_method,
                                 warmup_decay=levers.lr_warmup_decay,
-                                milestones=optim.lr_epochs, step=optim.lr_step, gamma=optim.lr_gamma)
+                                milestones=optim.lr_epochs, step=optim.lr_step, gamma=optim.lr_gamma,
+                                min_factor=optim.lr_min / optim.lr if optim.lr else 0.0)
     ema = _model_ema(model, levers, optim=optim, opt_steps_per_epoch=opt_steps)
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
@@ -115,3 +116,13 @@ def _model_ema(model: nn.Module, levers: LeverConfig, *, optim: OptimConfig, opt
                            every=levers.model_ema_steps, epochs=optim.epochs)
     return ModelEma(model, decay=decay, every=levers.model_ema_steps, decay_warmup=levers.model_ema_warmup,
                     warmup_steps=round(optim.warmup_epochs * opt_steps_per_epoch))
+
+
+def ema_note(levers: LeverConfig, *, optim: OptimConfig, steps_per_epoch: int) -> Optional[str]:
+    """``--model-ema`` whose decay leaves the EMA at its start over the run: one line (else None)."""
+    if not levers.model_ema or levers.model_ema_warmup:  # timm's decay warm-up moves it early on
+        return None
+    opt_steps = math.ceil(steps_per_epoch / levers.grad_accum_steps)
+    return stuck_note(levers.model_ema_decay, every=levers.model_ema_steps,
+                      global_batch=optim.batch_size * levers.grad_accum_steps, epochs=optim.epochs,
+                      total_steps=optim.epochs * opt_steps, warmup_steps=round(optim.warmup_epochs * opt_steps))

@@ -15,11 +15,11 @@ from typing import Optional, Tuple
 import models
 from models.recipe import Recipe
 
-from .cli import finite_float, parse_int_list
+from .cli import OPTIMIZERS, finite_float, parse_int_list
 from .data import BACKENDS
 from .devices import cpu_count, resolve_kind
 from .errors import UserError
-from .schedules import SCHEDULES, WARMUP_METHODS
+from .schedules import SCHEDULES, TORCHVISION_SCHEDULES, WARMUP_METHODS
 from .schema import (BACKBONE_LR_SCALE, FINETUNE_EPOCHS, OPT_LEVELS, TTA_MODES, Config, DataConfig,
                      FineTuneConfig, LeverConfig, LoopConfig, OptimConfig, OutputConfig, PrecisionConfig)
 from .transforms import AUTO_AUGMENT
@@ -120,6 +120,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
     """Resolve flags + recipe into a ``Config``. Raises ``UserError`` for bad values."""
     arch, recipe = _resolve_recipe(args)
     _check_numbers(args)
+    _check_torchvision_noops(args)
     data, kind = _data_source(args)
     demo = _demo_profile(arch) if kind == "demo" else {}
     optim = _optim_config(args, recipe, demo, world_size=world_size, local_world=local_world)
@@ -137,12 +138,13 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             checkpoint_freq=getattr(args, "checkpoint_freq", None) or 0,
-                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=_pretrained(args),
+                            resume=args.resume or None, evaluate=bool(args.evaluate),  # torchvision: ""
+                            pretrained=_pretrained(args, arch),
                             fresh=_fresh(args), force_output_dir=bool(getattr(args, "force_output_dir", False))),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
         levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
                              warmup_epochs=optim.warmup_epochs, epochs=optim.epochs,
-                             min_size=models.min_image_size(arch)),
+                             min_size=models.min_image_size(arch), scheduler=optim.lr_scheduler),
         finetune=_finetune_config(args, demo),
     )
 
@@ -151,7 +153,7 @@ def _fresh(args) -> bool:
     """``--fresh`` starts over: with ``--resume auto`` (the launcher's) nothing is resumed; with
     a checkpoint path it contradicts itself."""
     fresh = bool(getattr(args, "fresh", False))
-    if fresh and args.resume not in (None, "auto"):
+    if fresh and args.resume not in (None, "", "auto"):
         raise UserError(f"--fresh starts over, --resume {args.resume} continues; drop one (to start from its "
                         f"weights: --pretrained {args.resume})")
     return fresh
@@ -225,7 +227,8 @@ def _index_cache(args) -> Optional[str]:
 def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int) -> OptimConfig:
     global_batch, per_device = _batch(args, recipe, demo, world_size=world_size, local_world=local_world)
     step_size = getattr(args, "lr_step_size", None)  # torchvision references' StepLR period
-    scheduler = _pick(args.lr_scheduler, "step" if step_size else None, recipe.lr_scheduler)
+    scheduler = _pick(args.lr_scheduler and args.lr_scheduler.lower(), "step" if step_size else None,
+                      recipe.lr_scheduler)
     if scheduler not in SCHEDULES:
         raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
     recipe_lr = _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch,
@@ -241,7 +244,55 @@ def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_wo
         lr_epochs=_pick(args.lr_epochs, () if step_size else None, recipe.lr_epochs),
         lr_step=_pick(step_size, recipe.lr_step),
         lr_gamma=_pick(args.lr_gamma, recipe.lr_gamma),
-        warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs))
+        warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs), **_torchvision_optim(args))
+
+
+def _torchvision_optim(args) -> dict:
+    """torchvision references' ``--opt`` and ``--lr-min`` (``classify.optim``, ``classify.schedules``)."""
+    opt, lr_min = (getattr(args, "opt", None) or "sgd").lower(), _pick(getattr(args, "lr_min", None), 0.0)
+    if opt not in OPTIMIZERS:
+        raise UserError(f"unknown --opt '{opt}'; choose one of {', '.join(OPTIMIZERS)}")
+    if opt == "sgd_nesterov" and args.momentum == 0:
+        raise UserError("--opt sgd_nesterov needs a momentum > 0; drop --momentum 0 or use --opt sgd")
+    if lr_min < 0 or (args.lr is not None and lr_min > args.lr):
+        raise UserError(f"--lr-min must be in [0, --lr], got {lr_min}")
+    return dict(opt=opt, lr_min=lr_min)
+
+
+def _pretrained(args, arch: str) -> Optional[str]:
+    """``--pretrained [PATH]``, or torchvision references' ``--weights NAME``: a name of the arch's
+    torchvision weights enum (``IMAGENET1K_V1``, ``DEFAULT``, ``VGG16_Weights.IMAGENET1K_V1``) that
+    is the weights a bare ``--pretrained`` loads (torchvision's DEFAULT, from the local cache)."""
+    name = getattr(args, "weights", None)
+    if name is None:  # -t alone starts from torchvision's weights (a bare --pretrained)
+        return args.pretrained or ("torchvision" if getattr(args, "fine_tuning", False) else None)
+    if args.pretrained is not None:
+        raise UserError(f"--weights {name} and --pretrained both name weights; pass one")
+    from torchvision.models import get_model_weights
+
+    try:
+        enum = get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise UserError(f"torchvision ships no weights for {arch}; pass the weights file: --pretrained PATH") from None
+    member = name.split(".")[-1]
+    known = [w.name for w in enum]
+    if member != "DEFAULT" and member not in known:
+        raise UserError(f"unknown --weights '{name}' for {arch}; choose one of {', '.join(['DEFAULT', *known])}")
+    if member != "DEFAULT" and enum[member] != enum.DEFAULT:
+        raise UserError(f"--weights {name}: only {enum.DEFAULT.name} (DEFAULT) of {arch} loads here; for other "
+                        f"weights pass the file: --pretrained PATH")
+    return "torchvision"
+
+
+def _check_torchvision_noops(args) -> None:
+    """torchvision references' flags with one meaning here: the others are refused in one line."""
+    interpolation, backend = getattr(args, "interpolation", None), getattr(args, "backend", None)
+    if interpolation is not None and interpolation.lower() != "bilinear":
+        raise UserError(f"--interpolation {interpolation}: images are resized bilinearly here (torchvision's "
+                        "default) and no other mode is offered; drop the flag")
+    if backend is not None and backend.lower() not in ("pil", "tensor"):
+        raise UserError(f"unknown --backend '{backend}'; torchvision's are pil and tensor (both accepted, no "
+                        "effect here: --data-backend gpu decodes on the device)")
 
 
 def _precision_config(args, recipe: Recipe) -> PrecisionConfig:
@@ -349,13 +400,14 @@ def _val_crop(args, arch: str, image_size: int) -> int:
 
 
 def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs: float = 0.0,
-                  epochs: int = 1, min_size: int = 1) -> LeverConfig:
+                  epochs: int = 1, min_size: int = 1, scheduler: str = "") -> LeverConfig:
     get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
                        **_ema_levers(get), **_mix_levers(get), **_decay_levers(get),
                        sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size),
-                       deterministic=bool(get("deterministic")), **_warmup_levers(get, warmup_epochs),
+                       deterministic=bool(get("deterministic")),
+                       **_warmup_levers(get, warmup_epochs, torchvision=scheduler in TORCHVISION_SCHEDULES),
                        **_augment_levers(get), **_ra_levers(get),
                        progressive_resize=_progressive(get("progressive_resize"), epochs=epochs, min_size=min_size))
 
@@ -409,15 +461,20 @@ def _augment_levers(get) -> dict:
     return dict(auto_augment=policy, ra_magnitude=magnitude, augmix_severity=severity, random_erase=erase)
 
 
-def _warmup_levers(get, warmup_epochs: float) -> dict:
+def _warmup_levers(get, warmup_epochs: float, *, torchvision: bool = False) -> dict:
+    """``--lr-warmup-method/--lr-warmup-decay``; with torchvision's scheduler names the decay defaults
+    and method default to theirs (constant at 0.01 x lr; linear from 0.01 x lr), else the seeds' linear
+    warm-up from ~0."""
     method, decay = get("lr_warmup_method"), get("lr_warmup_decay")
+    if decay is None and torchvision and warmup_epochs:
+        decay = 0.01
     if method is not None and method not in WARMUP_METHODS:
         raise UserError(f"unknown --lr-warmup-method '{method}'; choose one of {', '.join(WARMUP_METHODS)}")
     if decay is not None and not 0.0 < decay <= 1.0:
         raise UserError(f"--lr-warmup-decay is a factor in (0, 1], got {decay}")
     if (method is not None or decay is not None) and not warmup_epochs:
         raise UserError("--lr-warmup-method/--lr-warmup-decay need a warm-up; add --lr-warmup-epochs E")
-    return dict(lr_warmup_method=method or "linear", lr_warmup_decay=decay)
+    return dict(lr_warmup_method=method or ("constant" if torchvision else "linear"), lr_warmup_decay=decay)
 
 
 def _sync_bn(asked: bool, *, device: str, world_size: int) -> bool:
@@ -474,11 +531,6 @@ def _accum_steps(args, global_batch: int) -> int:
 # Starting from pretrained weights on data of another class count: the head starts fresh
 # (ModelEntry.head), the pretrained layers train at a lower lr, or not at all (a linear probe).
 # The flags: classify.cli (fine-tuning and evaluation); the defaults: classify.schema.
-
-
-def _pretrained(args) -> Optional[str]:
-    """``--pretrained [PATH]``; ``-t`` alone starts from torchvision's weights (a bare --pretrained)."""
-    return args.pretrained or ("torchvision" if getattr(args, "fine_tuning", False) else None)
 
 
 def _tta(args) -> str:

@@ -27,7 +27,7 @@ from .fast import use_channels_last
 from .guard import StopRequest
 from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
-from .parts import build_model, build_train_parts
+from .parts import build_model, build_train_parts, ema_note
 from .schedules import progressive_size
 from .pretrained import TORCHVISION, check_pretrained, load_pretrained, torchvision_weights_path
 from .outdir import create_output_dir, prepare_output_dir
@@ -331,6 +331,9 @@ def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict
                               nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes,
                               backbone_lr_scale=1.0 if ft.backbone_lr_scale is None else ft.backbone_lr_scale,
                               freeze_backbone=ft.freeze_backbone)
+    note = ema_note(cfg.levers, optim=cfg.optim, steps_per_epoch=len(train_loader))
+    if note:
+        reporter.line(note)
     if cfg.levers.sync_bn and info.world_size == 1:
         reporter.line("=> --sync-bn: one process, nothing to synchronise; BatchNorm left as it is")
     if cfg.loop.prof:

@@ -107,6 +107,8 @@ class OptimConfig:
     lr_scale: float = 1.0  # the linear scaling applied to the recipe's lr (1: none, or --lr given)
     recipe_lr: Optional[float] = None  # the recipe's lr at its batch recipe_batch, before scaling
     recipe_batch: Optional[int] = None
+    opt: str = "sgd"  # --opt: sgd | sgd_nesterov | rmsprop | adamw (classify.optim)
+    lr_min: float = 0.0  # --lr-min: the cosine schedules' eta_min
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,6 @@ def table(summary: dict, workers: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    sys.path.insert(0, str(ROOT))
     from classify.cli import OneLineParser  # one-line usage errors, as every tool
 
     p = OneLineParser(prog="bench_scan.py", description=__doc__.split("\n\n")[0])

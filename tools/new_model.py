@@ -123,7 +123,7 @@ def _registered(name: str, root: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="new_model.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="new_model.py", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("name", nargs="?", help="the network (its folder models/NAME/ and its registry name)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; list the out-of-date files (of NAME, or of every registered network)")
