@@ -18,7 +18,7 @@ import models
 
 from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, check_start, load_checkpoint, load_model_weights
-from .schema import Config
+from .schema import Config, facts_line, run_facts
 from .data import (DUMMY_CLASSES, DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root,
                    identity_root)
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
@@ -81,7 +81,7 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
                                    num_classes=d.num_classes or DUMMY_CLASSES, backend=d.backend,
-                                   index_cache=d.index_cache))
+                                   index_cache=d.index_cache, rrc_scale=d.rrc_scale, rrc_ratio=d.rrc_ratio))
     num_classes = count_classes(d.num_classes, data.classes)
     ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
     out = cfg.output  # what it starts from: the files named are there (the same pre-flight as --check)
@@ -103,6 +103,9 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                   f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
                   f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
+    if cfg.sources.batch_note:
+        reporter.line(cfg.sources.batch_note)
+    reporter.line(facts_line(run_facts(cfg, train_images=len(data.train) if data.train else None)))
     _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
