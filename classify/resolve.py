@@ -508,7 +508,7 @@ def _fit_to_data(args, arch: str, recipe: Recipe, demo: dict, *, path: Optional[
     if profile.short_side is not None:
         note = f"median short side {profile.short_side} px of {profile.sampled} images"
         if args.image_size is None and profile.short_side < _SMALL * recipe.image_size:
-            size = max(16 * max(1, round(profile.short_side / 16)), models.min_image_size(arch))
+            size = max(16 * max(1, int(profile.short_side / 16 + 0.5)), models.min_image_size(arch))
     per_device, batch_note = None, ""
     if not batch_given and profile.train_images is not None:
         per_device, batch_note = _fit_batch(recipe, images=profile.train_images, world_size=world_size)

@@ -31,6 +31,7 @@ SAMPLE_CLASSES = 50  # class folders listed for the sample at most
 @dataclass(frozen=True)
 class DataProfile:
     train_images: Optional[int]  # exact when below the ``need_images`` asked for; None: no train split
+    # (the sizes are then the val split's)
     complete: bool  # train_images is the whole split (else: at least that many)
     short_side: Optional[int]  # median of the sampled images' shorter sides; None: nothing readable
     sampled: int  # headers read
@@ -65,17 +66,16 @@ def profile_folder(root: str, *, need_images: int) -> DataProfile:
 
     if find_cifar_root(root) is not None:
         return DataProfile(train_images=50000, complete=True, short_side=32, sampled=0)
-    train, _ = resolve_splits(root)
-    if train is None:
-        return DataProfile(train_images=None, complete=True, short_side=None, sampled=0)
-    classes = class_names(str(train))
+    train, val = resolve_splits(root)
+    split = train or val  # -e on a val folder: the sizes of the images it evaluates
+    classes = class_names(str(split))
     picked = set(_spread(len(classes), SAMPLE_CLASSES))
     per_class = -(-SAMPLE // len(picked))
     count, sides, listed = 0, [], {}
     for i, name in enumerate(classes):
         if count >= need_images and i not in picked:
             continue
-        files = _files(os.path.join(str(train), name))
+        files = _files(os.path.join(str(split), name))
         if count < need_images:
             count += len(files)
         if i in picked:
@@ -87,5 +87,5 @@ def profile_folder(root: str, *, need_images: int) -> DataProfile:
             side = _short_side(files[j])
             if side is not None:
                 sides.append(side)
-    return DataProfile(train_images=count, complete=complete,
+    return DataProfile(train_images=count if train is not None else None, complete=complete,
                        short_side=int(median(sides)) if sides else None, sampled=len(sides))
