@@ -152,3 +152,16 @@ def test_header_names_values_and_sources_and_resume_resolves_the_same(capsys, tm
     assert "scale 0.25-1" in header and header.endswith("[data]")
     log = train_in_process(capsys, *args, "--epochs", "2", "--resume", "auto")  # same identity: it continues
     assert "Epoch: [1]" in log and "Epoch: [0]" not in log
+
+
+def test_rrc_ranges_reach_the_device_decode_path(small):
+    """--data-backend gpu: the workers draw the crop plan with the same ranges."""
+    from classify.data.device_decode import jpeg_sample
+
+    data = (small / "source.jpg").read_bytes()  # 60 x 40
+    torch.manual_seed(0)
+    for _ in range(100):
+        _, (_, _, h, w, _), _ = jpeg_sample(data, 0, True, ((0.5, 0.6), (1.0, 1.0)))
+        assert 0.5 * 2400 * 0.9 <= h * w <= 0.6 * 2400 * 1.1
+    spec = DataSpec(root=str(small), image_size=32, val_resize=36, backend="gpu", rrc_scale=(0.5, 0.6))
+    assert build_datasets(spec).train.crop == ((0.5, 0.6), (3 / 4, 4 / 3))
