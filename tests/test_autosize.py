@@ -18,7 +18,7 @@ from classify.errors import UserError
 from classify.resolve import SMALL_IMAGE_SCALE, build_config
 from classify.transforms import DraftRandomResizedCrop, sample_crop
 from main import get_args_parser
-from tests.conftest import run_in_process, tiny_args, train_in_process
+from tests.conftest import run_in_process, train_in_process
 
 
 def config(*argv, world_size=1, local_world=1):
