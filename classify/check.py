@@ -29,6 +29,20 @@ item on stdout, in this order (``KEYS``)::
                                         # | none (--resume auto: no checkpoint in DIR) | none (--fresh)
                                         # | PATH (--pretrained)
     output_dir = /abs/output/dir
+    precision = bf16                    # the run's mixed precision (amp bf16 | fp16 | off ...)
+    image_size = 64                     # train crop; then the val crop and the val resize
+    val_crop_size = 64
+    val_resize = 73
+    image_size_from = data              # where it came from: flag | demo | data | recipe
+    data_seen = median short side 64 px of 200 images   # what the fit to the data read ("-": nothing)
+    epochs = 90
+    epochs_from = recipe
+    global_batch_from = data            # data: the recipe's batch shrunk to fit the training set
+    steps_per_epoch = 4                 # "-" when the training set is not counted (large or not a folder)
+    lr = 0.0025
+    lr_from = data
+    augmentation = random-resized-crop scale 0.25-1 ratio 0.75-1.33, hflip
+    augmentation_from = data
 
 and exits 0; a mistake is one line ``error: ...`` on stderr and exit code 1 (argparse's
 usage errors too, for the flags after ``--check``: put it first, as the launcher scripts do).
@@ -44,14 +58,17 @@ from typing import Callable, Dict, List, Optional
 import models
 
 from .cli import CHECK_EXIT_ERROR as EXIT_ERROR  # the check's exit code for a mistake
-from .schema import Config
+from .schema import Config, run_facts
 from .errors import UserError
 
 __all__ = ["KEYS", "EXIT_ERROR", "check_run", "inspect", "single_process_devices",
            "launcher_devices", "format_report", "report"]
 
 KEYS = ("arch", "network", "recipe", "mode", "device", "device_count", "devices", "world_size",
-        "nproc_per_node", "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir")
+        "nproc_per_node", "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir",
+        # the run's values and where each came from (classify.schema.run_facts; the run's "=>" header)
+        "precision", "image_size", "val_crop_size", "val_resize", "image_size_from", "data_seen", "epochs",
+        "epochs_from", "global_batch_from", "steps_per_epoch", "lr", "lr_from", "augmentation", "augmentation_from")
 
 
 # ----------------------------------------------------------------------------- devices
@@ -114,10 +131,22 @@ def inspect(cfg: Config, *, resolve_auto: bool = True, job: Optional[str] = None
     checkpoint = check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
                              pretrained=lambda: out.pretrained and check_pretrained(out.pretrained, cfg.arch) or None,
                              resolve_auto=resolve_auto)
-    return {"arch": cfg.arch, "network": models.get_model_entry(cfg.arch).network, "recipe": cfg.recipe,
+    return {**run_facts(cfg), "arch": cfg.arch, "network": models.get_model_entry(cfg.arch).network,
+            "recipe": cfg.recipe,
             "mode": "evaluate" if out.evaluate else "train",
             "global_batch": str(cfg.optim.batch_size), "per_device_batch": str(cfg.optim.per_device_batch),
             "data": data.layout, "data_path": data.path, "checkpoint": checkpoint, "output_dir": str(output_dir)}
+
+
+def _precision(cfg: Config, kind: str) -> str:
+    """The run's mixed precision on a device of ``kind`` (``classify.amp``, as the header's ``amp``)."""
+    import torch
+
+    from .amp import resolve_amp
+
+    p = cfg.precision
+    return resolve_amp(torch.device(kind), asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
+                       loss_scale=p.loss_scale, dtype=p.amp_dtype).name
 
 
 def format_report(values: Dict[str, str]) -> str:
@@ -138,12 +167,14 @@ def check_run(make_config: Callable[[List[str], int, int], Config], *,
 
             info = dist_info_from_env()
             cfg = make_config([], info.world_size, info.local_world_size)
-            return {**inspect(cfg), **single_process_devices(cfg)}
+            values = {**inspect(cfg), **single_process_devices(cfg)}
+            return {**values, "precision": _precision(cfg, values["device"])}
         from .launch import plan
 
         p = plan(launcher_argv)
         cfg = make_config(p.worker_args, p.world_size, p.nproc)
-        return {**inspect(cfg), **launcher_devices(p)}
+        values = {**inspect(cfg), **launcher_devices(p)}
+        return {**values, "precision": _precision(cfg, values["device"])}
 
     try:
         return report(resolve)

@@ -363,6 +363,11 @@ def _add_data_lever_flags(add) -> None:
         help="val centre crop (default: the train crop)")
     add("--val-resize-size", "--val_resize_size", dest="val_resize", type=int, default=None, metavar="S",
         help="= --val-resize (val resize before the centre crop)")
+    add("--rrc-scale", "--rrc_scale", "--scale", dest="rrc_scale", default=None, metavar="MIN,MAX",
+        help="RandomResizedCrop's range of the crop's area, a fraction of the image's (timm's --scale; default "
+             "0.08,1, or 0.25,1 when the image size is fitted to small images)")
+    add("--rrc-ratio", "--rrc_ratio", "--ratio", dest="rrc_ratio", default=None, metavar="MIN,MAX",
+        help="RandomResizedCrop's range of the crop's aspect ratio (timm's --ratio; default 0.75,1.3333)")
     add("--auto-augment", "--auto_augment", "--aa", dest="auto_augment", default=None, metavar="POLICY",
         help=f"{' | '.join(AUTO_AUGMENT)} (torchvision v2 policies, pil backend)")
     add("--ra-magnitude", "--ra_magnitude", type=int, default=None, metavar="M", help="RandAugment magnitude (9)")

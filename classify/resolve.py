@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import models
@@ -21,8 +22,8 @@ from .devices import cpu_count, resolve_kind
 from .errors import UserError
 from .schedules import SCHEDULES, TORCHVISION_SCHEDULES, WARMUP_METHODS
 from .schema import (BACKBONE_LR_SCALE, FINETUNE_EPOCHS, OPT_LEVELS, TTA_MODES, Config, DataConfig,
-                     FineTuneConfig, LeverConfig, LoopConfig, OptimConfig, OutputConfig, PrecisionConfig)
-from .transforms import AUTO_AUGMENT
+                     FineTuneConfig, LeverConfig, LoopConfig, OptimConfig, OutputConfig, PrecisionConfig, Sources)
+from .transforms import AUTO_AUGMENT, RRC_RATIO, RRC_SCALE
 
 __all__ = ["build_config", "finetune_defaults"]
 
@@ -82,13 +83,15 @@ def _batch(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: in
     return per_device * world_size, per_device
 
 
-def _recipe_lr(args, recipe: Recipe, demo: dict, *, world_size: int, global_batch: int, accum: int = 1) -> float:
+def _recipe_lr(args, recipe: Recipe, demo: dict, *, world_size: int, global_batch: int, accum: int = 1,
+               fitted: bool = False) -> float:
     """The recipe's lr; when the batch was changed by a flag or by the demo profile, scaled
     linearly to that batch (Goyal et al., 2017) so that a small CPU batch does not diverge
     with an lr made for hundreds of images. With gradient accumulation, the batch of one
     optimizer step (global batch x ``accum``) is the one that counts."""
     base = recipe.lr(world_size)
-    if accum == 1 and args.batch_size is None and args.per_batch_size is None and "batch_size" not in demo:
+    if (accum == 1 and not fitted and args.batch_size is None and args.per_batch_size is None
+            and "batch_size" not in demo):
         return base
     return base * global_batch * accum / recipe.global_batch(world_size)
 
@@ -123,12 +126,13 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
     _check_torchvision_noops(args)
     data, kind = _data_source(args)
     demo = _demo_profile(arch) if kind == "demo" else {}
-    optim = _optim_config(args, recipe, demo, world_size=world_size, local_world=local_world)
+    fit = _fit_to_data(args, arch, recipe, demo, path=data, kind=kind, world_size=world_size)
+    optim = _optim_config(args, recipe, demo, world_size=world_size, local_world=local_world, fit=fit)
     return Config(
         arch=arch, recipe=recipe.name, seed=_pick(args.seed, recipe.seed),
         device=args.device, device_id=_device_id(args.device_id, args.device_list),
         world_size=world_size, dist_backend=args.dist_backend,
-        data=_data_config(args, arch, recipe, demo=demo, path=data, kind=kind, local_world=local_world),
+        data=_data_config(args, arch, recipe, demo=demo, path=data, kind=kind, local_world=local_world, fit=fit),
         optim=optim, precision=_precision_config(args, recipe),
         loop=LoopConfig(print_freq=_pick(args.print_freq, 10), stop_step_num=args.stop_step_num,
                         max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
@@ -146,6 +150,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
                              warmup_epochs=optim.warmup_epochs, epochs=optim.epochs,
                              min_size=models.min_image_size(arch), scheduler=optim.lr_scheduler),
         finetune=_finetune_config(args, demo),
+        sources=_sources(args, demo, fit, optim),
     )
 
 
@@ -183,8 +188,9 @@ def _demo_profile(arch: str) -> dict:
 
 
 def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[str], kind: str,
-                 local_world: int) -> DataConfig:
-    image_size = _pick(args.image_size, demo.get("image_size"), recipe.image_size)
+                 local_world: int, fit: Optional["_Fit"] = None) -> DataConfig:
+    fit = fit or _Fit()
+    image_size = _pick(args.image_size, demo.get("image_size"), fit.image_size, recipe.image_size)
     if image_size < models.min_image_size(arch):
         raise UserError(f"--image-size {image_size} is too small for {arch}; "
                         f"use at least {models.min_image_size(arch)}")
@@ -201,7 +207,8 @@ def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[
         color_jitter=recipe.color_jitter,
         workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
         num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size),
-        index_cache=_index_cache(args), data_timeout=_data_timeout(getattr(args, "data_timeout", None)))
+        index_cache=_index_cache(args), data_timeout=_data_timeout(getattr(args, "data_timeout", None)),
+        **_crop_ranges(args, fit))
 
 
 def _data_timeout(value: Optional[float]) -> float:
@@ -224,15 +231,19 @@ def _index_cache(args) -> Optional[str]:
     return str(Path(getattr(args, "index_cache", None) or default_index_cache()).expanduser())
 
 
-def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int) -> OptimConfig:
+def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int,
+                  fit: Optional["_Fit"] = None) -> OptimConfig:
     global_batch, per_device = _batch(args, recipe, demo, world_size=world_size, local_world=local_world)
+    if fit is not None and fit.per_device_batch is not None:  # the recipe's batch, shrunk to fit the data
+        global_batch, per_device = fit.per_device_batch * world_size, fit.per_device_batch
     step_size = getattr(args, "lr_step_size", None)  # torchvision references' StepLR period
     scheduler = _pick(args.lr_scheduler and args.lr_scheduler.lower(), "step" if step_size else None,
                       recipe.lr_scheduler)
     if scheduler not in SCHEDULES:
         raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
     recipe_lr = _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch,
-                           accum=_accum_steps(args, global_batch))
+                           accum=_accum_steps(args, global_batch),
+                           fitted=fit is not None and fit.per_device_batch is not None)
     return OptimConfig(
         lr_scale=1.0 if args.lr is not None else recipe_lr / recipe.lr(world_size),
         recipe_lr=recipe.lr(world_size), recipe_batch=recipe.global_batch(world_size),
@@ -591,3 +602,111 @@ def finetune_defaults(cfg: Config) -> Tuple[Config, str]:
         levers = replace(levers, progressive_resize=(start, end, min(first, top), min(last, top)))
     return replace(cfg, optim=replace(o, **changes), levers=levers,
                    finetune=replace(ft, backbone_lr_scale=scale)), said
+
+
+# ----------------------------------------------------------------------------- defaults that fit the data
+
+_SMALL = 0.75  # a typical short side below this fraction of the recipe's crop: train near the data's own size
+_MIN_STEPS = 4  # full steps per epoch and process that a recipe batch must fill, else it shrinks
+SMALL_IMAGE_SCALE = (0.25, 1.0)  # RandomResizedCrop's area range at a fitted size (docs/own-data.md: measured)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What the data asks of the defaults (None: nothing, the recipe's value)."""
+
+    image_size: Optional[int] = None
+    per_device_batch: Optional[int] = None
+    note: str = ""  # what was seen
+    batch_note: str = ""
+    train_images: Optional[int] = None  # the whole training set's, when counted
+
+
+def _fit_to_data(args, arch: str, recipe: Recipe, demo: dict, *, path: Optional[str], kind: str,
+                 world_size: int) -> _Fit:
+    """The image size and batch that fit an ImageFolder tree (or CIFAR-10) where no flag, and
+    no demo profile, sets them. ImageNet-like data (a typical short side of at least 0.75x the
+    recipe's crop, a training set of at least 4 full recipe batches per process) gets the
+    recipe's values exactly. Deterministic: a resumed run resolves the same."""
+    if kind != "folder" or path is None or demo:
+        return _Fit()
+    from .data.profile import profile_folder
+    from .data.shards import is_shard_source
+
+    if is_shard_source(path):  # no cheap headers: the recipe's sizes
+        return _Fit()
+    batch_given = args.batch_size is not None or args.per_batch_size is not None
+    try:
+        profile = profile_folder(path, need_images=_MIN_STEPS * recipe.global_batch(world_size))
+    except (UserError, OSError):  # the run's (and --check's) own checks say what is wrong
+        return _Fit()
+    size, note = None, ""
+    if profile.short_side is not None:
+        note = f"median short side {profile.short_side} px of {profile.sampled} images"
+        if args.image_size is None and profile.short_side < _SMALL * recipe.image_size:
+            size = max(16 * max(1, int(profile.short_side / 16 + 0.5)), models.min_image_size(arch))
+    per_device, batch_note = None, ""
+    if not batch_given and profile.train_images is not None:
+        per_device, batch_note = _fit_batch(recipe, images=profile.train_images, world_size=world_size)
+    return _Fit(image_size=size, per_device_batch=per_device, note=note, batch_note=batch_note,
+                train_images=profile.train_images if profile.complete else None)
+
+
+def _fit_batch(recipe: Recipe, *, images: int, world_size: int) -> Tuple[Optional[int], str]:
+    """The recipe's per-device batch, or the largest power of two (at least 1) that gives every
+    process ``_MIN_STEPS`` full steps when the recipe's cannot; with the one line that says so."""
+    recipe_global = recipe.global_batch(world_size)
+    per_device = recipe_global // world_size
+    per_rank = -(-images // world_size)
+    if per_rank // per_device >= _MIN_STEPS:
+        return None, ""
+    fitted = 1
+    while fitted * 2 <= per_device and per_rank // (fitted * 2) >= _MIN_STEPS:
+        fitted *= 2
+    base = recipe.lr(world_size)
+    lr = base * fitted * world_size / recipe_global
+    return fitted, (f"=> batch {fitted * world_size} ({fitted}/device) instead of the recipe's {recipe_global}: "
+                    f"{images} training images fill {per_rank // fitted} steps per epoch with it "
+                    f"({per_rank // per_device} with the recipe's); lr {lr:g} (the recipe's {base:g} scaled "
+                    f"linearly, x{fitted * world_size}/{recipe_global}); -b/--batch-size sets it")
+
+
+def _crop_ranges(args, fit: _Fit) -> dict:
+    """``--rrc-scale``/``--rrc-ratio`` (timm's ``--scale``/``--ratio``); at a size fitted to small
+    images the area range keeps the object in view (``SMALL_IMAGE_SCALE``)."""
+    scale = _pair("--rrc-scale", getattr(args, "rrc_scale", None), low=0.0, high=1.0)
+    ratio = _pair("--rrc-ratio", getattr(args, "rrc_ratio", None), low=0.0, high=None)
+    return dict(rrc_scale=scale or (SMALL_IMAGE_SCALE if fit.image_size is not None else RRC_SCALE),
+                rrc_ratio=ratio or RRC_RATIO)
+
+
+def _pair(name: str, text: Optional[str], *, low: float, high: Optional[float]) -> Optional[Tuple[float, float]]:
+    """``MIN,MAX`` with ``low < MIN <= MAX`` (``<= high``); None when not given."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    bound = f" and MAX <= {high:g}" if high is not None else ""
+    if (len(values) != 2 or not all(v == v for v in values) or values[0] <= low or values[0] > values[1]
+            or (high is not None and values[1] > high) or values[1] == float("inf")):
+        raise UserError(f"{name} takes MIN,MAX with {low:g} < MIN <= MAX{bound}, e.g. "
+                        f"{'0.25,1' if high else '0.75,1.333'}; got '{text}'")
+    return values
+
+
+def _sources(args, demo: dict, fit: _Fit, optim: OptimConfig) -> Sources:
+    """Where the image size, batch, lr, epochs and the crop's area range came from."""
+    size = "flag" if args.image_size is not None else ("demo" if "image_size" in demo else
+                                                        "data" if fit.image_size is not None else "recipe")
+    if args.batch_size is not None or args.per_batch_size is not None:
+        batch = "flag"
+    else:
+        batch = "demo" if "batch_size" in demo else ("data" if fit.per_device_batch is not None else "recipe")
+    lr = "flag" if args.lr is not None else (batch if optim.lr_scale != 1.0 else "recipe")
+    epochs = "flag" if args.epochs is not None else ("demo" if "epochs" in demo else "recipe")
+    augmentation = ("flag" if getattr(args, "rrc_scale", None) is not None
+                    else "data" if fit.image_size is not None else "recipe")
+    return Sources(image_size=size, batch=batch, lr=lr, epochs=epochs, augmentation=augmentation,
+                   data_note=fit.note, batch_note=fit.batch_note, train_images=fit.train_images)

@@ -18,6 +18,7 @@ import models
 
 from .amp import AmpSettings, resolve_amp
 from .checkpoint import CheckpointManager, Progress, TrainingObjects, check_start, load_checkpoint, load_model_weights
+from .schema import Config, facts_line, run_facts
 from .data import (DUMMY_CLASSES, DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root,
                    identity_root)
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
@@ -35,7 +36,6 @@ from .report import EVAL_DIR, Reporter, run_summary, write_eval_tables
 from .identity import identity
 from .resolve import finetune_defaults
 from .rundir import claim_run, held_run, move_aside
-from .schema import Config
 from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
@@ -82,7 +82,8 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
                                    num_classes=d.num_classes or DUMMY_CLASSES, backend=d.backend,
-                                   index_cache=d.index_cache, data_timeout=d.data_timeout))
+                                   index_cache=d.index_cache, data_timeout=d.data_timeout,
+                                   rrc_scale=d.rrc_scale, rrc_ratio=d.rrc_ratio))
     num_classes = count_classes(d.num_classes, data.classes)
     out = cfg.output  # what it starts from: the files named are there (the same pre-flight as --check)
     check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
@@ -105,6 +106,9 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                   f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
                   f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}")
+    if cfg.sources.batch_note:
+        reporter.line(cfg.sources.batch_note)
+    reporter.line(facts_line(run_facts(cfg, train_images=len(data.train) if data.train else None)))
     for line in started:
         reporter.line(line)
     if cfg.output.continued is not None:

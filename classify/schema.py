@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 __all__ = ["Config", "DataConfig", "OptimConfig", "PrecisionConfig", "LoopConfig", "OutputConfig", "LeverConfig",
            "LOG_FORMATS", "OPT_LEVELS", "FineTuneConfig", "TTA_MODES", "BACKBONE_LR_SCALE",
-           "FINETUNE_EPOCHS"]
+           "FINETUNE_EPOCHS", "Sources", "steps_per_epoch", "run_facts", "facts_line"]
 
 OPT_LEVELS = ("O0", "O1", "O2", "O3")
 LOG_FORMATS = ("examples", "torchvision", "prefixed")  # classify/report.py; a model folder picks its own
@@ -85,6 +85,8 @@ class DataConfig:
     index_cache: Optional[str] = None  # the file-index folder (--index-cache); None: --no-index-cache
     val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
     data_timeout: float = 300.0  # --data-timeout: seconds a shard read may give no byte (0: no limit)
+    rrc_scale: Tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range (--rrc-scale)
+    rrc_ratio: Tuple[float, float] = (3 / 4, 4 / 3)  # and aspect range (--rrc-ratio)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,21 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class Sources:
+    """Where the run's main values came from (the ``=>`` header, ``--check``): ``flag``,
+    ``demo`` (the demo profile), ``data`` (fitted to the data: ``classify.resolve``) or ``recipe``."""
+
+    image_size: str = "recipe"
+    batch: str = "recipe"
+    lr: str = "recipe"
+    epochs: str = "recipe"
+    augmentation: str = "recipe"
+    data_note: str = ""  # what the data's fit saw, e.g. "median short side 64 px of 200 images"
+    batch_note: str = ""  # the one line of a batch shrunk to fit the training set
+    train_images: Optional[int] = None  # counted by the fit (small training sets only)
+
+
+@dataclass(frozen=True)
 class Config:
     arch: str
     recipe: str
@@ -174,6 +191,7 @@ class Config:
     argv: Tuple[str, ...] = ()
     levers: "LeverConfig" = field(default_factory=lambda: LeverConfig())
     finetune: "FineTuneConfig" = field(default_factory=lambda: FineTuneConfig())
+    sources: Sources = field(default_factory=Sources)
 
     def to_dict(self) -> dict:
         """The resolved configuration, nested as above (``config.json``)."""
@@ -196,3 +214,39 @@ class Config:
 
 
 _SECTIONS = ("data", "optim", "precision", "loop", "output", "levers", "finetune")
+
+
+def steps_per_epoch(images: int, *, world_size: int, per_device_batch: int) -> int:
+    """Full steps per epoch and process (the train sampler pads each shard to ``ceil(images /
+    world_size)``; the loader drops a ragged last batch unless the shard is smaller than one)."""
+    per_rank = -(-images // world_size)
+    return max(1, per_rank // per_device_batch) if per_rank else 0
+
+
+def run_facts(cfg: Config, *, train_images: Optional[int] = None) -> dict:
+    """The run's main values and where each came from (``Sources``), as strings: the ``=>``
+    header's second line (``classify.run``) and ``--check``'s keys after its first ones."""
+    d, o, src = cfg.data, cfg.optim, cfg.sources
+    images = train_images if train_images is not None else src.train_images
+    steps = "-" if images is None else str(steps_per_epoch(images, world_size=cfg.world_size,
+                                                           per_device_batch=o.per_device_batch))
+    scale, ratio = d.rrc_scale, d.rrc_ratio
+    augmentation = (f"random-resized-crop scale {scale[0]:g}-{scale[1]:g} ratio {ratio[0]:.3g}-{ratio[1]:.3g}, "
+                    f"hflip" + (f", colour jitter {d.color_jitter:g}" if d.color_jitter else "")
+                    + (f", {cfg.levers.auto_augment}" if cfg.levers.auto_augment else "")
+                    + (f", random erase {cfg.levers.random_erase:g}" if cfg.levers.random_erase else ""))
+    return {"image_size": str(d.image_size), "val_crop_size": str(d.val_crop_size or d.image_size),
+            "val_resize": str(d.val_resize), "image_size_from": src.image_size, "data_seen": src.data_note or "-",
+            "epochs": str(o.epochs), "epochs_from": src.epochs, "global_batch_from": src.batch,
+            "steps_per_epoch": steps, "lr": f"{o.lr:g}", "lr_from": src.lr,
+            "augmentation": augmentation, "augmentation_from": src.augmentation}
+
+
+def facts_line(facts: dict) -> str:
+    """``run_facts`` as the header's second line."""
+    f = facts
+    seen = f" ({f['data_seen']})" if f["data_seen"] != "-" and f["image_size_from"] == "data" else ""
+    return (f"=> image size {f['image_size']} train / {f['val_crop_size']} val (resize {f['val_resize']}) "
+            f"[{f['image_size_from']}{seen}], epochs {f['epochs']} [{f['epochs_from']}], "
+            f"{f['steps_per_epoch']} steps/epoch [batch: {f['global_batch_from']}], lr {f['lr']} [{f['lr_from']}], "
+            f"augmentation: {f['augmentation']} [{f['augmentation_from']}]")

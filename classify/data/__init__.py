@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from ..errors import DataError
-from ..transforms import AugmentSpec, train_transform, val_transform
+from ..transforms import RRC_RATIO, RRC_SCALE, AugmentSpec, train_transform, val_transform
 from .cifar import Cifar10, find_cifar_root
 from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
@@ -39,6 +39,8 @@ class DataSpec:
     val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
     augment: Optional[AugmentSpec] = None  # --auto-augment / --random-erase (pil only)
     data_timeout: float = DATA_TIMEOUT  # --data-timeout: a shard read that gives no byte that long fails
+    rrc_scale: Tuple[float, float] = RRC_SCALE  # RandomResizedCrop's area range (--rrc-scale)
+    rrc_ratio: Tuple[float, float] = RRC_RATIO  # and aspect range (--rrc-ratio)
 
     @property
     def val_crop(self) -> int:
@@ -65,7 +67,8 @@ def build_datasets(spec: DataSpec) -> Datasets:
     gpu = spec.backend == "gpu"  # workers read bytes (JpegFiles), the device decodes
     if gpu:
         _check_jpeg_source(spec, cifar)
-    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter, augment=spec.augment)
+    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter, augment=spec.augment,
+                                                scale=spec.rrc_scale, ratio=spec.rrc_ratio)
     val_tf = None if gpu else val_transform(spec.val_crop, spec.val_resize)
     if cifar is not None:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
@@ -80,7 +83,7 @@ def build_datasets(spec: DataSpec) -> Datasets:
         def as_jpeg(folder, is_train):
             return None if folder is None else JpegFiles(folder.table, classes, is_train,
                                                          spec.image_size if is_train else spec.val_crop,
-                                                         spec.val_resize)
+                                                         spec.val_resize, (spec.rrc_scale, spec.rrc_ratio))
 
         train, val = as_jpeg(train, True), as_jpeg(val, False)
     return Datasets(train, val, classes, "folder")
@@ -94,8 +97,9 @@ def _shard_datasets(spec: DataSpec) -> Datasets:
 
     def decoder(is_train: bool):
         if spec.backend == "gpu":
-            return JpegDecode(is_train)
-        return PilDecode(train_transform(spec.image_size, spec.color_jitter) if is_train
+            return JpegDecode(is_train, (spec.rrc_scale, spec.rrc_ratio))
+        return PilDecode(train_transform(spec.image_size, spec.color_jitter, scale=spec.rrc_scale,
+                                         ratio=spec.rrc_ratio) if is_train
                          else val_transform(spec.image_size, spec.val_resize))
 
     sizes = (spec.image_size, spec.val_resize) if spec.backend == "gpu" else None

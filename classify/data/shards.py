@@ -191,11 +191,11 @@ class PilDecode:
 class JpegDecode:
     """A member's bytes -> ``(bytes, crop plan, target)``, as ``JpegFiles`` reads a file."""
 
-    def __init__(self, train: bool):
-        self.train = train
+    def __init__(self, train: bool, crop: Optional[tuple] = None):
+        self.train, self.crop = train, crop
 
     def __call__(self, data: bytes, target: int):
-        return jpeg_sample(data, target, self.train)
+        return jpeg_sample(data, target, self.train, *([self.crop] if self.crop else []))
 
 
 # ----------------------------------------------------------------------------- assignment
