@@ -302,7 +302,7 @@ def add_torchvision_flags(p: argparse.ArgumentParser) -> None:
     add = g.add_argument
     add("--opt", default=None, metavar="NAME", help=f"the optimizer: {' | '.join(OPTIMIZERS)} (default sgd; "
         "rmsprop with eps 0.0316 and alpha 0.9, adamw with its default betas, as the references)")
-    add("--lr-min", "--lr_min", type=float, default=None, metavar="LR",
+    add("--lr-min", "--lr_min", type=finite_float, default=None, metavar="LR",
         help="the lowest lr of cosine/cosineannealinglr (its eta_min; default 0)")
     add("--weights", default=None, metavar="NAME", help="a torchvision weights name of the arch (e.g. IMAGENET1K_V1, "
         "DEFAULT, or VGG16_Weights.IMAGENET1K_V1) = --pretrained (torchvision's weights from the local cache)")

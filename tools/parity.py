@@ -45,7 +45,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 import models
-from classify.cli import OneLineParser
+from classify.cli import OneLineParser, finite_float
 from models.recipe import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,7 +206,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("-b", "--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=finite_float, default=0.01)
     p.add_argument("--image-size", type=int, default=64, help="train crop = val resize = val crop (default 64)")
     p.add_argument("-j", "--workers", type=int, default=1)
     p.add_argument("--sides", default="reference,ours", help="which sides to run (default both)")

@@ -40,7 +40,7 @@ class DataProfile:
 def _files(class_dir: str) -> List[str]:
     """The images of one class folder, in the index's order (paths relative to it)."""
     walked = []
-    _walk(class_dir, "", walked)
+    _walk(class_dir, "", walked, [])  # what the walk skips: the scan says so
     walked.sort(key=lambda w: w[0])
     return [os.path.join(class_dir, rel.lstrip("/"), name) for rel, names, _ in walked for name in names]
 
