@@ -16,21 +16,17 @@ import sys
 
 import main
 from classify.check import check_run
-from classify.config import build_config
+from classify.cli import LAUNCHER_HELP
 from classify.errors import UserError
-from classify.launch import RDZV_TIMEOUT, launch
+from classify.launch import launch
+from classify.resolve import build_config
 
 
 def run(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "-h" in argv or "--help" in argv:
         main.get_args_parser().print_help()
-        print("\nmain_8p.py also takes: --nproc_per_node N, --device-list/--visible_devices 0,1,..., "
-              "--device-id N (the first device, without a list), --max-restarts N; torchrun's rendezvous flags "
-              "--nnodes N|MIN:MAX, --rdzv-backend c10d|static, --rdzv-endpoint HOST:PORT, --rdzv-id JOB, "
-              "--node-rank R (static), --rdzv-conf K=V,..., --rdzv-timeout S (default "
-              f"{RDZV_TIMEOUT} s; PET_* and SLURM_* variables when absent); --world-size/--rank are "
-              "nodes/node rank as in pytorch/examples. --check: print what the run would use and exit.")
+        print(LAUNCHER_HELP)
         return 0
     try:
         if "--check" in argv:  # the workers, their devices and config, resolved and checked; nothing started

@@ -1,7 +1,7 @@
 """``python main.py --check ...`` / ``python main_8p.py --check ...``: what a run with those
 flags would use, resolved and checked without starting it.
 
-The check resolves exactly what the run would (the config of ``classify.config``, the device
+The check resolves exactly what the run would (the config of ``classify.resolve``, the device
 of ``classify.devices``, for ``main_8p.py`` the workers and devices of ``classify.launch``),
 checks what the run reads before it spends minutes building a model (the data layout, the
 checkpoint or weights file, the output dir and whether the run may use it: ``classify.rundir``),
@@ -9,6 +9,8 @@ and prints one ``key = value`` line per
 item on stdout, in this order (``KEYS``)::
 
     arch = vgg16
+    network = Vgg16_ID1630_for_PyTorch  # the arch's seed network name (its registry entry; CaseName
+                                        # of the models/<net>/ launcher scripts)
     recipe = vgg16_modelzoo
     mode = train                        # train | evaluate (-e)
     device = cuda                       # cpu | cuda | npu (--device auto resolved)
@@ -27,6 +29,20 @@ item on stdout, in this order (``KEYS``)::
                                         # | none (--resume auto: no checkpoint in DIR) | none (--fresh)
                                         # | PATH (--pretrained)
     output_dir = /abs/output/dir
+    precision = bf16                    # the run's mixed precision (amp bf16 | fp16 | off ...)
+    image_size = 64                     # train crop; then the val crop and the val resize
+    val_crop_size = 64
+    val_resize = 73
+    image_size_from = data              # where it came from: flag | demo | data | recipe
+    data_seen = median short side 64 px of 200 images   # what the fit to the data read ("-": nothing)
+    epochs = 90
+    epochs_from = recipe
+    global_batch_from = data            # data: the recipe's batch shrunk to fit the training set
+    steps_per_epoch = 4                 # "-" when the training set is not counted (large or not a folder)
+    lr = 0.0025
+    lr_from = data
+    augmentation = random-resized-crop scale 0.25-1 ratio 0.75-1.33, hflip
+    augmentation_from = data
 
 and exits 0; a mistake is one line ``error: ...`` on stderr and exit code 1 (argparse's
 usage errors too, for the flags after ``--check``: put it first, as the launcher scripts do).
@@ -36,20 +52,23 @@ the run's to find: the check looks at folders and file names only, so that it ta
 second on ImageNet too.
 """
 
-import os
 import sys
-from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
-from .config import CHECK_EXIT_ERROR as EXIT_ERROR  # the check's exit code for a mistake
-from .config import Config
-from .errors import CheckpointError, DataError, UserError
+import models
+
+from .cli import CHECK_EXIT_ERROR as EXIT_ERROR  # the check's exit code for a mistake
+from .schema import Config, run_facts
+from .errors import UserError
 
 __all__ = ["KEYS", "EXIT_ERROR", "check_run", "inspect", "single_process_devices",
            "launcher_devices", "format_report", "report"]
 
-KEYS = ("arch", "recipe", "mode", "device", "device_count", "devices", "world_size", "nproc_per_node",
-        "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir")
+KEYS = ("arch", "network", "recipe", "mode", "device", "device_count", "devices", "world_size",
+        "nproc_per_node", "global_batch", "per_device_batch", "data", "data_path", "checkpoint", "output_dir",
+        # the run's values and where each came from (classify.schema.run_facts; the run's "=>" header)
+        "precision", "image_size", "val_crop_size", "val_resize", "image_size_from", "data_seen", "epochs",
+        "epochs_from", "global_batch_from", "steps_per_epoch", "lr", "lr_from", "augmentation", "augmentation_from")
 
 
 # ----------------------------------------------------------------------------- devices
@@ -81,211 +100,53 @@ def launcher_devices(plan) -> Dict[str, str]:
             "world_size": str(plan.world_size), "nproc_per_node": str(plan.nproc)}
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def _class_dirs(folder: Path) -> List[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
-
-
-def _data(cfg: Config) -> Tuple[str, str, bool]:
-    """(layout, absolute path, has a val split). The layout checks of ``classify.data`` (the
-    files themselves are read by the run: an empty class folder is its error)."""
-    from .data import find_cifar_root, resolve_splits
-    from .data.folder import check_same_classes
-
-    d = cfg.data
-    if d.kind == "dummy":
-        return "dummy", "none", True
-    if d.kind == "demo":
-        from .data.demo import default_demo_root, is_complete
-
-        root = default_demo_root()
-        ready = is_complete(root)
-        if not ready:
-            _demo_writable(root)
-        return "demo", f"{root.absolute()}{'' if ready else ' (generated on first use)'}", True
-    from .data.shards import is_shard_source
-
-    if is_shard_source(d.path):
-        return _shard_layout(d.path)
-    cifar = find_cifar_root(d.path)
-    if cifar is not None:
-        if not (cifar / "test_batch").is_file():
-            raise DataError(f"'{cifar}' has no test_batch; extract the full cifar-10-python.tar.gz there")
-        return "cifar10", str(cifar.absolute()), True
-    train, val = resolve_splits(d.path)
-    classes = {}
-    for split in (train, val):
-        if split is not None:
-            classes[split] = _class_dirs(split)
-            if not classes[split]:
-                raise DataError(f"no class folders in '{split}'; expected {split}/<class>/*.jpg")
-    if train is not None and val is not None:
-        check_same_classes(classes[train], classes[val])
-    layout = "folder train+val" if train and val else ("folder train only" if train else "folder val only")
-    return layout, str(Path(d.path).expanduser().absolute()), val is not None
-
-
-def _shard_layout(source: str) -> Tuple[str, str, bool]:
-    """WebDataset shards (``classify.data.shards``): their index names the splits."""
-    from .data.shards import open_shards
-
-    train, val, _ = open_shards(source)
-    return f"shards {'train+val' if train and val else ('train only' if train else 'val only')}", source, \
-        val is not None
-
-
-def _demo_writable(root: Path) -> None:
-    """The demo set the run would generate: a folder it can create (``ensure_demo_data``'s
-    errors, found without creating anything)."""
-    from .data.demo import demo_unwritable
-
-    if root.is_dir() and any(root.iterdir()):
-        from .data.demo import ensure_demo_data
-
-        ensure_demo_data(root)  # refuses a half-written folder at once, creating nothing
-    existing = root
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise DataError(demo_unwritable(root, f"'{existing}' is a file"))
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise DataError(demo_unwritable(root, f"no write access to '{existing}'"))
-
-
-def _check_mode(cfg: Config, layout: str, has_val: bool) -> None:
-    """The split checks ``classify.run`` makes once the model is built."""
-    from .data import check_splits
-
-    check_splits(path=cfg.data.path, has_train=not layout.endswith("val only"), has_val=has_val and not cfg.data.no_val,
-                 evaluate=cfg.output.evaluate)
-
-
-# ----------------------------------------------------------------------------- checkpoint
-
-
-def _require_file(value: str, flag: str) -> Path:
-    from .checkpoint import BEST, LATEST, folder_given
-
-    path = Path(value).expanduser()
-    if path.is_file():
-        return path.absolute()
-    if path.is_dir():
-        raise CheckpointError(folder_given(value, flag))
-    if path.exists():
-        raise CheckpointError(f"checkpoint '{value}' is not a file; pass a checkpoint file to {flag}")
-    if flag == "--pretrained":
-        raise CheckpointError(f"weights file '{value}' not found; pass an existing file to --pretrained")
-    if path.name == BEST and (path.parent / LATEST).is_file():
-        raise CheckpointError(f"checkpoint '{value}' not found ({BEST} is written when an epoch beats 0% Acc@1); "
-                              f"its folder holds {LATEST}, the last epoch's weights: pass that to --resume "
-                              "(--pth_path of test/train_eval_*.sh)")
-    raise CheckpointError(f"checkpoint '{value}' not found; pass an existing file to --resume "
-                          "(--pth_path of test/train_eval_*.sh), or train first to write it")
-
-
-def _pretrained(cfg: Config) -> Path:
-    from .pretrained import TORCHVISION, cached_torchvision_weights
-
-    value = cfg.output.pretrained
-    if value != TORCHVISION:
-        return _require_file(value, "--pretrained")
-    return cached_torchvision_weights(cfg.arch)
-
-
-def _auto(cfg: Config) -> Optional[Path]:
-    """``--resume auto``: the file the run would pick (metadata reads only), or None."""
-    from .checkpoint import CheckpointManager
-
-    found = CheckpointManager(cfg.output.output_dir, is_main=True, warn=lambda msg: None).resume_path("auto")
-    return None if found is None else found.absolute()
-
-
-def _checkpoint(cfg: Config, resolve_auto: bool) -> str:
-    out = cfg.output
-    # evaluation loads --resume (taken as a path, "auto" too), else --pretrained; training loads
-    # --pretrained, then what --resume names
-    pretrained = _pretrained(cfg) if out.pretrained and not (out.evaluate and out.resume) else None
-    if out.resume is not None and (out.evaluate or out.resume != "auto"):
-        return f"{_require_file(out.resume, '--resume')} (--resume)"
-    if out.resume == "auto" and out.fresh and pretrained is None:
-        return "none (--fresh)"
-    if out.resume == "auto" and resolve_auto:
-        found = _auto(cfg)
-        if found is not None:
-            return f"{found} (--resume auto)"
-        if pretrained is None:
-            return f"none (--resume auto: no checkpoint in {Path(out.output_dir).expanduser().absolute()})"
-    return "none" if pretrained is None else f"{pretrained} (--pretrained)"
-
-
-# ----------------------------------------------------------------------------- output dir
-
-
-def _output_dir(cfg: Config) -> Path:
-    """What ``classify.report.prepare_output_dir`` refuses (it creates nothing)."""
-    from .report import prepare_output_dir
-
-    return prepare_output_dir(cfg.output.output_dir)
-
-
-def _num_classes(cfg: Config, layout: str) -> int:
-    """The classifier's width as the run will count it (class folders, not files)."""
-    if cfg.data.num_classes:
-        return cfg.data.num_classes
-    if layout == "dummy":
-        return 1000
-    if layout in ("cifar10", "demo"):
-        return 10
-    if layout.startswith("shards"):
-        from .data.shards import open_shards
-
-        return len(open_shards(cfg.data.path)[2])
-    from .data import resolve_splits
-
-    train, val = resolve_splits(cfg.data.path)
-    return len(_class_dirs(train or val))
-
-
-def _claim(cfg: Config, layout: str, *, job: Optional[str] = None) -> None:
-    """The run's decision on the output dir (``classify.rundir.claim``): a folder holding
-    another run, or this run without a way to continue it, is refused before anything starts.
-    A node joining its own ``job`` (the dir's lock is that job's: another node of it, or an
-    elastic join, is running) continues that run, whatever its global batch is now."""
-    from .lock import held_by
-    from .rundir import claim, identity
-
-    if cfg.output.evaluate or cfg.loop.prof:
-        return
-    if layout == "demo":
-        from .data.demo import default_demo_root
-
-        root = str(default_demo_root())
-    else:
-        root = "dummy" if layout == "dummy" else cfg.data.path
-    ident = identity(data_root=root, arch=cfg.arch, recipe=cfg.recipe, num_classes=_num_classes(cfg, layout),
-                     image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
-    if job is not None and held_by(cfg.output.output_dir, job):
-        return  # the job's workers claim it as a restart generation (classify.run)
-    claim(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh, epochs=cfg.optim.epochs)
-
-
 # ----------------------------------------------------------------------------- all of it
 
 
 def inspect(cfg: Config, *, resolve_auto: bool = True, job: Optional[str] = None) -> Dict[str, str]:
-    """Check the data, the checkpoint and the output dir of ``cfg`` (one-line ``UserError``);
-    returns the report's lines other than the devices'. ``resolve_auto=False``: leave
-    ``--resume auto`` to the run (it reads every checkpoint's metadata)."""
-    layout, path, has_val = _data(cfg)
-    _check_mode(cfg, layout, has_val)
-    output_dir = _output_dir(cfg)
-    _claim(cfg, layout, job=job)
-    return {"arch": cfg.arch, "recipe": cfg.recipe, "mode": "evaluate" if cfg.output.evaluate else "train",
+    """The pre-flight of ``cfg``, composed of its owners' checks (one-line ``UserError``): the
+    data (``classify.data.check_data``), the output dir (``classify.outdir``) and whether the
+    run may use it (``classify.rundir.claim_run``, with the run's ``classify.identity``), what
+    it starts from (``classify.checkpoint.check_start``, ``classify.pretrained.check_pretrained``).
+    Returns the report's lines other than the devices'. ``resolve_auto=False``: leave ``--resume
+    auto`` to the run. A node joining its own ``job`` (the dir's lock is that job's: another node
+    of it, or an elastic join, is running) continues that run, whatever its global batch is now."""
+    from .checkpoint import check_start
+    from .data import check_data
+    from .identity import identity
+    from .lock import held_by
+    from .outdir import prepare_output_dir
+    from .pretrained import check_pretrained
+    from .rundir import claim_run
+
+    d, out = cfg.data, cfg.output
+    data = check_data(kind=d.kind, path=d.path, num_classes=d.num_classes, no_val=d.no_val, evaluate=out.evaluate,
+                      data_timeout=d.data_timeout)
+    output_dir = prepare_output_dir(out.output_dir)
+    if job is None or not held_by(out.output_dir, job):  # else the job's workers claim it as a restart generation
+        ident = identity(data_root=data.root, arch=cfg.arch, recipe=cfg.recipe, num_classes=data.num_classes,
+                         image_size=d.image_size, global_batch=cfg.optim.batch_size)
+        claim_run(out.output_dir, ident, resume=out.resume, fresh=out.fresh, epochs=cfg.optim.epochs,
+                  writes=not (out.evaluate or cfg.loop.prof))
+    checkpoint = check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
+                             pretrained=lambda: out.pretrained and check_pretrained(out.pretrained, cfg.arch) or None,
+                             resolve_auto=resolve_auto)
+    return {**run_facts(cfg), "arch": cfg.arch, "network": models.get_model_entry(cfg.arch).network,
+            "recipe": cfg.recipe,
+            "mode": "evaluate" if out.evaluate else "train",
             "global_batch": str(cfg.optim.batch_size), "per_device_batch": str(cfg.optim.per_device_batch),
-            "data": layout, "data_path": path, "checkpoint": _checkpoint(cfg, resolve_auto),
-            "output_dir": str(output_dir)}
+            "data": data.layout, "data_path": data.path, "checkpoint": checkpoint, "output_dir": str(output_dir)}
+
+
+def _precision(cfg: Config, kind: str) -> str:
+    """The run's mixed precision on a device of ``kind`` (``classify.amp``, as the header's ``amp``)."""
+    import torch
+
+    from .amp import resolve_amp
+
+    p = cfg.precision
+    return resolve_amp(torch.device(kind), asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
+                       loss_scale=p.loss_scale, dtype=p.amp_dtype).name
 
 
 def format_report(values: Dict[str, str]) -> str:
@@ -306,12 +167,14 @@ def check_run(make_config: Callable[[List[str], int, int], Config], *,
 
             info = dist_info_from_env()
             cfg = make_config([], info.world_size, info.local_world_size)
-            return {**inspect(cfg), **single_process_devices(cfg)}
+            values = {**inspect(cfg), **single_process_devices(cfg)}
+            return {**values, "precision": _precision(cfg, values["device"])}
         from .launch import plan
 
         p = plan(launcher_argv)
         cfg = make_config(p.worker_args, p.world_size, p.nproc)
-        return {**inspect(cfg), **launcher_devices(p)}
+        values = {**inspect(cfg), **launcher_devices(p)}
+        return {**values, "precision": _precision(cfg, values["device"])}
 
     try:
         return report(resolve)

@@ -17,16 +17,15 @@ finished epochs, ``--resume auto`` (the newest valid file, chosen from a metadat
 restoring everything a file holds.
 """
 
+import errno
 import os
 import pickle
 import re
-import shutil
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,13 +33,16 @@ import torch.nn as nn
 
 import models
 
+from .atomic import copy_atomic, unlink, write_atomic
 from .devices import rng_state, set_rng_state
 from .distributed import gather_objects
-from .errors import CheckpointError, NonFiniteLoss, UnsafeCheckpoint, UserError
+from .errors import CheckpointError, NonFiniteLoss, StorageError, UnsafeCheckpoint, UserError, os_error_text
+from .identity import differences
 from .optim import KERNEL_KEYS
 
 __all__ = ["CheckpointManager", "Progress", "TrainingObjects", "save_atomic", "load_checkpoint",
-           "clean_state_dict", "model_state", "load_model_weights", "LATEST", "BEST"]
+           "clean_state_dict", "model_state", "load_model_weights", "HeadSwap", "LATEST", "BEST", "check_file",
+           "check_start", "folder_given"]
 
 LATEST, BEST = "checkpoint.pth.tar", "model_best.pth.tar"
 _EPOCH_FILE = re.compile(r"^checkpoint-(\d+)\.pth\.tar$")
@@ -79,78 +81,42 @@ def model_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     return clean_state_dict(model.state_dict())
 
 
-def _publish(write: Callable[[Any], None], path: Path) -> None:
-    """Write through ``write(file)`` into a temp file in ``path``'s folder, fsync, ``os.replace``:
-    a crash or a full disk mid-write leaves the previous file intact."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def save_atomic(obj: Any, path: os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (see ``_publish``)."""
-    _publish(lambda f: torch.save(obj, f), Path(path))
+    """``torch.save`` to ``path`` atomically (``classify.atomic``: temp file, fsync, ``os.replace``;
+    a crash or a full disk mid-write leaves the previous file intact)."""
+    write_atomic(lambda f: torch.save(obj, f), path)
 
 
-def _copy_atomic(source: Path, path: Path) -> None:
-    """``path`` becomes a copy of ``source``, atomically. The copy runs in the kernel
-    (copy_file_range; a reflink where the filesystem has them), so the state is
-    serialised once per save. A copy rather than a hard link: each file stays independent,
-    so overwriting one (``cp x checkpoint.pth.tar`` writes in place) cannot change the others."""
-    _publish(lambda f: _copy_into(source, f), path)
+def os_error_of(error: BaseException) -> Optional[OSError]:
+    """The OSError behind a failed write: ``error`` itself, or what torch's writer wrapped in a
+    RuntimeError (``inline_container``: "unexpected pos ...", with the OSError as its context)."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
-def _copy_into(source: Path, f) -> None:
-    with open(source, "rb") as src:
-        try:
-            size = os.fstat(src.fileno()).st_size
-            done = 0
-            while done < size:  # in-kernel copy; no bytes pass through Python
-                n = os.copy_file_range(src.fileno(), f.fileno(), size - done)
-                if n == 0:
-                    break
-                done += n
-            if done == size:
-                return
-        except (AttributeError, OSError):  # no copy_file_range (not Linux, old kernel, some FUSE mounts)
-            pass
-        src.seek(0)
-        f.seek(0)
-        f.truncate()
-        shutil.copyfileobj(src, f, 16 << 20)
+def mount_point(path: os.PathLike) -> str:
+    """The mount point of the filesystem holding ``path`` (the "device" a full disk is)."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
 
 
-def _unlink(path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_failure(error: BaseException, path: Path, kept: str) -> Optional[StorageError]:
+    """One line for a write of ``path`` that the filesystem refused (``kept``: what is still intact),
+    or None when ``error`` is not an OS error (a bug: let it show)."""
+    cause = os_error_of(error)
+    if cause is None:
+        return None
+    if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = "no space left on" if cause.errno == errno.ENOSPC else "disk quota exceeded on"
+        return StorageError(f"{full} {mount_point(path.parent)} while saving {path}; {kept}")
+    cause.filename = cause.filename or str(path)
+    return StorageError(f"cannot save {path} ({os_error_text(cause)}); {kept}")
 
 
 def _torch_load(path: Path, mmap: bool):
@@ -223,9 +189,22 @@ def load_checkpoint(path: os.PathLike, mmap: bool = False) -> Dict[str, Any]:
     return obj
 
 
-def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.PathLike, arch: str) -> None:
+@dataclass(frozen=True)
+class HeadSwap:
+    """The head modules that ``load_model_weights`` left fresh, and the class counts."""
+
+    names: Tuple[str, ...]
+    old_classes: Optional[int]  # the file's (None: its head keys are absent)
+    new_classes: int
+
+
+def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.PathLike, arch: str,
+                       head: str = "keep") -> Optional[HeadSwap]:
     """Strict load with a one-line error naming the first mismatch; the keys the net declares
-    optional (``ModelEntry.optional_keys``) may be missing or extra."""
+    optional (``ModelEntry.optional_keys``) may be missing or extra. ``head``: ``keep`` loads the
+    head as every other layer; ``auto`` leaves the head (``ModelEntry.head``) as the model has it
+    (fresh) when the file's head has another shape (another class count); ``fresh`` always.
+    Returns what was left fresh, or None."""
     saved_arch = state.get("arch")
     if saved_arch and saved_arch != arch:
         raise CheckpointError(f"checkpoint '{path}' is a {saved_arch} checkpoint but --arch is {arch}; "
@@ -233,6 +212,10 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.Path
     entry = models.get_model_entry(arch)
     weights = clean_state_dict(state["state_dict"])
     own = model.state_dict()
+    swap = _head_swap(entry, own, weights, head)
+    if swap is not None:
+        weights = {k: v for k, v in weights.items() if entry.head_of(k) is None}
+        own = {k: v for k, v in own.items() if entry.head_of(k) is None}
     missing = [k for k in own if k not in weights and not entry.is_optional_key(k)]
     unexpected = [k for k in weights if k not in own and not entry.is_optional_key(k)]
     if missing or unexpected:
@@ -243,6 +226,68 @@ def load_model_weights(model: nn.Module, state: Dict[str, Any], *, path: os.Path
             raise CheckpointError(f"checkpoint '{path}' does not fit: {key} has shape {tuple(value.shape)}, "
                                   f"model has {tuple(own[key].shape)}; check --num-classes/--arch")
     model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+    return swap
+
+
+def _head_swap(entry, own: Dict[str, torch.Tensor], weights: Dict[str, Any], head: str) -> Optional[HeadSwap]:
+    """Whether (and which) head modules start fresh instead of loading (see load_model_weights)."""
+    present = tuple(name for name in entry.head if f"{name}.weight" in own)  # e.g. no aux heads built
+    if head == "keep" or not present:
+        return None
+    differs = any(key in weights and entry.head_of(key) is not None and weights[key].shape != value.shape
+                  for key, value in own.items())
+    if head == "auto" and not differs:
+        return None
+    main = f"{present[0]}.weight"
+    old = weights[main].shape[0] if main in weights else None
+    return HeadSwap(present, old, own[main].shape[0])
+
+
+# ----------------------------------------------------------------------------- pre-flight
+
+
+def check_file(value: os.PathLike, flag: str = "--resume") -> Path:
+    """The file ``flag`` (``--resume`` or ``--pretrained``) names, absolute; a one-line
+    ``CheckpointError`` when it is not a file. Looks at the name only (no read)."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path.absolute()
+    if path.is_dir():
+        raise CheckpointError(folder_given(value, flag))
+    if path.exists():
+        raise CheckpointError(f"checkpoint '{value}' is not a file; pass a checkpoint file to {flag}")
+    if flag == "--pretrained":
+        raise CheckpointError(f"weights file '{value}' not found; pass an existing file to --pretrained")
+    if path.name == BEST and (path.parent / LATEST).is_file():
+        raise CheckpointError(f"checkpoint '{value}' not found ({BEST} is written when an epoch beats 0% Acc@1); "
+                              f"its folder holds {LATEST}, the last epoch's weights: pass that to --resume "
+                              "(--pth_path of test/train_eval_*.sh)")
+    raise CheckpointError(f"checkpoint '{value}' not found; pass an existing file to --resume "
+                          "(--pth_path of test/train_eval_*.sh), or train first to write it")
+
+
+def check_start(*, output_dir: os.PathLike, resume: Optional[str], evaluate: bool, fresh: bool,
+                pretrained: Callable[[], Union[Path, str, None]], resolve_auto: bool = True) -> str:
+    """The checkpoint pre-flight of a run (``--check`` and the run itself): what it starts from,
+    as ``--check`` prints it (``none``, ``PATH (--resume)``, ``PATH (--resume auto)``,
+    ``none (--resume auto: no checkpoint in DIR)``, ``none (--fresh)``, ``PATH (--pretrained)``);
+    a one-line ``CheckpointError`` for a file that is not there. Evaluation loads ``--resume``
+    (a path, "auto" too), else ``--pretrained``; training loads ``--pretrained``, then what
+    ``--resume`` names. ``pretrained()``: the checked weights file (``classify.pretrained``), or
+    None. ``resolve_auto=False`` leaves ``--resume auto`` to the run (it reads every checkpoint's
+    metadata)."""
+    weights = pretrained() if not (evaluate and resume) else None
+    if resume is not None and (evaluate or resume != "auto"):
+        return f"{check_file(resume, '--resume')} (--resume)"
+    if resume == "auto" and fresh and weights is None:
+        return "none (--fresh)"
+    if resume == "auto" and resolve_auto:
+        found = CheckpointManager(Path(output_dir), is_main=True, warn=lambda msg: None).resume_path("auto")
+        if found is not None:
+            return f"{found.absolute()} (--resume auto)"
+        if weights is None:
+            return f"none (--resume auto: no checkpoint in {Path(output_dir).expanduser().absolute()})"
+    return "none" if weights is None else f"{weights} (--pretrained)"
 
 
 # ----------------------------------------------------------------------------- a run's checkpoints
@@ -304,15 +349,33 @@ class CheckpointManager:
         if objects.ema is not None:  # torchvision/timm key names, like state_dict
             state.update(state_dict_ema=model_state(objects.ema.module), ema_updates=int(objects.ema.n_averaged),
                          best_is_ema=progress.best_is_ema)
-        save_atomic(state, self.latest_path)
+        try:
+            save_atomic(state, self.latest_path)
+        except (OSError, RuntimeError) as e:  # a full disk: the temp file is gone, the previous file intact
+            raise write_failure(e, self.latest_path, self._previous()) or e
+        saved = f"the checkpoint {self.latest_path} (epoch {progress.epoch}, step {progress.step}) is saved"
+        copies = []
         if is_best and self._may_replace_best(progress.best_acc1):
-            _copy_atomic(self.latest_path, self.output_dir / BEST)
+            copies.append(self.output_dir / BEST)
         due = self.every and finished_epoch is not None and (finished_epoch + 1) % self.every == 0
         if (self.keep or due) and finished_epoch is not None:
-            kept = self.output_dir / f"checkpoint-{finished_epoch}.pth.tar"
-            _copy_atomic(self.latest_path, kept)
-            if self.keep:
-                self._prune(kept)
+            copies.append(self.output_dir / f"checkpoint-{finished_epoch}.pth.tar")
+        for copy in copies:
+            try:
+                copy_atomic(self.latest_path, copy)
+            except OSError as e:
+                raise write_failure(e, copy, f"{saved} and the previous {copy.name} is intact") from None
+            if self.keep and copy.name != BEST:
+                self._prune(copy)
+
+    def _previous(self) -> str:
+        """What a failed save left: the previous latest checkpoint, read from its metadata."""
+        try:
+            old = load_checkpoint(self.latest_path, mmap=True)
+        except CheckpointError:
+            return ("the previous file there is unreadable" if self.latest_path.exists()
+                    else "no earlier checkpoint was saved")
+        return f"the previous checkpoint (epoch {old.get('epoch')}, step {old.get('step')}) is intact"
 
     def _may_replace_best(self, acc1: Optional[float]) -> bool:
         """``model_best.pth.tar`` is only ever replaced by a better model of the same run: not
@@ -349,7 +412,7 @@ class CheckpointManager:
         output dir may hold higher epochs of an earlier run)."""
         others = [path for _, path in self.epoch_files() if path != kept]
         for path in others[:max(0, len(others) - (self.keep - 1))]:
-            _unlink(path)
+            unlink(path)
 
     def epoch_files(self) -> List[Tuple[int, Path]]:
         """``checkpoint-<epoch>.pth.tar`` files, oldest first."""
@@ -406,7 +469,8 @@ class CheckpointManager:
         for key in ("optimizer", "lr_scheduler"):
             if key not in state:
                 raise UserError(f"'{path}' holds weights only (no {key}); use --pretrained {path} to start from it")
-        kernels = {k: objects.optimizer.defaults.get(k) for k in KERNEL_KEYS}
+        kernels = {k: objects.optimizer.defaults[k] for k in KERNEL_KEYS if k in objects.optimizer.defaults}
+        _check_optimizer(path, state["optimizer"], objects.optimizer)
         objects.optimizer.load_state_dict(state["optimizer"])
         for group in objects.optimizer.param_groups:  # this run's device decides, not the saving run's
             group.update(kernels)
@@ -423,17 +487,30 @@ class CheckpointManager:
 
     def _check_identity(self, path: Path, state: Dict[str, Any]) -> None:
         """Continue only a run of this run's identity (data root, arch, recipe, classes, image
-        size, global batch: ``classify.rundir``); a checkpoint written before identities passes."""
-        from .rundir import differences
-
+        size, global batch: ``classify.identity``); a checkpoint written before identities passes."""
         saved, ours = state.get("identity"), self.run_info.get("identity")
         if ours and self.restarted:  # elastic membership (--nnodes MIN:MAX) changes the world size
             ours = {**ours, "global_batch": None}
         differ = differences(saved, ours) if isinstance(saved, dict) and ours else []
+        if saved.get("arch") != ours.get("arch") if differ else False:  # the flag that makes it fit
+            raise CheckpointError(f"checkpoint '{path}' is a {saved['arch']} checkpoint but --arch is {ours['arch']}; "
+                                  f"pass -a {saved['arch']}")
         if differ:
             raise CheckpointError(f"checkpoint '{path}' is of another run ({', '.join(differ)}); continue it "
                                   f"with the flags it was trained with, or start from its weights with "
                                   f"--pretrained {path}")
+
+
+def _check_optimizer(path: Path, saved: Dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """The optimizer state of another ``--opt`` (its hyperparameter names, or SGD's nesterov) is refused."""
+    def kind(group: Dict[str, Any]) -> Tuple:  # a key only that optimizer's groups hold, and SGD's nesterov
+        return tuple(key in group for key in ("dampening", "alpha", "amsgrad")) + (bool(group.get("nesterov")),)
+
+    groups = saved.get("param_groups") or [{}]
+    if kind(groups[0]) != kind(optimizer.param_groups[0]):
+        raise CheckpointError(f"checkpoint '{path}' holds the state of another optimizer than this run's "
+                              f"{type(optimizer).__name__}; continue it with the --opt it was trained with, or start "
+                              f"from its weights with --pretrained {path}")
 
 
 def _restore_ema(objects: TrainingObjects, state: Dict[str, Any], *, path: Path, arch: str) -> None:

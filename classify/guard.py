@@ -1,7 +1,9 @@
 """Stopping cleanly: SIGTERM/SIGINT (what schedulers send before preemption).
 
 A signal only sets a flag; the loop finishes the current step, the run writes a checkpoint
-and stops. With several ranks the flag is agreed on at the print interval, where the loop
+and stops. In one process a signal that arrives while the loop waits for its next batch ends
+the wait at once (``StopRequest.batches``): a read that blocks (a stalled ``pipe:`` shard)
+never holds a stop. With several ranks the flag is agreed on at the print interval, where the loop
 reads its metrics anyway, in the same all-reduce as the non-finite-loss check
 (``agree``), so all ranks stop at the same step and no collective is left waiting.
 """
@@ -18,6 +20,11 @@ from .devices import collective_device, dist_ready
 __all__ = ["StopRequest", "Agreed", "agree"]
 
 
+class _StopWaiting(BaseException):
+    """Raised by the handler into a wait for data (a BaseException: no reader's ``except
+    Exception`` swallows it)."""
+
+
 class StopRequest:
     """Context manager: installs the handlers, and holds ``signum`` once a signal arrived."""
 
@@ -26,6 +33,7 @@ class StopRequest:
     def __init__(self):
         self.signum: Optional[int] = None
         self._previous = {}
+        self._waiting = False  # in StopRequest.batches, waiting for the next batch
 
     def __enter__(self):
         for sig in self.SIGNALS:
@@ -44,6 +52,27 @@ class StopRequest:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.signum = signum
+        if self._waiting:
+            self._waiting = False
+            raise _StopWaiting
+
+    def batches(self, loader):
+        """The batches of ``loader``; in one process the iteration ends as soon as a signal has
+        arrived and the next batch is not there yet (the reader is abandoned and its generators
+        closed: a ``pipe:`` command is ended). With several ranks a stop waits for the print
+        interval, where they agree on it (``agree``)."""
+        interruptible = not dist_ready()
+        it = iter(loader)
+        try:
+            while not (interruptible and self.signum):
+                self._waiting = interruptible
+                batch = next(it)
+                self._waiting = False
+                yield batch
+        except (StopIteration, _StopWaiting):
+            return
+        finally:
+            self._waiting = False
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
-from .config import OneLineParser, parse_int_list
+from .cli import RDZV_TIMEOUT, launcher_parser
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -47,38 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["Plan", "plan", "launch", "launcher_parser", "first_failure"]
 
 MAIN = str(Path(__file__).resolve().parent.parent / "main.py")
-RDZV_TIMEOUT = 300  # seconds a node waits for the rendezvous endpoint and the other nodes
-
-
-class _LauncherParser(OneLineParser):
-    def error(self, message: str):  # one line, as every other launcher error (main_8p.py prints it)
-        raise UserError(f"{message}; see main_8p.py --help")
-
-
-def launcher_parser() -> OneLineParser:
-    # No prefix matching: a worker flag must never be taken for a launcher flag (e.g. --dev).
-    p = _LauncherParser(add_help=False, allow_abbrev=False)
-    add = p.add_argument
-    add("--nproc_per_node", "--nproc-per-node", type=int, default=None)
-    add("--device-list", "--device_list", "--visible_devices", "--visible-devices", dest="device_list",
-        type=parse_int_list, default=None)
-    add("--world-size", "--world_size", type=int, default=None)
-    add("--rank", type=int, default=None)
-    add("--addr", default=None)
-    add("--dist-url", "--dist_url", default=None)
-    add("--max-restarts", "--max_restarts", default=None)
-    # torchrun's rendezvous flags (multi-node, elastic); the scheduler's PET_*/SLURM_* when absent
-    add("--nnodes", default=None)
-    add("--node-rank", "--node_rank", dest="node_rank", type=int, default=None)
-    add("--rdzv-backend", "--rdzv_backend", dest="rdzv_backend", default=None)
-    add("--rdzv-endpoint", "--rdzv_endpoint", dest="rdzv_endpoint", default=None)
-    add("--rdzv-id", "--rdzv_id", dest="rdzv_id", default=None)
-    add("--rdzv-conf", "--rdzv_conf", dest="rdzv_conf", default=None)
-    add("--rdzv-timeout", "--rdzv_timeout", dest="rdzv_timeout", type=int, default=RDZV_TIMEOUT)
-    add("--device", default="auto")
-    # the first device when no --device-list names them (the launcher scripts' --device_id)
-    add("--device-id", "--device_id", dest="device_id", type=int, default=None)
-    return p
 
 
 def _workers(kind: str, nproc_per_node: Optional[int], device_list: Optional[List[int]],

@@ -19,20 +19,19 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from .atomic import publish
 from .distributed import gather_objects
 from .errors import UserError
-from .report import create_output_dir, prepare_output_dir
+from .outdir import LOCK_NAME, create_output_dir, prepare_output_dir
 
 __all__ = ["LOCK_NAME", "Holder", "OutputLock", "acquire", "output_lock", "check_free", "held_by", "release_job",
            "this_job"]
 
-LOCK_NAME = ".classify.lock"
 
 
 @dataclass(frozen=True)
@@ -79,25 +78,7 @@ def _alive(pid: int) -> bool:
 
 def _write(path: Path, me: Holder, *, replace: bool) -> bool:
     """Publish ``me`` into ``path``: a new file only (False if one exists), or replacing it."""
-    fd, tmp = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(asdict(me)) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    return publish(lambda f: f.write(json.dumps(asdict(me)) + "\n"), path, binary=False, replace=replace)
 
 
 def _in_use(path: Path, held: Holder) -> UserError:

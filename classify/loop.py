@@ -20,11 +20,22 @@ from .amp import AmpSettings, autocast
 from .devices import dist_ready
 from .errors import DataError, NonFiniteLoss
 from .guard import StopRequest, agree
-from .metrics import Meter, Throughput, accuracy_counts, sum_over_ranks, warmup_steps
-from .report import Reporter
+from .metrics import Meter, Throughput, accuracy_counts, counts_over_ranks, sum_over_ranks, warmup_steps
 from .transforms import Normalize, resize_batch
 
-__all__ = ["TrainParts", "EpochPlan", "Micro", "train_one_epoch", "train_step", "evaluate"]
+__all__ = ["TrainParts", "EpochPlan", "Micro", "train_one_epoch", "train_step", "evaluate", "tta_logits", "StepLine",
+           "Log"]
+
+# The loop reports through plain callbacks (the run passes its classify.report.Reporter's methods):
+# ``on_step(epoch, step, steps, *, window, avg, lr, img_s, eta_s, run_eta_s)`` at each print interval of
+# training, ``on_step(step, steps, *, window, avg, eta_s)`` during evaluation (``window``: averages since
+# the last call, ``avg``: so far); ``log(text)`` for a warning line.
+StepLine = Callable[..., None]
+Log = Callable[[str], None]
+
+
+def _silent(text: str) -> None:
+    pass
 
 
 @dataclass
@@ -49,6 +60,7 @@ class TrainParts:
     ema: Optional[nn.Module] = None  # --model-ema: a classify.ema.ModelEma
     mix: Optional[Callable] = None  # --mixup-alpha/--cutmix-alpha: (images, labels) -> (images, soft labels)
     train_size: Optional[int] = None  # --progressive-resize: this epoch's train resolution
+    frozen: tuple = ()  # --freeze-backbone: modules kept in eval mode while the head trains
 
 
 @dataclass(frozen=True)
@@ -106,20 +118,24 @@ class _Pass:
         return now
 
 
-def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Reporter, *,
-                    stop: Optional[StopRequest] = None,
+def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, on_step: Optional[StepLine] = None, *,
+                    log: Log = _silent, stop: Optional[StopRequest] = None,
                     after_step: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
-    """One pass over ``loader``. ``after_step(step)`` runs after each step (bookkeeping,
+    """One pass over ``loader``; ``on_step`` gets the step line's figures at each print interval
+    (None: nobody prints; the interval's sync and agreement happen all the same), ``log`` the
+    skipped-step warnings. ``after_step(step)`` runs after each step (bookkeeping,
     mid-epoch checkpoints). A signal on any rank (``stop``) ends the pass early, at the same
     step on every rank. Returns train loss/acc1/acc5 over all ranks, fps, images, bad_images,
     steps, time_s and ``stop_signal`` (0, or the signal that ended the pass)."""
     parts.model.train()
+    for module in parts.frozen:  # --freeze-backbone: BN statistics stay as loaded, dropout off
+        module.eval()
     meter = Meter(["loss", "acc1", "acc5"], parts.device)
     steps = len(loader) if plan.max_steps is None else min(len(loader), plan.max_steps)
     speed = Throughput(parts.device, warmup_steps(steps))
     state, stop_signal = _Pass(), 0
     speed.begin()
-    for i, (images, target, n_bad) in enumerate(loader):
+    for i, (images, target, n_bad) in enumerate(loader if stop is None else stop.batches(loader)):
         state.bad += n_bad
         if images is None:  # every image of the batch was unreadable
             continue
@@ -131,11 +147,11 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
                                                               pass_end=plan.start_step + steps)
         if not train_step(parts, images, target, meter=meter, n=n, micro=micro):
             state.skipped += 1  # with accumulation, the last good state is its group's start
-            _skipped_step(parts, plan, reporter, step=step if micro is None else micro.start, skipped=state.skipped)
+            _skipped_step(parts, plan, log, step=step if micro is None else micro.start, skipped=state.skipped)
         speed.step(n)
         now = state.step_done(data_time)
         if i % plan.print_freq == 0 or state.done == steps:
-            stop_signal = _print_step(parts, plan, reporter, meter=meter, state=state, step=step, n=n, steps=steps,
+            stop_signal = _print_step(parts, plan, on_step, meter=meter, state=state, step=step, n=n, steps=steps,
                                       now=now, stop=stop) or stop_signal
         elif stop is not None and stop.signum and not dist_ready():
             stop_signal = stop.signum  # one process: stop at once; ranks wait for the print interval
@@ -145,6 +161,8 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
             after_step(step + 1)
         if (stop_signal and boundary) or state.done >= steps:
             break
+    if stop is not None and stop.signum and not stop_signal and not dist_ready():
+        stop_signal = stop.signum  # it ended the wait for a batch (StopRequest.batches)
     fps = speed.fps()
     totals = agree(parts.device, nonfinite=False, signum=None, bad=state.bad, seen=state.seen)
     _check_bad(totals.bad, totals.seen, plan.max_bad_fraction, final=True)
@@ -154,15 +172,14 @@ def train_one_epoch(parts: TrainParts, loader, plan: EpochPlan, reporter: Report
     return out
 
 
-def _skipped_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, step: int, skipped: int) -> None:
+def _skipped_step(parts: TrainParts, plan: EpochPlan, log: Log, *, step: int, skipped: int) -> None:
     if skipped > parts.nan_skips:
         raise NonFiniteLoss(f"non-finite loss at epoch {plan.epoch} step {step} "
                             f"({skipped} such step{'s' * (skipped > 1)})", step)
-    reporter.line(f"warning: non-finite loss at epoch {plan.epoch} step {step}; step skipped "
-                  f"({skipped}/{parts.nan_skips})")
+    log(f"warning: non-finite loss at epoch {plan.epoch} step {step}; step skipped ({skipped}/{parts.nan_skips})")
 
 
-def _print_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, meter: Meter, state: _Pass,
+def _print_step(parts: TrainParts, plan: EpochPlan, on_step: Optional[StepLine], *, meter: Meter, state: _Pass,
                 step: int, n: int, steps: int, now: float, stop: Optional[StopRequest]) -> int:
     """The print interval: read the window (one sync); agree with the other ranks, in one
     all-reduce, on a non-finite loss, a stop signal and the unreadable-image count, so that
@@ -182,18 +199,19 @@ def _print_step(parts: TrainParts, plan: EpochPlan, reporter: Reporter, *, meter
     m.update(time=step_time, data=state.data / state.steps)
     avg["time"] = (now - state.start) / state.done
     left = steps - state.done
-    reporter.step(plan.epoch, step, plan.steps_per_epoch, window=m, avg=avg, lr=parts.optimizer.param_groups[0]["lr"],
-                  img_s=n * plan.world_size / step_time, eta_s=avg["time"] * left,
-                  run_eta_s=avg["time"] * (left + plan.epochs_left * plan.steps_per_epoch))
+    if on_step is not None:
+        on_step(plan.epoch, step, plan.steps_per_epoch, window=m, avg=avg, lr=parts.optimizer.param_groups[0]["lr"],
+                img_s=n * plan.world_size / step_time, eta_s=avg["time"] * left,
+                run_eta_s=avg["time"] * (left + plan.epochs_left * plan.steps_per_epoch))
     state.reset()
     return agreed.signum
 
 
-def _check_bad(bad: int, seen: int, max_fraction: float, *, final: bool = False) -> None:
+def _check_bad(bad: int, seen: int, max_fraction: float, *, final: bool = False, split: str = "") -> None:
     """Abort when more than ``max_fraction`` of the images read so far were unreadable."""
     total = bad + seen
     if bad and (final or total >= 64) and bad > max_fraction * total:
-        raise DataError(f"{bad} of {total} images read were unreadable (more than --max-bad-images "
+        raise DataError(f"{bad} of {total} {split}images read were unreadable (more than --max-bad-images "
                         f"{max_fraction:g}); fix or remove the bad files, or raise --max-bad-images")
 
 
@@ -257,55 +275,77 @@ def _update(parts: TrainParts) -> None:
         parts.ema.after_step(parts.model, parts.scheduler.last_epoch)
 
 
-def _tta_forward(model: nn.Module, inputs: torch.Tensor, tta: Optional[str]) -> torch.Tensor:
-    """The logits; with ``tta == "flip"`` the mean of the image's and its mirror's (FFCV's test-time flip)."""
-    if tta == "flip":
-        return (model(inputs) + model(inputs.flip(3))) / 2
-    return model(inputs)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, device: torch.device, amp: AmpSettings, normalize: Normalize,
-             reporter: Optional[Reporter] = None, print_freq: int = 0, tta: Optional[str] = None) -> Dict[str, float]:
+             on_step: Optional[StepLine] = None, print_freq: int = 0,
+             max_bad_fraction: float = 1.0, stop: Optional[StopRequest] = None, tta: str = "none",
+             num_classes: int = 0) -> Dict[str, float]:
     """Exact over ranks: each rank sees a disjoint shard (EvalSampler); sums are all-reduced.
     The loss is plain cross-entropy (no label smoothing), as timm and torchvision report it.
     ``model`` must be the bare module (DDP's forward would be a collective per batch).
-    With ``reporter``: a ``Test: [ i/N]`` line every ``print_freq`` batches (rank 0's shard so far;
-    the one sync of reading the sums), and a last ``Test: [N/N]`` line with the exact global figures.
-    ``tta="flip"`` (``--tta flip``): each image's logits averaged with its horizontal mirror's."""
+    With ``on_step`` (rank 0's): the ``Test: [ i/N]`` line's figures every ``print_freq`` batches
+    (rank 0's shard so far; the one sync of reading the sums), and last the exact global figures.
+    Unreadable images are counted (``bad_images``) under the training's rule (``max_bad_fraction``:
+    --max-bad-images); no readable image at all is a ``DataError``, never an Acc@1 of nan. In one
+    process a signal (``stop``) that arrives while a batch is awaited ends the evaluation at once:
+    ``{"stop_signal": signum}`` and nothing else. ``tta="flip"``: the logits are the mean of the
+    image's and its mirror's. With ``num_classes`` the result also holds ``confusion`` (true x
+    predicted counts, int64 on the CPU), counted on the device and reduced over the ranks once, at
+    the end."""
     model.eval()
     criterion = nn.CrossEntropyLoss()
     meter = Meter(["loss", "acc1", "acc5"], device)
-    printing = reporter is not None and reporter.is_main and print_freq > 0
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device) if num_classes else None
+    printing = on_step is not None and print_freq > 0
     steps, state, bad = len(loader), _Pass(), 0
-    for i, (images, target, n_bad) in enumerate(loader):
+    for i, (images, target, n_bad) in enumerate(loader if stop is None else stop.batches(loader)):
         bad += n_bad
         if images is None:
             continue
         data_time = state.data_done()
         images = images.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
-        with autocast(device, amp):
-            output = _tta_forward(model, normalize(images), tta)
+        output = tta_logits(model, normalize(images), device=device, amp=amp, tta=tta)
         loss = criterion(output.float(), target)
         n = images.shape[0]
         meter.update(torch.cat([(loss * n).view(1), accuracy_counts(output, target) * 100.0]), n)
+        if confusion is not None:
+            confusion += torch.bincount(target * num_classes + output.argmax(1), minlength=num_classes ** 2)
         now = state.step_done(data_time)
         if printing and i % print_freq == 0:
-            _print_test(reporter, meter, state, step=i, steps=steps, now=now)
+            _print_test(on_step, meter, state, step=i, steps=steps, now=now)
+    if stop is not None and stop.signum and not dist_ready():
+        return {"stop_signal": stop.signum}
     out = meter.averages(reduce=True)
     out["images"] = out.pop("count")
-    out["bad_images"] = sum_over_ranks(bad, device)
-    if reporter is not None:
+    out["bad_images"] = int(sum_over_ranks(bad, device))
+    if not out["images"]:
+        raise DataError(f"none of the {out['bad_images']} validation images could be read; fix or remove the bad "
+                        "files (or train without validation: --no-val)")
+    _check_bad(out["bad_images"], int(out["images"]), max_bad_fraction, final=True, split="validation ")
+    if confusion is not None:
+        out["confusion"] = counts_over_ranks(confusion, device).cpu().view(num_classes, num_classes)
+    if on_step is not None:
         per_step = (time.perf_counter() - state.start) / max(state.done, 1)
         final = dict(out, time=per_step)
-        reporter.test_step(steps, steps, window=final, avg=final, eta_s=0.0)
+        on_step(steps, steps, window=final, avg=final, eta_s=0.0)
     return out
 
 
-def _print_test(reporter: Reporter, meter: Meter, state: _Pass, *, step: int, steps: int, now: float) -> None:
+def tta_logits(model: nn.Module, images: torch.Tensor, *, device: torch.device, amp: AmpSettings,
+               tta: str = "none") -> torch.Tensor:
+    """``model(images)`` (normalised images); ``tta="flip"``: the mean of its logits and those of
+    the horizontally mirrored images, in float32."""
+    with autocast(device, amp):
+        output = model(images)
+        if tta == "flip":
+            output = (output.float() + model(images.flip(3)).float()) / 2
+    return output
+
+
+def _print_test(on_step: StepLine, meter: Meter, state: _Pass, *, step: int, steps: int, now: float) -> None:
     m = meter.read_window()
     m["time"] = state.time / state.steps
     avg = dict(meter.averages(), time=(now - state.start) / state.done)
-    reporter.test_step(step, steps, window=m, avg=avg, eta_s=avg["time"] * (steps - state.done))
+    on_step(step, steps, window=m, avg=avg, eta_s=avg["time"] * (steps - state.done))
     state.reset()

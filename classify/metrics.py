@@ -14,7 +14,7 @@ import torch.distributed as dist
 from .devices import collective_device, dist_ready, synchronize
 from .distributed import all_reduce_sum
 
-__all__ = ["accuracy_counts", "Meter", "format_eta", "Throughput", "warmup_steps",
+__all__ = ["accuracy_counts", "Meter", "format_eta", "Throughput", "warmup_steps", "counts_over_ranks",
            "sum_over_ranks"]
 
 
@@ -75,6 +75,13 @@ def sum_over_ranks(value: float, device: torch.device) -> float:
         return value
     on = collective_device(device)
     return all_reduce_sum(torch.tensor([float(value)], dtype=torch.float64, device=on)).item()
+
+
+def counts_over_ranks(counts: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A tensor of counts summed over ranks (one collective when distributed)."""
+    if not dist_ready():
+        return counts
+    return all_reduce_sum(counts.to(collective_device(device)))
 
 
 def format_eta(seconds: Optional[float]) -> str:

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .atomic import write_atomic
 from .errors import UserError
 
 __all__ = ["read_metrics", "write_curves", "plot_runs"]
@@ -138,13 +139,7 @@ def _draw(runs: List[Run], out_png: Path, title: Optional[str]) -> None:
     if title:
         fig.suptitle(title)
     # Write beside the target, then rename: a viewer never sees a half-written file.
-    tmp = out_png.with_name(f".{out_png.stem}.{os.getpid()}.tmp.png")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, out_png)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(lambda f: fig.savefig(f, format="png"), out_png)
 
 
 def _all_positive(ax) -> bool:

@@ -15,18 +15,18 @@ Three formats (``--log-format``; a model folder's main.py picks its seed's):
 """
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Dict, Optional
 
 import torch
 
-from .errors import UserError
+from .atomic import write_json, write_text
 from .metrics import format_eta
 
-__all__ = ["Reporter", "create_output_dir", "prepare_output_dir", "run_summary"]
+__all__ = ["Reporter", "run_summary", "write_eval_tables", "EVAL_DIR", "PER_CLASS", "CONFUSION"]
+
+EVAL_DIR, PER_CLASS, CONFUSION = "eval", "per_class.csv", "confusion.csv"  # OUTPUT_DIR/eval/...
 
 _TB_NAMES = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc1": "acc1/train", "acc1": "acc1/val",
              "acc5": "acc5/val", "lr": "lr", "img_per_s": "img_per_s"}
@@ -118,6 +118,8 @@ class Reporter:
                   "acc5": _round(val.get("acc5")), "img_per_s": round(train["fps"], 1),
                   "epoch_time_s": round(train["time_s"], 3), "train_images": int(train["images"]),
                   "bad_images": int(train["bad_images"])}
+        if val:  # an evaluated epoch: its unreadable validation images too
+            record["val_bad_images"] = int(val.get("bad_images", 0))
         if train_size is not None:  # --progressive-resize
             record["train_size"] = train_size
         if ema is not None:  # --model-ema
@@ -150,48 +152,13 @@ class Reporter:
         """``OUTPUT_DIR/name``, replaced atomically (rank 0 only)."""
         if not self.is_main:
             return
-        path = self.output_dir / name
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(obj, self.output_dir / name)
 
 
 def _metric_columns(m: Dict[str, float], avg: Dict[str, float]) -> str:
     """torchvision's MetricLogger columns: ``loss: l (avg)  acc1: a (avg)  acc5: b (avg)``."""
     return "  ".join(f"{name}: {m[key]:.{digits}f} ({avg[key]:.{digits}f})"
                      for name, key, digits in (("loss", "loss", 4), ("acc1", "acc1", 3), ("acc5", "acc5", 3)))
-
-
-def prepare_output_dir(path: Path) -> Path:
-    """Check that ``path`` can be the output dir, creating nothing (an error found before the
-    run starts writing leaves no empty folder behind): a folder we may write into, or one we
-    may create. One line if not; returns the absolute path."""
-    path = Path(path).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output dir '{path}' is a file; pass --output-dir to a folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"output dir '{path}' is not writable ('{existing}' is a file); "
-                        "pass --output-dir to a writable folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"output dir '{path}' is not writable (no write access to '{existing}'); "
-                        "pass --output-dir to a writable folder")
-    return path
-
-
-def create_output_dir(path: Path) -> None:
-    """Create ``path`` (rank 0, when the run starts writing) and check that it takes a file."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test.{time.time_ns()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"output dir '{path}' is not writable ({e.strerror}); "
-                        "pass --output-dir to a writable folder") from None
 
 
 def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_batch_size: int,
@@ -207,7 +174,8 @@ def run_summary(*, arch: str, recipe: str, epochs: int, world_size: int, global_
         "final_acc1": _round(last_eval.get("acc1")), "final_acc5": _round(last_eval.get("acc5")),
         "final_val_loss": _round(last_eval.get("loss")),
         "fps": round(fps, 1), "train_time_s": round(train_time, 3), "device": str(device), "amp": amp,
-        "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images, **ema,
+        "val_images": int(last_eval.get("images", 0)), "bad_images": bad_images,
+        "val_bad_images": int(last_eval.get("bad_images", 0)), **ema,
         "step_lines": step_lines or {},
     }
 
@@ -221,3 +189,32 @@ def format_lr(lr: float) -> str:
 def _round(value, digits: int = 4):
     """Rounded, or None for a missing or NaN value (JSON has no NaN)."""
     return None if value is None or value != value else round(float(value), digits)
+
+
+def write_eval_tables(folder: Path, confusion: torch.Tensor, classes) -> None:
+    """``per_class.csv`` (per true class: images, correct, acc1 = recall %, predicted = images
+    predicted as it, precision %) and ``confusion.csv`` (rows: true class, columns: predicted
+    class, counts) in ``folder``, each replaced atomically. ``classes``: the data's class names
+    (index i -> name; missing names are the index)."""
+    import csv
+    import io
+
+    n = confusion.shape[0]
+    names = [str(classes[i]) if i < len(classes) else str(i) for i in range(n)]
+    counts = confusion.tolist()
+    per_class = io.StringIO()
+    w = csv.writer(per_class, lineterminator="\n")
+    w.writerow(["index", "class", "images", "correct", "acc1", "predicted", "precision"])
+    for i, row in enumerate(counts):
+        images, correct, predicted = sum(row), row[i], sum(r[i] for r in counts)
+        w.writerow([i, names[i], images, correct, f"{100.0 * correct / images:.3f}" if images else "",
+                    predicted, f"{100.0 * correct / predicted:.3f}" if predicted else ""])
+    table = io.StringIO()
+    w = csv.writer(table, lineterminator="\n")
+    w.writerow(["true \\ predicted", *names])
+    for i, row in enumerate(counts):
+        w.writerow([names[i], *row])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in ((PER_CLASS, per_class.getvalue()), (CONFUSION, table.getvalue())):
+        write_text(text, folder / name)

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -17,9 +17,10 @@ import torch.nn as nn
 import models
 
 from .amp import AmpSettings, resolve_amp
-from .checkpoint import CheckpointManager, Progress, TrainingObjects, load_checkpoint, load_model_weights
-from .config import Config
-from .data import DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root
+from .checkpoint import CheckpointManager, Progress, TrainingObjects, check_start, load_checkpoint, load_model_weights
+from .schema import Config, facts_line, run_facts
+from .data import (DUMMY_CLASSES, DataSpec, build_datasets, build_loader, check_splits, count_classes, data_root,
+                   identity_root)
 from .data.stored import larger_crop_note
 from .devices import cpu_count, manual_seed_all, pin_memory, resolve_device, use_deterministic
 from .distributed import DistInfo, broadcast_buffers, cleanup, dist_info_from_env, init_distributed
@@ -28,11 +29,14 @@ from .fast import net_defaults, use_channels_last
 from .guard import StopRequest
 from .lock import output_lock
 from .loop import EpochPlan, TrainParts, evaluate, train_one_epoch
-from .parts import build_model, build_train_parts
+from .parts import build_model, build_train_parts, ema_note
 from .schedules import progressive_size
-from .pretrained import load_pretrained
-from .report import Reporter, create_output_dir, prepare_output_dir, run_summary
-from .rundir import claim, held_run, identity, move_aside, new_run_id
+from .pretrained import TORCHVISION, check_pretrained, load_pretrained, torchvision_weights_path
+from .outdir import create_output_dir, prepare_output_dir
+from .report import EVAL_DIR, Reporter, run_summary, write_eval_tables
+from .identity import identity
+from .resolve import finetune_defaults
+from .rundir import claim_run, held_run, move_aside
 from .transforms import AugmentSpec, Normalize
 
 __all__ = ["run"]
@@ -78,16 +82,23 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                                    val_resize=d.val_resize,
                                    val_crop_size=d.val_crop_size, augment=_augment(cfg),
                                    color_jitter=d.color_jitter, dummy=d.kind == "dummy", dummy_sizes=d.dummy_sizes,
-                                   num_classes=d.num_classes or 1000, backend=d.backend,
-                                   index_cache=d.index_cache))
+                                   num_classes=d.num_classes or DUMMY_CLASSES, backend=d.backend,
+                                   index_cache=d.index_cache, data_timeout=d.data_timeout,
+                                   rrc_scale=d.rrc_scale, rrc_ratio=d.rrc_ratio))
     num_classes = count_classes(d.num_classes, data.classes)
-    ident = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
+    out = cfg.output  # what it starts from: the files named are there (the same pre-flight as --check)
+    check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
+                pretrained=lambda: out.pretrained and check_pretrained(out.pretrained, cfg.arch) or None,
+                resolve_auto=False)
     p, entry = cfg.precision, models.get_model_entry(cfg.arch)
     own = net_defaults(device, channels_last=p.channels_last, amp_dtype=p.amp_dtype, amp_asked=p.amp,
                        cpu_channels_last=entry.cpu_channels_last, cpu_amp_dtype=entry.cpu_amp_dtype)
     channels_last = use_channels_last(device, own.channels_last)
     model = build_model(cfg.arch, num_classes=num_classes, device=device, channels_last=channels_last,
                         model_kwargs=cfg.model_kwargs, blurpool=cfg.levers.blurpool)
+    cfg, started = _start_from_pretrained(cfg, model)  # before the claim: a fresh head may change the epochs
+    ident, cfg = _claim(cfg, root, num_classes, restarted)  # may this run use the output dir? (reads only)
+    p = cfg.precision
     amp = resolve_amp(device, asked=p.amp, opt_level=p.opt_level, recipe_opt_level=p.recipe_opt_level,
                       loss_scale=p.loss_scale, dtype=own.amp_dtype)
     setup = _Setup(cfg, info, device, reporter, amp, Normalize(d.mean, d.std, channels_last).to(device),
@@ -99,9 +110,20 @@ def _run(cfg: Config, info: DistInfo, device: torch.device, *, restarted: bool =
                   f"batch {cfg.optim.batch_size} ({cfg.optim.per_device_batch}/device){_accum_note(cfg)}, "
                   f"lr {cfg.optim.lr:g}, "
                   f"amp {amp.name}{f' ({cfg.arch} {device.type} defaults: {own.source})' if own.source else ''}")
+    if cfg.sources.batch_note:
+        reporter.line(cfg.sources.batch_note)
+    reporter.line(facts_line(run_facts(cfg, train_images=len(data.train) if data.train else None)))
+    for line in started:
+        reporter.line(line)
+    if cfg.output.continued is not None:
+        reporter.line(f"=> '{cfg.output.output_dir}' holds this run, stopped after {cfg.output.continued} of "
+                      f"{cfg.optim.epochs} epochs: the same command continues it (as --resume auto; "
+                      "--fresh starts over)")
     _check_stored_size(data, cfg, report=reporter.line)
     _check_batch(cfg, data.train, world_size=info.world_size, report=reporter.line)
     use_val = data.val is not None and not d.no_val
+    _split_notice(d.path, has_val=data.val is not None, report=reporter.line,
+                  training=not cfg.output.evaluate and not d.no_val)
     check_splits(path=d.path, has_train=data.train is not None, has_val=use_val, evaluate=cfg.output.evaluate)
     val_loader = _loader(setup, data.val, train=False) if use_val else None
     if cfg.output.evaluate:
@@ -117,6 +139,17 @@ def _check_stored_size(data, cfg: Config, *, report) -> None:
     note = larger_crop_note(d.path, max(d.image_size, d.val_crop_size, *(prog[:2] if prog else ())))
     if note is not None:
         report(note)
+
+
+def _split_notice(path: Optional[str], *, has_val: bool, training: bool, report) -> None:
+    """A split folder given as the data (MindSpore style, ``DATA/train``) trains without validation;
+    when a ``val/`` sits beside it, say how to validate on it."""
+    if not path or has_val or not training:
+        return
+    split = Path(path).expanduser()
+    sibling = split.parent / "val"
+    if split.name != "val" and sibling.is_dir():
+        report(f"=> training only, no validation: pass {split.parent} to validate on {sibling} each epoch")
 
 
 def _augment(cfg: Config) -> Optional[AugmentSpec]:
@@ -178,19 +211,18 @@ def _check_batch(cfg: Config, train, *, world_size: int, report) -> None:
                f"{o.lr_scale:.0f}x to {o.lr:.3g}; linear scaling is not reliable that far: pass --lr to choose it")
 
 
-def _claim(cfg: Config, root, num_classes: int, restarted: bool = False) -> Dict:
-    """The run's identity and id: the continued run's id, or a new one (``classify.rundir.claim``
-    refuses a folder that holds another run, before anything in it is touched)."""
-    ident = identity(data_root="dummy" if cfg.data.kind == "dummy" else root, arch=cfg.arch, recipe=cfg.recipe,
+def _claim(cfg: Config, root, num_classes: int, restarted: bool = False):
+    """The run's identity and id, and its config (``classify.rundir.claim_run`` refuses a folder
+    that holds another run, before anything in it is touched). The same command after a stop
+    continues the run it stopped, as ``--resume auto``."""
+    ident = identity(data_root=identity_root(cfg.data.kind, root), arch=cfg.arch, recipe=cfg.recipe,
                      num_classes=num_classes, image_size=cfg.data.image_size, global_batch=cfg.optim.batch_size)
-    if cfg.output.evaluate or cfg.loop.prof:  # they write no checkpoint, no metrics
-        return ident
-    resume = cfg.output.resume or ("auto" if restarted else None)  # a restart generation continues its run
-    # Elastic membership (--nnodes MIN:MAX) changes the global batch between generations of one job.
-    compared = {**ident, "global_batch": None} if restarted else ident
-    held = claim(cfg.output.output_dir, compared, resume=resume, fresh=cfg.output.fresh and not restarted,
-                 epochs=cfg.optim.epochs)
-    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}
+    ident, held = claim_run(cfg.output.output_dir, ident, resume=cfg.output.resume, fresh=cfg.output.fresh,
+                            epochs=cfg.optim.epochs, writes=not (cfg.output.evaluate or cfg.loop.prof),
+                            restarted=restarted)
+    if held is not None and held.auto:  # the same command after a stop: continue the run, as --resume auto
+        cfg = replace(cfg, output=replace(cfg.output, resume="auto", continued=held.epochs_done))
+    return ident, cfg
 
 
 def _begin(setup: _Setup) -> None:
@@ -226,13 +258,56 @@ def _load_weights(setup: _Setup, model: nn.Module, source: str, *, pretrained: b
         hook(model, "torchvision" if state.get("torchvision") else None)
 
 
-def _evaluate(setup: _Setup, model: nn.Module, val_loader, *, final: bool = True) -> Dict:
-    """``final``: the run's last evaluation (or -e), the one ``--tta`` applies to."""
+def _start_from_pretrained(cfg: Config, model: nn.Module):
+    """Training with ``--pretrained``/``-t``: the weights into ``model``, the net's head left fresh
+    when the file's has another class count (or with ``-t``), and then the fine-tuning defaults
+    for what no flag set (``classify.resolve.finetune_defaults``). Returns the config and the
+    lines that say so."""
+    source = cfg.output.pretrained
+    if not source or cfg.output.evaluate:
+        return cfg, []
+    state = load_pretrained(source, cfg.arch)
+    shown = torchvision_weights_path(cfg.arch) if source == TORCHVISION else source
+    swap = load_model_weights(model, state, path=shown, arch=cfg.arch,
+                              head="fresh" if cfg.finetune.fresh_head else "auto")
+    hook = models.get_model_entry(cfg.arch).after_pretrained
+    if hook is not None:
+        hook(model, "torchvision" if state.get("torchvision") else None)
+    if swap is None:
+        return cfg, [f"=> pretrained weights from {shown}: every layer loaded"]
+    cfg, chosen = finetune_defaults(cfg)
+    lines = [f"=> pretrained weights from {shown}: every layer loaded except the head {', '.join(swap.names)} "
+             f"({swap.old_classes if swap.old_classes is not None else 'none'} -> {swap.new_classes} classes), "
+             "which starts fresh"]
+    if chosen:
+        lines.append(f"=> fine-tuning defaults (for what no flag set): {chosen}")
+    return cfg, lines
+
+
+def _evaluate(setup: _Setup, model: nn.Module, val_loader, stop: Optional[StopRequest] = None) -> Dict:
+    """One evaluation: the ` * Acc@1` line, and OUTPUT_DIR/eval/per_class.csv + confusion.csv."""
     stats = evaluate(model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     reporter=setup.reporter, print_freq=setup.cfg.loop.print_freq,
-                     tta=setup.cfg.levers.tta if final else None)
+                     on_step=setup.reporter.test_step if setup.info.is_main else None,
+                     print_freq=setup.cfg.loop.print_freq,
+                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop, tta=setup.cfg.loop.tta,
+                     num_classes=setup.num_classes)
+    if stats.get("stop_signal"):  # a signal ended it (a stalled read): no figures
+        return stats
+    confusion = stats.pop("confusion")
+    if stats["bad_images"]:
+        setup.reporter.line(f"=> validation: skipped {stats['bad_images']} unreadable images")
     setup.reporter.eval_result(stats["acc1"], stats["acc5"])
+    if setup.info.is_main:
+        write_eval_tables(_eval_dir(setup.cfg.output.output_dir), confusion, setup.classes)
     return stats
+
+
+def _eval_dir(output_dir) -> Path:
+    """Where an evaluation's per_class.csv and confusion.csv go: OUTPUT_DIR/eval/ (beside the
+    summary.json of ``-e`` in a training run's folder), or OUTPUT_DIR itself when it is an eval/
+    folder already (the launchers' train_eval_*.sh evaluate into test/output/<id>/eval/)."""
+    folder = Path(output_dir).expanduser()
+    return folder if folder.name == EVAL_DIR else folder / EVAL_DIR
 
 
 def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
@@ -242,7 +317,7 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     elif out.pretrained:
         _load_weights(setup, model, out.pretrained, pretrained=True)
     if held_run(out.output_dir) is not None:  # a training run's folder: its config and summary stay
-        setup.reporter.output_dir = Path(out.output_dir) / "eval"
+        setup.reporter.output_dir = Path(out.output_dir) / EVAL_DIR
         setup.reporter.line(f"=> '{out.output_dir}' holds a training run: this evaluation's config.json and "
                             f"summary.json go to '{setup.reporter.output_dir}'")
     if setup.info.is_main:
@@ -252,6 +327,7 @@ def _evaluate_only(setup: _Setup, model: nn.Module, val_loader) -> Dict:
     stats = _evaluate(setup, model, val_loader)
     summary = _summary(setup, _TrainState(Progress(best_acc1=stats["acc1"]), last_eval=stats), train_time=0.0)
     summary["eval_time_s"] = round(time.perf_counter() - start, 3)
+    summary["tta"] = setup.cfg.loop.tta
     setup.reporter.summary(summary)
     return summary
 
@@ -267,12 +343,16 @@ class _TrainState:
 
 def _train(setup: _Setup, model: nn.Module, train_loader, *, val_loader) -> Dict:
     cfg, info, reporter = setup.cfg, setup.info, setup.reporter
-    if cfg.output.pretrained:
-        _load_weights(setup, model, cfg.output.pretrained, pretrained=True)
+    ft = cfg.finetune
     parts = build_train_parts(model, arch=cfg.arch, optim=cfg.optim, steps_per_epoch=len(train_loader),
                               device=setup.device, amp=setup.amp, normalize=setup.normalize,
                               distributed=info.enabled, compile_model=cfg.precision.compile,
-                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes)
+                              nan_skips=cfg.loop.nan_skips, levers=cfg.levers, num_classes=setup.num_classes,
+                              backbone_lr_scale=1.0 if ft.backbone_lr_scale is None else ft.backbone_lr_scale,
+                              freeze_backbone=ft.freeze_backbone)
+    note = ema_note(cfg.levers, optim=cfg.optim, steps_per_epoch=len(train_loader))
+    if note:
+        reporter.line(note)
     if cfg.levers.sync_bn and info.world_size == 1:
         reporter.line("=> --sync-bn: one process, nothing to synchronise; BatchNorm left as it is")
     if cfg.loop.prof:
@@ -346,7 +426,8 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
                          print_freq=cfg.loop.print_freq, world_size=setup.info.world_size,
                          max_bad_fraction=cfg.loop.max_bad_images)
         _progressive_size(setup, parts, epoch)
-        stats = train_one_epoch(parts, train_loader, plan, setup.reporter, stop=stop, after_step=after_step)
+        stats = train_one_epoch(parts, train_loader, plan, setup.reporter.step, log=setup.reporter.line, stop=stop,
+                                after_step=after_step)
         stats["train_size"] = parts.train_size
         if stats["stop_signal"]:
             ckpt.save(objects, progress)
@@ -356,7 +437,7 @@ def _epochs(setup: _Setup, parts: TrainParts, ckpt: CheckpointManager, *, object
         if steps_left is not None:
             steps_left -= stats["steps"]
         last = epoch == cfg.optim.epochs - 1 or (steps_left is not None and steps_left <= 0)
-        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last)
+        _end_epoch(setup, ckpt, objects, state=state, stats=stats, val_loader=val_loader, last=last, stop=stop)
         if last:
             break
 
@@ -374,7 +455,7 @@ def _progressive_size(setup: _Setup, parts: TrainParts, epoch: int) -> None:
 
 
 def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects, *, state: _TrainState,
-               stats: Dict, val_loader, last: bool = True) -> None:
+               stats: Dict, val_loader, last: bool = True, stop: Optional[StopRequest] = None) -> None:
     """FPS line, evaluation (every --eval-freq epochs and after the ``last``), checkpoints (best: the
     first evaluation, then any better Acc@1), record."""
     epoch, reporter, progress = state.progress.epoch, setup.reporter, state.progress
@@ -388,10 +469,12 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
     evaluated = val_loader is not None and (last or (epoch + 1) % every == 0)
     if evaluated:
         if objects.ema is not None:  # first, so that the last Acc@1 line is the weights' (seed pipelines)
-            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader, final=last)
+            state.last_ema = _evaluate_ema(setup, objects.ema.module, val_loader, stop)
+            _stopped_in_eval(ckpt, objects, progress, state.last_ema)
         model = objects.model  # the bare module (DDP's forward would be a collective per batch)
         broadcast_buffers(model)  # evaluate with the BN statistics the checkpoint holds (rank 0's)
-        state.last_eval = _evaluate(setup, model, val_loader, final=last)
+        state.last_eval = _evaluate(setup, model, val_loader, stop)
+        _stopped_in_eval(ckpt, objects, progress, state.last_eval)
     is_best = evaluated and _track_best(progress, state.last_eval.get("acc1"), state.last_ema.get("acc1"))
     progress.epoch, progress.step = epoch + 1, 0
     ckpt.save(objects, progress, is_best=is_best, finished_epoch=epoch)
@@ -400,11 +483,24 @@ def _end_epoch(setup: _Setup, ckpt: CheckpointManager, objects: TrainingObjects,
                           train_size=stats.get("train_size"))
 
 
-def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader, *, final: bool = True) -> Dict:
+def _stopped_in_eval(ckpt: CheckpointManager, objects: TrainingObjects, progress: Progress, stats: Dict) -> None:
+    """A signal ended the evaluation (while it waited for data): save the epoch as trained but not
+    yet evaluated (a resume evaluates it) and stop, as a stop in training does."""
+    if not stats.get("stop_signal"):
+        return
+    ckpt.save(objects, progress)
+    raise Interrupted(f"stopped by {signal.Signals(stats['stop_signal']).name} at epoch {progress.epoch} step "
+                      f"{progress.step}; checkpoint saved to {ckpt.latest_path}; continue with --resume auto",
+                      stats["stop_signal"])
+
+
+def _evaluate_ema(setup: _Setup, ema_model: nn.Module, val_loader, stop: Optional[StopRequest] = None) -> Dict:
     """The EMA weights on the validation set, on their own line (` * EMA Acc@1 ...`)."""
     broadcast_buffers(ema_model)  # the EMA of BN statistics differs per rank: rank 0's, as saved
     stats = evaluate(ema_model, val_loader, device=setup.device, amp=setup.amp, normalize=setup.normalize,
-                     tta=setup.cfg.levers.tta if final else None)
+                     max_bad_fraction=setup.cfg.loop.max_bad_images, stop=stop, tta=setup.cfg.loop.tta)
+    if stats.get("stop_signal"):
+        return stats
     setup.reporter.eval_result(stats["acc1"], stats["acc5"], label="EMA ")
     return stats
 

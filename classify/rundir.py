@@ -12,43 +12,29 @@ anything in the folder is touched (by the run and, before anything starts, by ``
 - a run of another identity: refused, one line naming what differs and the ways out;
 - the same identity: continued with ``--resume`` (a path or ``auto``: the launcher's
   auto-continue and restarts), unless it is finished and ``--epochs`` is not larger;
-  without ``--resume`` refused (a new run would mix its epochs into the old run's files).
+  without ``--resume`` an unfinished run is continued too (the same command after a stop
+  continues it, as the launcher does; ``Held.auto``), a finished one refused with the two
+  ways on (``--epochs N`` above its epochs, ``--fresh``).
 """
 
 import json
 import os
-import secrets
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .errors import UserError
+from .identity import differences, new_run_id
+from .outdir import LOCK_NAME
 
-__all__ = ["IDENTITY_KEYS", "LOCK_FILE", "Held", "identity", "new_run_id", "held_run", "claim", "move_aside",
-           "differences"]
+__all__ = ["Held", "held_run", "claim", "claim_run", "move_aside", "RUN_FILES"]
 
-IDENTITY_KEYS = ("data_root", "index_fingerprint", "arch", "recipe", "num_classes", "image_size", "global_batch")
-LOCK_FILE = ".classify.lock"  # classify/lock.py's (one job per output dir): never moved
 _PROGRESS = ("checkpoint.pth.tar", "model_best.pth.tar", "checkpoint-*.pth.tar", "metrics.jsonl", "summary.json")
 # What a run writes into its folder: what --fresh moves aside (nothing else of the folder,
 # which may be the current directory).
 RUN_FILES = (*_PROGRESS, "config.json", "curves.png", "tensorboard", "profile", ".*.tmp")
-_NAMES = {"data_root": "data root", "index_fingerprint": "data index", "arch": "arch", "recipe": "recipe",
-          "num_classes": "classes", "image_size": "image size", "global_batch": "global batch"}
-
-
-def identity(*, data_root: Optional[str], arch: str, recipe: str, num_classes: int, image_size: int,
-             global_batch: int, index_fingerprint: Optional[str] = None) -> Dict:
-    """The identity fields of a run (``run_id`` is added by the caller)."""
-    root = data_root if data_root in (None, "dummy") else os.path.realpath(os.path.expanduser(data_root))
-    return {"data_root": root, "index_fingerprint": index_fingerprint, "arch": arch, "recipe": recipe,
-            "num_classes": int(num_classes), "image_size": int(image_size), "global_batch": int(global_batch)}
-
-
-def new_run_id() -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -59,6 +45,7 @@ class Held:
     run_id: Optional[str]
     epochs_done: Optional[int]  # epochs finished, from checkpoint.pth.tar
     files: List[str]
+    auto: bool = False  # continued without --resume: the same command after a stop (as --resume auto)
 
 
 def _progress_files(folder: Path) -> List[str]:
@@ -106,16 +93,6 @@ def held_run(folder: os.PathLike) -> Optional[Held]:
     return Held(identity=ident, run_id=ident.pop("run_id", None), epochs_done=_epochs_done(folder), files=files)
 
 
-def differences(held: Dict, new: Dict) -> List[str]:
-    """``name old -> new`` for each identity field known on both sides that differs."""
-    out = []
-    for key in IDENTITY_KEYS:
-        a, b = held.get(key), new.get(key)
-        if a is not None and b is not None and a != b:
-            out.append(f"{_NAMES[key]} {a} -> {b}" if key != "data_root" else f"{_NAMES[key]} '{a}' -> '{b}'")
-    return out
-
-
 def _ways_out(folder: Path) -> str:
     return (f"pass another --output-dir (--device_id of test/*.sh), or --fresh to start over there "
             f"(the old run moves to {folder}/previous-<time>/)")
@@ -134,14 +111,33 @@ def claim(folder: os.PathLike, ident: Dict, *, resume: Optional[str], fresh: boo
     if differ:
         raise UserError(f"output dir '{folder}' holds another run ({', '.join(differ)}); {_ways_out(folder)}")
     done = held.epochs_done
+    if resume in (None, "auto") and done is not None and done >= epochs:
+        raise UserError(f"output dir '{folder}' holds a finished run of this config ({done} epoch{'s' * (done != 1)}); "
+                        f"pass --epochs {done + 1} (or more) to train it further, or {_ways_out(folder)}")
     if resume is None:
-        where = f"{done} epoch{'s' * (done != 1)} trained" if done is not None else ", ".join(held.files)
-        raise UserError(f"output dir '{folder}' holds a run of this config ({where}); continue it with "
-                        f"--resume auto, or {_ways_out(folder)}")
-    if resume == "auto" and done is not None and done >= epochs:
-        raise UserError(f"output dir '{folder}' holds a finished run ({done} epochs); pass --epochs above {done} "
-                        f"to continue it, or {_ways_out(folder)}")
+        if done is not None:  # an unfinished run with a checkpoint: the same command continues it
+            held.auto = True
+            return held
+        raise UserError(f"output dir '{folder}' holds a run of this config ({', '.join(held.files)}) but no "
+                        f"checkpoint to continue it from; {_ways_out(folder)}")
     return held
+
+
+def claim_run(folder: os.PathLike, ident: Dict, *, resume: Optional[str], fresh: bool, epochs: int,
+              writes: bool = True, restarted: bool = False) -> Tuple[Dict, Optional[Held]]:
+    """The pre-flight of a run's output dir, the same for the run (``classify.run``) and for
+    ``--check``: ``claim`` for a run that ``writes`` (an evaluation or ``--prof`` writes no
+    checkpoint and no metrics: nothing to claim). Returns ``ident`` with the run id (the
+    continued run's, or a new one) and the run the folder holds (None: none), whose ``auto``
+    says that the same command continues it as ``--resume auto``. A ``restarted`` torchrun
+    generation continues its run (as ``--resume auto``) whatever its global batch is now
+    (elastic membership)."""
+    if not writes:
+        return ident, None
+    resume = resume or ("auto" if restarted else None)
+    compared = {**ident, "global_batch": None} if restarted else ident
+    held = claim(folder, compared, resume=resume, fresh=fresh and not restarted, epochs=epochs)
+    return {**ident, "run_id": held.run_id if held is not None and held.run_id else new_run_id()}, held
 
 
 def move_aside(folder: os.PathLike) -> Optional[Path]:
@@ -151,7 +147,7 @@ def move_aside(folder: os.PathLike) -> Optional[Path]:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         return None
-    names = sorted({p.name for pattern in RUN_FILES for p in folder.glob(pattern)} - {LOCK_FILE})
+    names = sorted({p.name for pattern in RUN_FILES for p in folder.glob(pattern)} - {LOCK_NAME})
     if not names:
         return None
     target = folder / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"

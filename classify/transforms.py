@@ -21,10 +21,13 @@ import torch.nn as nn
 from PIL import Image
 from torchvision.transforms import v2
 
-__all__ = ["AUTO_AUGMENT", "AugmentSpec", "resize_batch", "train_transform", "val_transform", "Normalize", "batch_mix",
+__all__ = ["AUTO_AUGMENT", "RRC_SCALE", "RRC_RATIO", "AugmentSpec", "resize_batch", "train_transform",
+           "val_transform", "Normalize", "batch_mix",
            "DraftRandomResizedCrop", "DraftRGB", "sample_crop", "pil_to_uint8"]
 
 _DCT_SCALES = (8, 4, 2)  # what libjpeg can scale by while decoding
+RRC_SCALE = (0.08, 1.0)  # RandomResizedCrop's defaults (torchvision, timm): --rrc-scale, --rrc-ratio
+RRC_RATIO = (3 / 4, 4 / 3)
 
 
 def _draft(image: Image.Image, reduce: float) -> Image.Image:
@@ -37,8 +40,8 @@ def _draft(image: Image.Image, reduce: float) -> Image.Image:
     return image.convert("RGB")
 
 
-def sample_crop(width: int, height: int, scale: Sequence[float] = (0.08, 1.0),
-                ratio: Sequence[float] = (3 / 4, 4 / 3)) -> Tuple[int, int, int, int, bool]:
+def sample_crop(width: int, height: int, scale: Sequence[float] = RRC_SCALE,
+                ratio: Sequence[float] = RRC_RATIO) -> Tuple[int, int, int, int, bool]:
     """``(top, left, height, width, flip)``: RandomResizedCrop's box (the distribution of
     torchvision's ``get_params``: area uniform in ``scale``, aspect log-uniform in ``ratio``,
     10 tries, then the centre crop clamped to ``ratio``) and a fair coin for the flip.
@@ -73,12 +76,13 @@ class DraftRandomResizedCrop:
     crop, cuts the crop out, and resizes it as a uint8 tensor (antialiased bilinear, as
     PIL's): PyTorch's uint8 channels-last resize kernel is 2-3x faster than PIL's resize."""
 
-    def __init__(self, size: int, hflip: bool = True):
-        self.size, self.hflip = size, hflip
+    def __init__(self, size: int, hflip: bool = True, scale: Sequence[float] = RRC_SCALE,
+                 ratio: Sequence[float] = RRC_RATIO):
+        self.size, self.hflip, self.scale, self.ratio = size, hflip, tuple(scale), tuple(ratio)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         width, height = image.size
-        top, left, h, w, flip = sample_crop(width, height)
+        top, left, h, w, flip = sample_crop(width, height, self.scale, self.ratio)
         image = _draft(image, min(w, h) / self.size)
         sx, sy = image.width / width, image.height / height
         x0, y0 = int(left * sx), int(top * sy)
@@ -87,7 +91,7 @@ class DraftRandomResizedCrop:
         return crop.flip(-1) if flip and self.hflip else crop
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(size={self.size}, hflip={self.hflip})"
+        return f"{type(self).__name__}(size={self.size}, hflip={self.hflip}, scale={self.scale}, ratio={self.ratio})"
 
 
 def pil_to_uint8(image: Image.Image) -> torch.Tensor:
@@ -135,8 +139,9 @@ class AugmentSpec:
 
 
 def train_transform(image_size: int, color_jitter: float = 0.0, hflip: bool = True,
-                    augment: Optional[AugmentSpec] = None) -> v2.Compose:
-    ops = [DraftRandomResizedCrop(image_size, hflip)]
+                    augment: Optional[AugmentSpec] = None, scale: Sequence[float] = RRC_SCALE,
+                    ratio: Sequence[float] = RRC_RATIO) -> v2.Compose:
+    ops = [DraftRandomResizedCrop(image_size, hflip, scale, ratio)]
     if color_jitter > 0:
         # MindSpore GoogLeNet seed: brightness/contrast/saturation jitter 0.4.
         ops.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))

@@ -1,7 +1,7 @@
-"""Model registry: the four seed networks and their recipes, one ``ModelEntry`` each.
+"""Model registry: the networks of ``NETWORKS`` and their recipes, one ``ModelEntry`` each.
 
     create_model(name, num_classes=1000, **kw) -> nn.Module
-    list_models() -> ["alexnet", "vgg16", "googlenet", "inception_resnet_v2"]
+    list_models() -> the registered networks' names, in NETWORKS' order (then any registered later)
     get_model_entry(name) -> ModelEntry (build, recipes, default recipe, quirks)
     get_recipe(name) -> Recipe
     list_recipes() -> names of every recipe
@@ -11,19 +11,30 @@
     DEFAULT_ARCH -> the network used when no --arch is given
 """
 
+from importlib import import_module
 from typing import Dict, List
 
 import torch.nn as nn
 
-from . import alexnet, googlenet, inception_resnet_v2, vgg16
 from .entry import LossFn, ModelEntry, plain_loss
 from .recipe import Recipe
 
 __all__ = ["create_model", "list_models", "get_model_entry", "get_recipe", "list_recipes", "default_recipe",
            "min_image_size", "register_model", "unregister_model", "ModelEntry", "LossFn", "plain_loss", "Recipe",
-           "DEFAULT_ARCH"]
+           "DEFAULT_ARCH", "NETWORKS"]
 
 DEFAULT_ARCH = "googlenet"  # the ModelZoo GoogLeNet seed's scripts are where most users start
+
+# The networks, one line each: a folder models/<name>/ whose __init__.py defines ENTRY (a
+# ModelEntry) is registered by adding its name here. Everything else (main.py, the launcher
+# scripts, the tools, the tests) asks the registry.
+NETWORKS = (
+    "alexnet",
+    "vgg16",
+    "googlenet",
+    "inception_resnet_v2",
+    "resnet50",
+)
 
 _ENTRIES: Dict[str, ModelEntry] = {}
 _RECIPES: Dict[str, Recipe] = {}
@@ -78,5 +89,5 @@ def get_recipe(name: str) -> Recipe:
     return _RECIPES[name]
 
 
-for _net in (alexnet, vgg16, googlenet, inception_resnet_v2):
-    register_model(_net.ENTRY)
+for _name in NETWORKS:
+    register_model(import_module(f".{_name}", __name__).ENTRY)

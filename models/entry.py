@@ -2,7 +2,10 @@
 
 A network's quirks (GoogLeNet's auxiliary-head loss, the state-dict keys a checkpoint may
 lack, what to do after loading torchvision's weights) are fields of its entry, defined in
-its own folder; the engine calls the hooks and never names a network.
+its own folder; the engine calls the hooks and never names a network. So are the facts of
+its ModelZoo-shaped folder (``models/<net>/``): the seed's network name in the launcher
+scripts' CaseName, the log format of its ``main.py``, and whether it has a ``main_8p.py``.
+The folder's own files are the same in every folder (``tools/new_model.py`` writes them).
 """
 
 from dataclasses import dataclass, field
@@ -40,6 +43,19 @@ class ModelEntry:
     train_options: Tuple[str, ...] = ()
     # Overrides of the build kwargs for the inference model (predict, ONNX export).
     inference_kwargs: Dict[str, Any] = field(default_factory=dict)
+    # Module names of the classifier head(s): the layers whose outputs are the classes. With
+    # --pretrained on data of another class count (or -t) they start fresh (classify.pretrained).
+    head: Tuple[str, ...] = ()
+    # Its folder, models/<name>/ (the launcher scripts there, its main.py / main_8p.py):
+    # the seed's network name, ``Network`` and the start of ``CaseName`` in the scripts' reports
+    # (e.g. "AlexNet_ID2663_for_PyTorch"; default: the name itself);
+    network: str = ""
+    # the log format of its folder's main.py and main_8p.py, its seed's lines (a value of main.py's
+    # --log-format: examples | torchvision | prefixed; another than examples needs main_8p=True,
+    # as the 8p scripts of a folder without main_8p.py run the top-level one, in examples lines);
+    log_format: str = "examples"
+    # whether the folder has main_8p.py (its seed had a multi-device entry point of its own).
+    main_8p: bool = False
     # --- run defaults of this network (issue #24); a flag given on the command line wins.
     # On a CPU: NHWC or not (None: the engine's default, classify.fast) and the autocast dtype
     # ("fp32": off; None: the engine's, bf16 on CPUs that compute it natively), where the generic choice
@@ -54,10 +70,17 @@ class ModelEntry:
         if self.default_recipe not in self.recipes:
             raise ValueError(f"{self.name}: default recipe '{self.default_recipe}' is not one of its recipes "
                              f"({', '.join(self.recipes)})")
+        if not self.network:
+            object.__setattr__(self, "network", self.name)  # frozen: set once, here
 
     def inference_build_kwargs(self, train_kwargs: Mapping[str, Any]) -> Dict[str, Any]:
         """The kwargs that build the eval-only model from the ones training used."""
         return {**train_kwargs, **self.inference_kwargs}
+
+    def head_of(self, key: str) -> Optional[str]:
+        """The head module that a state-dict key belongs to (``fc.weight`` -> ``fc``), or None."""
+        module = key.rsplit(".", 1)[0]
+        return module if module in self.head else None
 
     def is_optional_key(self, key: str) -> bool:
         return key.startswith(self.optional_keys) if self.optional_keys else False

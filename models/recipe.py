@@ -1,7 +1,7 @@
 """Recipes: the seeds' hyperparameters as plain data.
 
 A recipe is the set of defaults a seed README trained with. Every flag given on the
-command line wins over the recipe (see ``classify.config``). Values are given for the
+command line wins over the recipe (see ``classify.resolve``). Values are given for the
 seed's 8-device run and its 1-device run; the trainer picks the pair that matches
 the number of devices.
 """
@@ -46,7 +46,7 @@ class Recipe:
     color_jitter: float = 0.0
     seed: int = 49
     model_kwargs: dict = field(default_factory=dict)
-    # Defaults of the lever flags beyond the seeds' hyperparameters (classify.config, "levers"), keyed by
+    # Defaults of the lever flags beyond the seeds' hyperparameters (classify.cli and classify.resolve, "levers"), keyed by
     # the flag's dest; a flag given on the command line wins. Sizes and epochs are relative to the run's
     # (see FAST_LEVERS). The seeds' recipes set none.
     levers: Mapping[str, Any] = field(default_factory=dict)
@@ -77,7 +77,7 @@ class Recipe:
 #   al. 2019 "FixRes");
 # - warmup_fraction: a linear lr warm-up over E/8 (FFCV: peak at epoch 2 of 16);
 # - norm_weight_decay, bias_weight_decay 0 (FFCV, Composer; torchvision's references for their recent nets);
-# - tta: flip test-time augmentation at the final evaluation (FFCV).
+# - tta: flip test-time augmentation at every evaluation (FFCV; --tta, LoopConfig.tta: a flag given wins).
 FAST_LEVERS: Dict[str, Any] = {
     "progressive_resize": (0.625, 1.0, 0.65, 0.85),
     "val_crop_ratio": 8 / 7,

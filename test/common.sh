@@ -22,15 +22,17 @@ PERF_STEPS_CPU=20
 LAUNCHER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$LAUNCHER_DIR")
 
-# A per-model folder's scripts (models/<net>/test/*.sh) call `model_launcher NET NETWORK MODE SCALE "$@"`
-# instead of launcher_main: the arch is fixed to NET, the folder's own entry points run
-# (models/<net>/main.py, and models/<net>/main_8p.py where the folder has one: they fix the arch
-# and the folder's log format), CaseName and Network use NETWORK (the seed's name, e.g.
-# AlexNet_ID2663_for_PyTorch), and the outputs go to models/<net>/test/output/<id>/.
+# A per-model folder's scripts (models/<net>/test/*.sh, the same in every folder) call
+# `model_launcher MODE SCALE "$@"` instead of launcher_main: the arch is fixed to the folder's
+# name, the folder's own entry points run (models/<net>/main.py, and models/<net>/main_8p.py where
+# the folder has one: they fix the arch and the net's log format), CaseName and Network use the
+# net's seed network name (its registry entry's, e.g. AlexNet_ID2663_for_PyTorch, as the check
+# prints it), and the outputs go to models/<net>/test/output/<id>/.
 MODEL_ARCH="" NETWORK="" MODEL_DIR=""
 model_launcher() {
-    MODEL_ARCH=$1 NETWORK=$2 MODEL_DIR=models/$1
-    shift 2
+    local script=${BASH_SOURCE[${#BASH_SOURCE[@]} - 1]}  # models/<net>/test/<script>, as the user ran it
+    MODEL_ARCH=$(basename "$(cd "$(dirname "$script")/.." && pwd)")
+    MODEL_DIR=models/$MODEL_ARCH
     launcher_main "$@"
 }
 
@@ -63,7 +65,8 @@ usage: bash ${MODEL_DIR:+$MODEL_DIR/}test/$SCRIPT [--data_path=DIR] [--arch=NAME
   --fresh       full runs: start over in ${MODEL_DIR:+$MODEL_DIR/}test/output/<id>/ (its run moves to previous-<time>/);
                 without it a full run continues the run there, or refuses one of other data/flags
 Any other flag goes to main.py unchanged (e.g. --amp, --print-freq=50). Ctrl-C or SIGTERM: the
-trainer saves a checkpoint and the same command continues it. See README.md.
+trainer saves a checkpoint and the same command continues it. CLASSIFY_TEST_OUTPUT_ROOT=DIR in the
+environment: outputs in DIR/<device_id>/ instead of ${MODEL_DIR:+$MODEL_DIR/}test/output/<device_id>/. See README.md.
 EOF
 }
 
@@ -198,6 +201,7 @@ _check() {
 _build_command() {
     DEVICE=$CHECK_device
     RANK_SIZE=$CHECK_world_size
+    [[ -n $MODEL_DIR ]] && NETWORK=${CHECK_network:-$MODEL_ARCH}  # a folder's CaseName: its seed's network name
     if [[ $DEVICE == npu && -f $LAUNCHER_DIR/env_npu.sh ]]; then
         # shellcheck source=env_npu.sh
         source "$LAUNCHER_DIR/env_npu.sh"
@@ -274,13 +278,34 @@ _wait_trainer() {
     trap - INT TERM HUP
 }
 
+# An earlier log is never truncated (#23): a full run that continues the run in its folder
+# (RESUMING) appends to it, main.py's `=> resumed from ...` line marking where; any other run or
+# an evaluation first moves it to train_<id>.<time>.log (the seeds' grep pipelines keep reading
+# train_<id>.log, which then holds this run's lines).
+_keep_log() {
+    if [[ ! -s $TRAIN_LOG ]]; then
+        : >"$TRAIN_LOG"
+        return
+    fi
+    ((RESUMING)) && return
+    local stamp aside n=1
+    stamp=$(date +%Y%m%d-%H%M%S)
+    aside=${TRAIN_LOG%.log}.$stamp.log
+    while [[ -e $aside ]]; do
+        n=$((n + 1))
+        aside=${TRAIN_LOG%.log}.$stamp-$n.log
+    done
+    mv "$TRAIN_LOG" "$aside" || _die "cannot move the previous log $TRAIN_LOG aside"
+    echo "=> the previous ${TRAIN_LOG##*/} moved to ${aside#"$REPO_ROOT"/}"
+}
+
 # Runs CMD: stdout and stderr go to the terminal as they are and both into TRAIN_LOG.
 # Sets RC (the trainer's exit code), STOP_SIGNAL (INT | TERM when one was forwarded) and
 # E2E_TIME (seconds).
 _run_trainer() {
     local start
     start=$(date +%s)
-    : >"$TRAIN_LOG"
+    _keep_log
     [[ $CHECK_data != demo ]] || echo "=> no --data_path: using the built-in demo set and its short schedule" \
         "(generated on first use; pass --data_path=DIR for real data)" | tee -a "$TRAIN_LOG"
     echo "=> ${CMD[*]}" | tee -a "$TRAIN_LOG"
@@ -365,7 +390,8 @@ launcher_main() {
     _find_python
     CASE_KIND=${MODE/full/acc}
     CASE_KIND=${CASE_KIND/performance/perf}
-    OUTPUT_DIR=$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output/$DEVICE_ID
+    # CLASSIFY_TEST_OUTPUT_ROOT: another folder in place of test/output (the test suite's tmp dirs)
+    OUTPUT_DIR=${CLASSIFY_TEST_OUTPUT_ROOT:-$REPO_ROOT/${MODEL_DIR:+$MODEL_DIR/}test/output}/$DEVICE_ID
     TRAIN_LOG=$OUTPUT_DIR/train_$DEVICE_ID.log
     # main.py's --output-dir: the accuracy run's folder itself; evaluation writes its
     # summary.json into eval/ and performance runs all of theirs into perf/ (a throughput run's

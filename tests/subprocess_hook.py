@@ -3,8 +3,8 @@
 a job -- a launcher, torchrun's agent, the workers it spawns, the bash launchers' trainer --
 knows the test-only nets without a wrapper script.
 
-The nets are registered right after ``classify.config`` (main.py's model/recipe checks, which
-imports ``models``) is first imported, not at start-up: processes that never build a model
+The nets are registered right after ``classify.cli`` (main.py's flags, which import
+``models``) is first imported, not at start-up: processes that never build a model
 (torchrun's agent, the bash launchers' ``python -c`` helpers) do not pay for importing
 torchvision. Standard library only at import time, for the same reason. (Not right after
 ``models`` itself: ``tests.tinynet`` imports ``models``, and would then be asked to register
@@ -28,7 +28,7 @@ def install() -> None:
     sys.meta_path.insert(0, _After(TRIGGER))
 
 
-TRIGGER = "classify.config"
+TRIGGER = "classify.cli"
 
 
 class _After(importlib.abc.MetaPathFinder):

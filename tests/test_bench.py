@@ -5,7 +5,6 @@ run here is tiny: the test-only tinynet at 32 px, a few steps, no loader workers
 """
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,10 +22,9 @@ TINY = ["--arch", "tinynet", "--image-size", "32", "--batch-size", "4", "--steps
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools import bench
+
+    return bench
 
 
 def run(bench, capsys, *argv):

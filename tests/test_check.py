@@ -13,19 +13,12 @@ import main
 import main_8p
 from classify import check as checks
 from classify import devices
-from tests.conftest import write_image_folder
+from tests.conftest import assert_one_line_error, run_in_process, write_image_folder
 
 
 def run_check(capsys, *argv, entry=main):
     """(exit code, stdout, stderr) of ``<entry> --check ARGV``."""
-    argv = ["--check", *map(str, argv)]
-    run = main.main if entry is main else main_8p.run
-    try:
-        code = run(argv)
-    except SystemExit as e:  # argparse, for a usage error
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_in_process(capsys, "--check", *argv, run=main.main if entry is main else main_8p.run)
 
 
 def values(stdout):
@@ -43,10 +36,7 @@ def good(capsys, *argv, entry=main):
 
 def one_line_error(capsys, *argv, entry=main):
     code, out, err = run_check(capsys, *argv, entry=entry)
-    assert code == 1 and out == "", (code, out, err)
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+    return assert_one_line_error(code, err, exit_code=1, out=out)
 
 
 def tiny(*extra):
@@ -214,6 +204,7 @@ def test_output_dir_that_is_a_file(capsys, image_folder, tmp_path):
     assert "is a file" in one_line_error(capsys, image_folder, *tiny("--output-dir", tmp_path / "f"))
 
 
+@pytest.mark.slow
 def test_main_py_check_subprocess(tmp_path, subprocess_env):
     """The real command line: stdout is the report alone, the exit code 0; then 1 and one line."""
     import subprocess

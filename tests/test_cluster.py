@@ -23,8 +23,9 @@ import pytest
 import main_8p
 from classify import launch, lock
 from classify.checkpoint import load_checkpoint
-from tests.conftest import ROOT, Background, start_ahead
+from tests.conftest import ROOT, Background, free_port, read_metrics
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]  # jobs of several agents and workers
 JOB = ["--dummy", "--dummy-size", "64,12", "--num-classes", "4", "--image-size", "16", "-a", "tinynet",
        "--workers", "0", "-p", "1", "--epochs", "3", "--ckpt-interval", "2", "--seed", "5"]
 SCHEDULER_VARS = ("PET_NNODES", "PET_RDZV_ENDPOINT", "PET_RDZV_ID", "PET_MAX_RESTARTS", "PET_NPROC_PER_NODE",
@@ -35,12 +36,6 @@ SCHEDULER_VARS = ("PET_NNODES", "PET_RDZV_ENDPOINT", "PET_RDZV_ID", "PET_MAX_RES
 @pytest.fixture(scope="module")
 def env(subprocess_env):
     return {k: v for k, v in subprocess_env.items() if k not in SCHEDULER_VARS}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def job(out, *flags, env, extra_env=None) -> Background:
@@ -58,8 +53,7 @@ def agents(out, *flags, env, nnodes="2", extra_env=None, second_after=None):
     return first, job(out, *rdzv, env=env, extra_env=extra_env)
 
 
-def records(out: Path):
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+records = read_metrics
 
 
 def weights(out: Path):
@@ -92,9 +86,7 @@ def wait_for(run: Background, text, timeout=180):
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "reference_started", "restarted_started", "two_agents_started", "joined_started")
+START_AHEAD = ("reference_started", "restarted_started", "two_agents_started", "joined_started")  # conftest
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from classify.config import build_config
+from classify.resolve import build_config
 from classify.errors import UserError
 from main import get_args_parser
 
@@ -100,7 +100,7 @@ def test_demo_profile_applies_only_without_data():
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["-a", "resnet50"], "unknown arch 'resnet50'"),
+    (["-a", "resnet9000"], "unknown arch 'resnet9000'"),
     (["--recipe", "nope"], "unknown recipe 'nope'"),
     (["-a", "vgg16", "--recipe", "alexnet_modelzoo"], "is for alexnet, not vgg16"),
     (["--epochs", "-1"], "--epochs must be > 0"),

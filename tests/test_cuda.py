@@ -17,7 +17,6 @@ so that their logic can be tried on a CPU device before a GPU is lent.
 """
 
 import dataclasses
-import socket
 import warnings
 
 import pytest
@@ -29,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 import models
 from classify.amp import AmpSettings
 from classify.checkpoint import load_checkpoint
-from classify.config import OptimConfig
+from classify.schema import OptimConfig
 from classify.data.device_decode import DeviceDecode, JpegFiles, collate_jpeg
 from classify.data.folder import SafeImageFolder
 from classify.distributed import broadcast_buffers
@@ -39,12 +38,13 @@ from classify.metrics import Meter, sum_over_ranks
 from classify.parts import build_model, build_train_parts
 from classify.report import Reporter
 from classify.transforms import Normalize
-from tests.conftest import tiny_args, train_in_process, write_image_folder
+from tests.conftest import ROOT, free_port, tiny_args, train_in_process, write_image_folder
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 STEPS, BATCH = 12, 8
+NETS = [n for n in models.list_models() if (ROOT / "models" / n).is_dir()]  # the networks with a folder
 
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)  # an index, as the trainer's (DDP's device_ids)
@@ -103,13 +103,13 @@ def test_epoch_syncs_only_at_print_intervals(tmp_path):
     _, parts = _parts(AmpSettings(True, torch.bfloat16, None))
     plan = EpochPlan(epoch=0, steps_per_epoch=STEPS, print_freq=STEPS)  # prints at the first and last step
     reporter = Reporter(tmp_path, is_main=True)
-    train_one_epoch(parts, _batches(2), EpochPlan(epoch=0, steps_per_epoch=2, print_freq=1), reporter)  # warm-up
+    train_one_epoch(parts, _batches(2), EpochPlan(epoch=0, steps_per_epoch=2, print_freq=1), reporter.step)  # warm-up
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            train_one_epoch(parts, _batches(), plan, reporter)
+            train_one_epoch(parts, _batches(), plan, reporter.step)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
@@ -138,8 +138,9 @@ def _one_step(arch: str, state, images, target, *, device, amp: AmpSettings, cha
         if isinstance(m, nn.Dropout):  # dropout draws from each device's own generator
             m.p = 0.0
     model = prepare_model(model, device, channels_last=channels_last, compile_model=False)
-    if amp.dtype == torch.float16:  # the recipe's static loss scale, as the trainer (a dynamic one starts
-        amp = dataclasses.replace(amp, loss_scale=recipe.loss_scale)  # at 2**16 and skips the first steps)
+    if amp.dtype == torch.float16:  # the recipe's static loss scale, as the trainer, or 1024 where the recipe's
+        # is dynamic: a dynamic one starts at 2**16 and skips the first steps, this test's only step
+        amp = dataclasses.replace(amp, loss_scale=recipe.loss_scale or 1024.0)
     parts = build_train_parts(model, arch=arch, optim=_optim(images.shape[0], 0.0), steps_per_epoch=10,
                               device=device, amp=amp,
                               normalize=Normalize(recipe.mean, recipe.std, channels_last).to(device))
@@ -174,7 +175,7 @@ def step_against_cpu_fp32(arch: str, amp: AmpSettings, device: torch.device, bat
 
 
 @pytest.mark.parametrize("amp", AMPS[:2], ids=["bf16", "fp16-scaler"])
-@pytest.mark.parametrize("arch", ["alexnet", "vgg16", "googlenet", "inception_resnet_v2"])
+@pytest.mark.parametrize("arch", NETS)
 def test_each_net_steps_like_cpu_fp32(arch, amp):
     result = step_against_cpu_fp32(arch, amp, CUDA)
     parts, tol = result["parts"], TOLERANCE[amp.dtype]
@@ -229,20 +230,14 @@ def test_gpu_decode_matches_the_cpu_path(tmp_path, train):
 # --------------------------------------------------------------------------- DDP, checkpoints, compile, profiler
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_over_nccl_world_size_1():
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1,
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
                             device_id=CUDA)
     try:
         assert dist.get_backend() == "nccl"
         model, parts = _parts(AmpSettings(True, torch.bfloat16, None), distributed=True)
         assert isinstance(parts.model, DistributedDataParallel)
-        reporter = Reporter(".", is_main=False)  # silent, writes nothing
+        reporter = None  # silent, writes nothing
         stats = train_one_epoch(parts, _batches(4), EpochPlan(epoch=0, steps_per_epoch=4, print_freq=2), reporter)
         assert stats["images"] == 4 * BATCH and stats["steps"] == 4 and stats["loss"] == stats["loss"]  # not NaN
         broadcast_buffers(model)

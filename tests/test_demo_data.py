@@ -12,6 +12,7 @@ from PIL import Image
 
 from classify.data import demo, photos
 from classify.errors import DataError, UserError
+from tests.conftest import tool_env
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"train_per_class": 3, "val_per_class": 2, "size": 32, "num_classes": 4}
@@ -97,16 +98,28 @@ def _ensure_after_barrier(root):
     return str(demo.ensure_demo_data(root, **TINY))
 
 
-def _race(fn, root, n=3):
-    """``fn(root)`` in ``n`` spawned processes started at the same moment; their results."""
+RACERS = 3
+
+
+@pytest.fixture(scope="module")
+def racers():
+    """``RACERS`` spawned processes behind one barrier, shared by this module's races (each
+    spawn imports torch: once for the module, not once per race)."""
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(n, initializer=_init_worker, initargs=(ctx.Barrier(n),)) as pool:
-        return pool.map(fn, [root] * n, chunksize=1)
+    with ctx.Pool(RACERS, initializer=_init_worker, initargs=(ctx.Barrier(RACERS),)) as pool:
+        yield pool
 
 
-def test_concurrent_processes_get_one_complete_tree(tmp_path):
+def _race(pool, fn, root):
+    """``fn(root)`` in every process of ``pool``, started at the same moment (the barrier: a
+    process waiting there takes no other task, so each runs one); their results."""
+    return pool.map(fn, [root] * RACERS, chunksize=1)
+
+
+@pytest.mark.slow
+def test_concurrent_processes_get_one_complete_tree(tmp_path, racers):
     root = tmp_path / "demo"
-    assert _race(_ensure_after_barrier, root) == [str(root)] * 3
+    assert _race(racers, _ensure_after_barrier, root) == [str(root)] * 3
     _assert_complete(root)
     assert os.listdir(tmp_path) == ["demo"]  # losers removed their temp trees
     images = {k: v for k, v in _tree(root).items() if k.endswith(".jpg")}
@@ -118,7 +131,7 @@ def test_cli(tmp_path):
     cmd = [sys.executable, str(REPO / "tools" / "make_demo_data.py"), str(out), "--seed", "1",
            "--train-per-class", "2", "--val-per-class", "1", "--size", "32"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": ""})
+                          env=tool_env())
     assert proc.returncode == 0, proc.stderr
     n = len(demo.CLASSES)
     assert proc.stdout.strip().splitlines() == [
@@ -199,8 +212,9 @@ def _photos_after_barrier(root):
     return str(photos.ensure_photos(root, 2))
 
 
-def test_concurrent_processes_get_one_photo_set(tmp_path):
+@pytest.mark.slow
+def test_concurrent_processes_get_one_photo_set(tmp_path, racers):
     root = tmp_path / "photos"
-    assert _race(_photos_after_barrier, root) == [str(root)] * 3
+    assert _race(racers, _photos_after_barrier, root) == [str(root)] * 3
     assert os.listdir(tmp_path) == ["photos"]  # losers removed their temp trees
     assert _tree(root) == _tree(photos.make_photos(tmp_path / "ref", 2))

@@ -9,7 +9,6 @@ when asked). The jobs that need nothing from the tests before them start togethe
 module starts (conftest's ``start_ahead``) and run beside the others.
 """
 
-import json
 import os
 import re
 import shutil
@@ -25,8 +24,9 @@ import main
 import models
 from classify.checkpoint import load_checkpoint
 from tests import tinynet
-from tests.conftest import Background, start_ahead
+from tests.conftest import Background, read_metrics, read_summary, train_in_process
 
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]  # gloo jobs: main_8p.py, torchrun
 ROOT = Path(__file__).resolve().parent.parent
 FLAT = tinynet.FLAT  # no BatchNorm, no dropout: see tinynet.build_flat
 VAL_IMAGES = 22  # not a multiple of 3 (nor of the 6-image batch)
@@ -43,9 +43,7 @@ def _flat_registered():
     models.unregister_model(FLAT)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(_flat_registered, request):
-    start_ahead(request, "flat_2p_started", "two_proc_started", "failing_rank_started")
+START_AHEAD = ("flat_2p_started", "two_proc_started", "failing_rank_started")  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
@@ -76,23 +74,14 @@ def job(args, env, timeout=240) -> subprocess.CompletedProcess:
     return start_job(args, env).result(timeout)
 
 
-def in_process(capsys, *argv) -> str:
-    code = main.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    return out.out
+in_process = train_in_process
 
 
 def matching(pattern, text):
     return [m for m in map(pattern.match, text.splitlines()) if m]
 
 
-def records(out: Path):
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def summary(out: Path):
-    return json.loads((out / "summary.json").read_text())
+records, summary = read_metrics, read_summary
 
 
 def tiny(data, out, *extra, batch=8):
@@ -101,6 +90,7 @@ def tiny(data, out, *extra, batch=8):
 
 # ---------------------------------------------------------------- exact evaluation
 
+@pytest.mark.slow
 def test_three_process_evaluation_counts_every_image_once(data, hook_env, tmp_path, capsys):
     in_process(capsys, *tiny(data, tmp_path / "train", "--epochs", "1"))
     ckpt = tmp_path / "train" / "checkpoint.pth.tar"
@@ -118,6 +108,10 @@ def test_three_process_evaluation_counts_every_image_once(data, hook_env, tmp_pa
         s = summary(tmp_path / out)
         assert (s["val_images"], s["world_size"]) == (VAL_IMAGES, world)
     assert summary(tmp_path / "e3")["final_acc1"] == summary(tmp_path / "e1")["final_acc1"]
+    # the confusion matrix too: counted per rank on the device, reduced once (eval/confusion.csv)
+    tables = [(tmp_path / out / "eval" / "confusion.csv").read_text() for out in ("e1", "e3")]
+    assert tables[0] == tables[1]
+    assert sum(int(v) for row in tables[0].splitlines()[1:] for v in row.split(",")[1:]) == VAL_IMAGES
 
 
 # ---------------------------------------------------------------- 2 processes == 1 process

@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs (README "When things go wrong"), table-driven.
+"""The catalogue of bad inputs (docs/troubleshooting.md), table-driven.
 
 For each entry: exit code 2, exactly one stderr line that names the problem, no traceback,
 no partial files, and the output dir's existing content untouched. Most entries run the
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import main
-from tests.conftest import start_ahead, start_main, write_image_folder
+from tests.conftest import assert_one_line_error, start_main, write_image_folder
 
 PRECIOUS = b"an earlier run's checkpoint"
 
@@ -53,13 +53,14 @@ CATALOGUE = [
     ("no-val", ["{root}/no_val"], "has no val/"),
     ("empty-class", ["{root}/empty_class"], "class folder '{root}/empty_class/train/purple' holds no images"),
     ("classes-differ", ["{root}/differ"], "train/ and val/ have different classes"),
-    ("unknown-arch", ["{good}", "-a", "resnet50"], "unknown arch 'resnet50'"),
+    ("unknown-arch", ["{good}", "-a", "resnet9000"], "unknown arch 'resnet9000'"),
     ("unknown-recipe", ["{good}", "--recipe", "foo"], "unknown recipe 'foo'"),
     ("recipe-arch-mismatch", ["{good}", "-a", "vgg16", "--recipe", "alexnet_modelzoo"], "is for alexnet, not vgg16"),
     ("negative-epochs", ["{good}", "--epochs", "-3"], "--epochs must be > 0"),
     ("zero-lr", ["{good}", "--lr", "0"], "--lr must be > 0"),
     ("negative-lr", ["{good}", "--lr", "-0.1"], "--lr must be > 0"),
-    ("zero-batch", ["{good}", "-b", "0"], "smaller than the 1 devices"),
+    ("zero-batch", ["{good}", "-b", "0"], "-b/--batch-size 0 leaves less than 1 image per device (1 device); "
+     "use -b 1 or more"),
     ("unknown-device", ["{good}", "--device", "tpu"], "unknown --device 'tpu'"),
     ("image-too-small", ["{good}", "-a", "alexnet", "--image-size", "32"], "too small for alexnet"),
     ("val-resize-small", ["{good}", "--image-size", "64", "--val-resize", "32"], "smaller than --image-size"),
@@ -120,9 +121,7 @@ def out(tmp_path):
 REAL_PROCESS = ["data-missing", "resume-truncated", "unwritable-output"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "real_processes")
+START_AHEAD = ("real_processes",)  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +176,7 @@ def test_catalogue_in_a_real_process(name, trees, real_processes):
     _, _, match = next(c for c in CATALOGUE if c[0] == name)
     proc, out = real_processes[name]
     result = proc.result()
-    err = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(err) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert match.format(root=root) in err[0]
+    assert_one_line_error(result.returncode, result.stderr, match.format(root=root))
     check_output_dir(out)
 
 

@@ -1,6 +1,6 @@
 """The cluster files in examples/: the Slurm batch script against a real Slurm on this
 machine (tools/slurm_local.sh: munged, slurmctld and two slurmd nodes on 127.0.0.1), and the
-Kubeflow PyTorchJob manifest, parsed and checked against the README and the launcher.
+Kubeflow PyTorchJob manifest, parsed and checked against docs/distributed.md and the launcher.
 
 The Slurm test is skipped, with the reason, when the daemons cannot start here (packages:
 slurmctld slurmd slurm-client munge). ``.ci/run`` starts them once and passes
@@ -10,14 +10,14 @@ slurmctld slurmd slurm-client munge). ``.ci/run`` starts them once and passes
 import os
 import re
 import shutil
-import socket
 import subprocess
 
 import pytest
 
 from classify import launch
-from tests.conftest import ROOT, write_image_folder
+from tests.conftest import ROOT, free_port, write_image_folder
 
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]  # a local Slurm, two nodes
 SBATCH = ROOT / "examples" / "slurm" / "train.sbatch"
 MANIFEST = ROOT / "examples" / "kubernetes" / "pytorchjob.yaml"
 ACC = re.compile(r"^ \* Acc@1 ([\d.]+) Acc@5 [\d.]+$", re.M)
@@ -41,12 +41,6 @@ def slurm_conf(tmp_path_factory):
         yield proc.stdout.strip().split("=", 1)[1]
     finally:
         subprocess.run(["bash", script, "stop", folder], timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_slurm_example_trains_on_two_nodes(slurm_conf, subprocess_env, tmp_path):
@@ -88,8 +82,8 @@ def test_kubernetes_manifest_is_an_elastic_pytorchjob_with_the_documented_comman
     assert worker["restartPolicy"] == "OnFailure"
     (container,) = worker["template"]["spec"]["containers"]
     command = container["command"]
-    readme = (ROOT / "README.md").read_text()
-    assert f"    {' '.join(command)}\n" in readme  # the command the README documents
+    page = (ROOT / "docs" / "distributed.md").read_text()
+    assert f"    {' '.join(command)}\n" in page  # the command docs/distributed.md documents
     assert [e["name"] for e in container.get("env", [])] == ["OMP_NUM_THREADS"]  # PET_* come from the operator
     # What the operator gives each pod (elasticPolicy -> PET_*), through our launcher:
     name = job["metadata"]["name"]

@@ -15,6 +15,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the dry run is the path without CUDA")
 def test_dry_run_completes_and_reports_skips(tmp_path, subprocess_env):
     out = tmp_path / "out"

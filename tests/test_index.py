@@ -11,7 +11,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 import main
-from classify.config import build_config
+from classify.resolve import build_config
 from classify.data import index as index_mod
 from classify.data.folder import SafeImageFolder
 from classify.data.index import SampleTable, index_path, load_table
@@ -169,6 +169,7 @@ def _wait_for(path: Path, timeout=120):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_scan(tmp_path):
     split, cache = _tree(tmp_path / "train", per_class=5), tmp_path / "idx"
     first = _worker(tmp_path, split, cache, "scanning-1", 2)
@@ -181,6 +182,7 @@ def test_two_processes_share_one_scan(tmp_path):
     assert sum("indexed into" in r.stdout for r in results) == 1
 
 
+@pytest.mark.slow
 def test_a_killed_scanner_does_not_hang_the_others(tmp_path):
     split, cache = _tree(tmp_path / "train", per_class=5), tmp_path / "idx"
     doomed = _worker(tmp_path, split, cache, "scanning-1", 600)
@@ -195,8 +197,7 @@ def test_a_killed_scanner_does_not_hang_the_others(tmp_path):
 
 def test_bench_scan_measures_both_loaders(tmp_path, monkeypatch):
     """tools/bench_scan.py's measurement (run here in-process; the tool runs it in a fresh process)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import bench_scan
+    from tools import bench_scan
 
     split = bench_scan.make_tree(tmp_path / "tree", 3, 20)
     monkeypatch.setenv("BENCH_SCAN_T0", repr(time.time()))

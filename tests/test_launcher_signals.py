@@ -13,13 +13,14 @@ import pytest
 
 import main
 from classify.checkpoint import load_checkpoint
-from tests.conftest import start_ahead
 from tests import test_launchers
-from tests.test_launchers import OUTPUT, start
+from tests.conftest import launcher_output
+from tests.test_launchers import start
 
 new_id = test_launchers.new_id  # the fixture: fresh device ids, their folders removed at the end
 
 # A run that never ends by itself (1000 epochs of 60 steps): only the signal stops it.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]  # the bash launchers, signalled
 LONG = ["--arch=tinynet", "--dummy", "--dummy-size", "480,40", "--num-classes", "4", "--image_size=16",
         "--batch_size=8", "-p", "5", "--device=cpu", "--epochs=1000"]
 CASES = {"int_group": ("train_full_1p.sh", signal.SIGINT, "group", ["--workers=1"]),  # a loader worker too
@@ -27,9 +28,7 @@ CASES = {"int_group": ("train_full_1p.sh", signal.SIGINT, "group", ["--workers=1
          "term_group_8p": ("train_full_8p.sh", signal.SIGTERM, "group", ["--workers=0", "--rank_size=2"])}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "signalled")
+START_AHEAD = ("signalled",)  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,7 @@ def _survivors(device_id):
 def test_signal_through_the_launcher(case, signalled, capsys):
     script, sig, target, extra = CASES[case]
     run, device_id = signalled[case]
-    folder = OUTPUT / str(device_id)
+    folder = launcher_output() / str(device_id)
     log = folder / f"train_{device_id}.log"
     _wait_for_steps(run, log)
     (os.killpg if target == "group" else os.kill)(run.proc.pid, sig)
@@ -83,7 +82,7 @@ def test_signal_through_the_launcher(case, signalled, capsys):
     assert "Final " not in proc.stdout and "exited with code" not in proc.stderr
     stop_line = [line for line in proc.stderr.splitlines() if line.startswith(f"=> {script}: stopped")]
     assert stop_line == [f"=> {script}: stopped by {sig.name} (exit {128 + sig}); checkpoint "
-                         f"test/output/{device_id}/checkpoint.pth.tar; run the same command to continue it "
+                         f"{folder}/checkpoint.pth.tar; run the same command to continue it "
                          "(--resume auto)"]
     assert stop_line[0] in text  # the log copy outlived the signal
     ckpt = load_checkpoint(folder / "checkpoint.pth.tar")

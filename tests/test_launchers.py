@@ -11,7 +11,8 @@ covered. Runs that need no other run start together when the module starts (conf
 usage errors) is caught before anything starts: the flags' own mistakes in bash, in
 milliseconds, the rest by the scripts' one ``main.py --check`` / ``main_8p.py --check`` call
 (a Python start-up each; the check itself is tests/test_check.py's). Outputs go to
-test/output/<device id>/ with ids unique to this process, removed afterwards.
+test/output/<device id>/ under the session's tmp dir (conftest's ``launcher_output``: the
+scripts' ``CLASSIFY_TEST_OUTPUT_ROOT``), with ids unique to this process, removed afterwards.
 """
 
 import json
@@ -25,10 +26,10 @@ from itertools import count
 import pytest
 
 from classify.data import demo
-from tests.conftest import ROOT, Background, start_ahead
+from tests.conftest import ROOT, Background, assert_one_line_error, launcher_output, start_ahead
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]  # the bash launchers
 TEST_DIR = ROOT / "test"
-OUTPUT = TEST_DIR / "output"
 SCRIPTS = [f"train_{mode}_{scale}.sh" for mode in ("full", "performance", "eval") for scale in ("1p", "8p")]
 TINY = ["--arch=tinynet", "--image_size=32", "--batch_size=12", "--epochs=1", "--workers=0"]
 KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS", "TrainingTime",
@@ -57,10 +58,8 @@ def launch_all(*runs, timeout=300):
     return [run.result(timeout) for run in started]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "full_1p_started", "perf_1p_started", "full_8p_started", "failing_trainer_started",
-                "too_few_devices_started")
+START_AHEAD = ("full_1p_started", "perf_1p_started", "full_8p_started", "failing_trainer_started",
+               "too_few_devices_started")  # conftest's _start_ahead
 
 
 def started(new_id, script, *args, **kwargs):
@@ -83,14 +82,14 @@ def new_id():
 
     yield _new
     for i in used:
-        shutil.rmtree(OUTPUT / str(i), ignore_errors=True)
+        shutil.rmtree(launcher_output() / str(i), ignore_errors=True)
 
 
 class Run:
     """One finished launcher run: its process, output folder and parsed reports."""
 
     def __init__(self, proc, device_id, kind):
-        self.proc, self.dir, self.kind = proc, OUTPUT / str(device_id), kind
+        self.proc, self.dir, self.kind = proc, launcher_output() / str(device_id), kind
         self.train_log = (self.dir / f"train_{device_id}.log").read_text() if proc.returncode == 0 else ""
         m = CLOSING.search(proc.stdout)
         self.fps, self.acc, self.e2e = m.groups() if m else (None, None, None)
@@ -158,7 +157,10 @@ def continued_started(full_1p_started, image_folder, new_id, subprocess_env):
     full, full_id = full_1p_started
     full.result()
     device_id = new_id()
-    shutil.copytree(OUTPUT / str(full_id), OUTPUT / str(device_id))
+    shutil.copytree(launcher_output() / str(full_id), launcher_output() / str(device_id))
+    # its log too, under this id's name: the continued run appends to it (#23)
+    shutil.copy(launcher_output() / str(full_id) / f"train_{full_id}.log",
+                launcher_output() / str(device_id) / f"train_{device_id}.log")
     run = start("train_full_1p.sh", f"--data_path={image_folder}", "--arch=tinynet", "--image_size=32",
                 "--batch_size=12", "--workers=0", "--device=cpu", "--epochs=2", f"--device_id={device_id}",
                 env=subprocess_env)
@@ -232,6 +234,11 @@ def test_eval_1p_reads_the_full_run_checkpoint_from_test_dir(full_1p, eval_1p_st
     assert run.fps == "N/A" and run.case["TrainingTime"] == "N/A"
     assert f"-e --resume={full_1p.dir / 'model_best.pth.tar'}" in _command(run)
     assert (full_1p.dir / "tinynet_bs12_1p_acc.log").is_file()  # the training reports stay
+    # the accuracy run's log moved aside, whole, before the evaluation wrote train_<id>.log (#23)
+    [aside] = full_1p.dir.glob(f"train_{device_id}.*.log")
+    assert re.fullmatch(rf"train_{device_id}\.\d{{8}}-\d{{6}}\.log", aside.name)
+    assert aside.read_text() == full_1p.train_log and " * Acc@1" in run.train_log
+    assert f"=> the previous train_{device_id}.log moved to " in run.proc.stdout
     assert json.loads((full_1p.dir / "summary.json").read_text())["epochs"] == 1
 
 
@@ -261,13 +268,8 @@ def test_full_8p_two_gloo_processes(full_8p):
 
 
 def _assert_one_line_error(proc, device_id, *fragments):
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert proc.stdout == ""
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert not (OUTPUT / str(device_id)).exists()
+    assert_one_line_error(proc.returncode, proc.stderr, *fragments, exit_code=1, out=proc.stdout)
+    assert not (launcher_output() / str(device_id)).exists()
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -338,7 +340,7 @@ def test_trainer_failure_is_its_exit_code_without_closing_lines(failing_trainer_
     error = next(line for line in proc.stderr.splitlines() if "model_best.pth.tar" in line)  # the run's
     assert error.startswith("error: checkpoint ") and "exited with code 2" in proc.stderr
     assert "Final " not in proc.stdout
-    out = OUTPUT / str(device_id)
+    out = launcher_output() / str(device_id)
     assert [p.name for p in out.glob("*.log")] == [f"train_{device_id}.log"]
     assert error in (out / f"train_{device_id}.log").read_text()
 
@@ -347,9 +349,14 @@ def test_full_run_continues_from_its_checkpoint(full_1p, continued_started):
     """Auto-resume: a full script whose output dir holds a checkpoint continues it."""
     run, device_id = continued_started
     run = Run(run.result(), device_id, "acc").check()
-    assert "--resume=auto" in _command(run) and "=> resumed from" in run.train_log
+    # the log goes on (#23): the earlier part kept, one `=> resumed` line, then the continuation
+    assert len([line for line in run.train_log.splitlines() if line.startswith("=> resumed")]) == 1
+    before, after = run.train_log.split("=> resumed", 1)
+    assert "Epoch: [0]" in before and "Epoch: [0]" not in after and "Epoch: [1]" in after
+    command = [line for line in before.splitlines() if line.startswith("=> ") and "main" in line][-1]
+    assert "--resume=auto" in command
     assert run.proc.stdout.startswith(f"=> {run.dir} holds a checkpoint of this run: continuing it (--resume auto)")
-    assert "Epoch: [0]" not in run.train_log and "Epoch: [1]" in run.train_log
+    assert not list(run.dir.glob(f"train_{device_id}.*.log"))  # nothing moved aside: appended
     epochs = [json.loads(line)["epoch"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]
 

@@ -1,4 +1,4 @@
-"""The levers beyond the seed recipes (README, "Beyond the seed recipes"): each one against a
+"""The levers beyond the seed recipes (docs/recipes.md, "Levers"): each one against a
 hand-computed or big-batch reference, and a crash + ``--resume auto`` bit-identical with it on."""
 
 import copy
@@ -10,11 +10,10 @@ import torch
 import main
 import models
 from classify.checkpoint import load_checkpoint
-from classify.config import OptimConfig
+from classify.schema import OptimConfig
 from classify.loop import EpochPlan, Micro, train_one_epoch
 from classify.parts import build_train_parts
 from classify.amp import AmpSettings
-from classify.report import Reporter
 from classify.transforms import Normalize
 from tests import tinynet
 
@@ -36,7 +35,7 @@ def parts_for(model, levers=None, steps_per_epoch=1, **optim):
 
 def run_epoch(parts, batches, tmp_path):
     plan = EpochPlan(epoch=0, steps_per_epoch=len(batches), print_freq=100)
-    return train_one_epoch(parts, [(x, y, 0) for x, y in batches], plan, Reporter(tmp_path, is_main=False))
+    return train_one_epoch(parts, [(x, y, 0) for x, y in batches], plan)
 
 
 def batch(n=16, seed=0):
@@ -45,7 +44,7 @@ def batch(n=16, seed=0):
 
 
 def lever_config(**kw):
-    from classify.config import LeverConfig
+    from classify.schema import LeverConfig
 
     return LeverConfig(**kw)
 
@@ -76,7 +75,7 @@ def test_accumulation_groups_and_the_epoch_tail():
 
 
 def test_optimizer_batch_size_and_its_errors(image_folder, tmp_path, capsys):
-    from classify.config import build_config
+    from classify.resolve import build_config
 
     parse = main.get_args_parser().parse_args
     cfg = build_config(parse([str(image_folder), "-a", "tinynet", "-b", "8", "--optimizer-batch-size", "32"]))
@@ -293,7 +292,7 @@ def test_norm_and_bias_weight_decay_groups():
 
 
 def test_sync_bn_converts_and_is_a_notice_alone(image_folder, tmp_path, capsys):
-    from classify.config import build_config
+    from classify.resolve import build_config
     from classify.parts import sync_batchnorm
 
     net = tinynet.build(4)
@@ -339,7 +338,7 @@ def test_deterministic_twice_gives_the_same_weights(image_folder, tmp_path, caps
 
 
 def test_torchvision_warmup_flags_map_onto_the_warmup(image_folder, capsys):
-    from classify.config import build_config
+    from classify.resolve import build_config
     from classify.schedules import lr_factor
 
     def levers(*flags):
@@ -365,7 +364,7 @@ def test_torchvision_warmup_flags_map_onto_the_warmup(image_folder, capsys):
 
 
 def test_crop_size_aliases_and_a_larger_val_crop(image_folder, tmp_path, capsys):
-    from classify.config import build_config
+    from classify.resolve import build_config
 
     def data(*flags):
         return build_config(main.get_args_parser().parse_args([str(image_folder), "-a", "tinynet", *flags])).data

@@ -9,6 +9,7 @@ import ast
 import json
 import os
 import re
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -17,19 +18,23 @@ from itertools import count
 
 import pytest
 
-from classify.config import SEED_NO_OPS, build_config
+import models
+from classify.cli import SEED_NO_OPS
+from classify.resolve import build_config
 from classify.launch import launcher_parser
 from main import get_args_parser
-from tests.conftest import ROOT, Background, start_ahead, tiny_args, train_in_process, write_image_folder
+from tests.conftest import ROOT, Background, launcher_env, launcher_output, tiny_args, train_in_process, write_image_folder
+from tests.tinynet import RECIPE as TINY_RECIPE
+from tools import new_model
 
-NETS = ("alexnet", "vgg16", "googlenet", "inception_resnet_v2")
-NETWORK = {"alexnet": "AlexNet_ID2663_for_PyTorch", "vgg16": "Vgg16_ID1630_for_PyTorch",
-           "googlenet": "Googlenet_ID0447_for_PyTorch", "inception_resnet_v2": "InceptionResNetV2_ID1779_for_PyTorch"}
-SCRIPTS = [f"train_{mode}_{scale}.sh" for mode in ("full", "performance", "eval") for scale in ("1p", "8p")]
-EIGHT_P = ("googlenet", "inception_resnet_v2")  # the seeds with their own multi-device entry point
+pytestmark = pytest.mark.timeout(600)  # the tests that wait on real runs of the networks
+NETS = [n for n in models.list_models() if (ROOT / "models" / n).is_dir()]  # the networks with a folder
+SCRIPTS = new_model.SCRIPTS
 
-# Flags the lead wires at merge (other issues own them): skipped in the seed commands for now.
-OWNED_ELSEWHERE = []  # the flags other issues own (--cache-dataset, --sync-bn, --optimizer-batch-size) have landed
+
+def network(net):
+    """The seed network name of ``net``'s folder scripts (Network, the start of CaseName)."""
+    return models.get_model_entry(net).network
 
 
 # ----------------------------------------------------------------------------- §1 the folders
@@ -47,24 +52,80 @@ def _logic_lines(path):
     return [line for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
+def test_every_network_has_a_folder_and_every_folder_a_network():
+    folders = sorted(p.parent.name for p in (ROOT / "models").glob("*/__init__.py"))
+    assert sorted(NETS) == folders and NETS == list(models.NETWORKS)
+    log_formats = get_args_parser()._option_string_actions["--log-format"].choices
+    for net in NETS:
+        entry = models.get_model_entry(net)
+        assert entry.name == net and entry.log_format in log_formats and entry.network
+        # a folder without main_8p.py runs the top-level one for 8p: its log lines would be examples'
+        assert entry.main_8p or entry.log_format == "examples", f"{net}: its log format needs main_8p=True"
+        assert (ROOT / "models" / net / "README.md").is_file()
+
+
 @pytest.mark.parametrize("net", NETS)
-def test_every_folder_file_is_thin(net):
+def test_every_folder_file_is_thin_and_the_same_in_every_folder(net):
     folder = ROOT / "models" / net
-    entries = ["main.py"] + (["main_8p.py"] if net in EIGHT_P else [])
+    assert new_model.stale(net) == []  # exactly what tools/new_model.py writes for its entry
+    files, first = new_model.folder_files(net), new_model.folder_files(NETS[0])
+    assert all(files[rel] == first.get(rel, files[rel]) for rel in files)  # the same text in every folder
+    entries = ["main.py"] + (["main_8p.py"] if models.get_model_entry(net).main_8p else [])
     assert sorted(p.name for p in folder.glob("main*.py")) == sorted(entries)
     assert sorted(p.name for p in (folder / "test").glob("*.sh")) == sorted(SCRIPTS + ["env_npu.sh"])
     for name in entries:
         lines = _logic_lines(folder / name)
-        assert len(lines) <= 7, lines  # imports, the repo on sys.path, the fixed flags, one call
+        assert len(lines) <= 9, lines  # imports, the repo on sys.path, the net from the folder, one call
         assert not re.search(r"^\s*(def|class|for|while|try)\b", "\n".join(lines), re.M)
-        assert f"--arch={net}" in "\n".join(lines)
+        assert net not in (folder / name).read_text()  # the folder's name is the network
     for script in SCRIPTS:
         lines = _logic_lines(folder / "test" / script)
         mode, scale = script[len("train_"):-len(".sh")].rsplit("_", 1)
         assert lines == ['source "$(dirname "${BASH_SOURCE[0]}")/../../../test/common.sh"',
-                         f'model_launcher {net} {NETWORK[net]} {mode} {scale} "$@"']
+                         f'model_launcher {mode} {scale} "$@"']
+        assert os.access(folder / "test" / script, os.X_OK)
     assert _logic_lines(folder / "test" / "env_npu.sh") == [
         'source "$(dirname "${BASH_SOURCE[0]}")/../../../test/env_npu.sh"']
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_folder_main_reads_its_net_from_the_folder(net, capsys, monkeypatch, tmp_path):
+    """``python models/<net>/main.py --check``: the folder's arch and its seed network name."""
+    monkeypatch.setattr(sys, "argv", ["main.py", "--check", "--device=cpu", "--dummy", f"--output-dir={tmp_path}"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(ROOT / "models" / net / "main.py"), run_name="__main__")
+    out = capsys.readouterr()
+    assert stop.value.code == 0, out.err
+    entry = models.get_model_entry(net)
+    assert f"arch = {net}\nnetwork = {entry.network}\nrecipe = {entry.default_recipe}\n" in out.out
+
+
+def test_new_model_writes_a_folder_from_the_entry(tmp_path, capsys):
+    """tools/new_model.py: a registered net's folder files, main_8p.py only where the entry says so."""
+    name = "tinyfolder"
+    recipe = TINY_RECIPE.__class__(**{**TINY_RECIPE.__dict__, "name": "tinyfolder_r", "arch": name})
+    models.register_model(models.ModelEntry(name=name, build=lambda **kw: None, recipes={recipe.name: recipe},
+                                            default_recipe=recipe.name, main_8p=True))
+    try:
+        written = new_model.write(name, tmp_path)
+        folder = tmp_path / "models" / name
+        assert sorted(written) == sorted(f"models/{name}/{rel}" for rel in new_model.folder_files(name))
+        assert (folder / "main_8p.py").is_file() and new_model.stale(name, tmp_path) == []
+        (folder / "test" / "train_full_1p.sh").write_text("# edited\n")
+        assert new_model.stale(name, tmp_path) == [f"models/{name}/test/train_full_1p.sh"]
+        assert new_model.write(name, tmp_path) == [f"models/{name}/test/train_full_1p.sh"]
+        models.unregister_model(name)
+        models.register_model(models.ModelEntry(name=name, build=lambda **kw: None,
+                                                recipes={recipe.name: recipe}, default_recipe=recipe.name))
+        assert new_model.stale(name, tmp_path) == [f"models/{name}/main_8p.py"]  # the entry has none now
+        new_model.write(name, tmp_path)
+        assert not (folder / "main_8p.py").exists() and new_model.stale(name, tmp_path) == []
+    finally:
+        models.unregister_model(name)
+    with pytest.raises(SystemExit, match=f"error: '{name}' is not a registered network; write "
+                                         f"models/{name}/__init__.py first"):
+        new_model.main([name])
+    assert new_model.main(["--check"]) == 0  # the checkout's folders are up to date
 
 
 def test_readmes_start_with_the_folder_commands_and_their_flag_tables_parse():
@@ -88,7 +149,7 @@ def test_folder_main_is_main_with_the_arch_fixed_from_any_directory(tmp_path):
         return proc.stdout.replace(str(cwd), "CWD")
 
     folder = check(str(ROOT / "models" / "vgg16" / "main.py"), cwd=tmp_path)
-    assert "arch = vgg16\nrecipe = vgg16_modelzoo" in folder
+    assert "arch = vgg16\nnetwork = Vgg16_ID1630_for_PyTorch\nrecipe = vgg16_modelzoo" in folder
     assert folder == check(str(ROOT / "main.py"), "-a", "vgg16", cwd=tmp_path)
     eight = check(str(ROOT / "models" / "googlenet" / "main_8p.py"), "--nproc_per_node=2", cwd=tmp_path)
     assert "arch = googlenet" in eight and "world_size = 2" in eight
@@ -154,27 +215,27 @@ def test_seed_commands_parse(name):
     world, command = SEED_COMMANDS[name]
     words = shlex.split(command)
     script = next(i for i, w in enumerate(words) if w.endswith(".py"))  # after `python3 -u`
-    argv = [a for a in words[script + 1:] if a.split("=")[0] not in OWNED_ELSEWHERE]
+    argv = words[script + 1:]
     cfg = _resolve(argv, world)
     assert cfg.data.path == "/data/imagenet"
 
 
 def test_each_seed_flag_parses():
-    skipped = [f for f in SEED_FLAGS if f.split("=")[0] in OWNED_ELSEWHERE]
-    assert sorted(f.split("=")[0] for f in skipped) == sorted(OWNED_ELSEWHERE)  # wired by the lead at merge
     parser = get_args_parser()
+    declared = {name for action in parser._actions for name in action.option_strings}
+    assert [f for f in SEED_FLAGS if f.startswith("-") and f.split("=")[0] not in declared] == []
     for flag in SEED_FLAGS:
-        if flag in skipped or flag in ("5", "0"):
+        if flag in ("5", "0"):
             continue
         argv = [flag] + (["5"] if flag == "-ef" else ["0"] if flag == "-bm" else [])
         build_config(parser.parse_args(["/d", *argv]))
     help_text = parser.format_help()
     for flag, why in SEED_NO_OPS.items():
         assert flag in help_text and "accepted, no effect" in help_text
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "launchers.md").read_text().split("## The seeds' flags", 1)[1]
     for flag in SEED_FLAGS:
-        if flag.startswith("-") and flag not in OWNED_ELSEWHERE:
-            assert f"`{flag.split('=')[0]}" in readme, flag  # the README's seed-flag table names it
+        if flag.startswith("-"):
+            assert f"`{flag.split('=')[0]}" in page, flag  # docs/launchers.md's seed-flag section names it
 
 
 def test_seed_flag_meanings_in_the_config():
@@ -239,9 +300,9 @@ class FolderRun:
 
     def __init__(self, net, script, *args, cwd=ROOT):
         self.net, self.id = net, next(_ids)
-        self.dir = ROOT / "models" / net / "test" / "output" / str(self.id)
+        self.dir = launcher_output(net) / str(self.id)
         path = os.path.relpath(ROOT / "models" / net / "test" / script, cwd)
-        env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        env = launcher_env(dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"), net)
         self.bg = Background(["bash", path, *args, f"--device_id={self.id}", "--device=cpu", "--workers=0"],
                              env=env, cwd=cwd)
 
@@ -287,10 +348,8 @@ def small_folder(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("small"), train_per_class=4, val_per_class=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "googlenet_full_1p", "googlenet_perf_8p", "irv2_full_1p", "irv2_full_8p",
-                "alexnet_full_8p")
+START_AHEAD = ("googlenet_full_1p", "googlenet_perf_8p", "irv2_full_1p", "irv2_full_8p",
+               "alexnet_full_8p")  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +397,7 @@ def _top_level_pipelines(run, *, loss=True):
 
 def _closing(run, kind, network_batch):
     case = run.case(kind)
-    assert case["CaseName"] == f"{network_batch}_{kind}" and case["Network"] == NETWORK[run.net]
+    assert case["CaseName"] == f"{network_batch}_{kind}" and case["Network"] == network(run.net)
     m = re.search(r"Final Performance images/sec : (\S+)\nFinal Train Accuracy : (\S+)\n"
                   r"E2E Training Duration sec : (\d+)\n\Z", run.stdout)
     assert m and (case["ActualFPS"], case["TrainAccuracy"]) == m.groups()[:2]

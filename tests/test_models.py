@@ -1,6 +1,9 @@
 """Registry-driven model and recipe tests: every net builds, trains a step, and its
 state_dict loads into the reference constructor (torchvision / timm) with strict=True."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -8,15 +11,41 @@ import torchvision
 import models
 from classify.checkpoint import clean_state_dict
 
-NETS = [n for n in models.list_models() if n != "tinynet"]
-RECIPES = [r for r in models.list_recipes() if not r.startswith("tinynet")]
-TORCHVISION_NETS = ["alexnet", "vgg16", "googlenet"]
+ROOT = Path(__file__).resolve().parent.parent
+NETS = [n for n in models.list_models() if (ROOT / "models" / n).is_dir()]  # not the tests' own nets
+RECIPES = [r for r in models.list_recipes() if models.get_recipe(r).arch in NETS]
+TORCHVISION_NETS = [n for n in NETS if n in torchvision.models.list_models()]  # built with torchvision's builder
 
 
 def test_registry_names():
-    assert NETS == ["alexnet", "vgg16", "googlenet", "inception_resnet_v2"]
-    assert set(RECIPES) == {"alexnet_modelzoo", "vgg16_modelzoo", "googlenet_modelzoo", "googlenet_mindspore",
-                            "inception_resnet_v2_modelzoo"} | {f"{net}_fast" for net in NETS}
+    assert NETS == list(models.NETWORKS)  # the registry's networks, in its order
+    assert models.DEFAULT_ARCH in NETS
+    for name in NETS:
+        entry = models.get_model_entry(name)
+        assert entry.default_recipe in entry.recipes
+        assert all(r.startswith(f"{name}_") and models.get_recipe(r).arch == name for r in entry.recipes)
+    assert sorted(RECIPES) == sorted(r for n in NETS for r in models.get_model_entry(n).recipes)
+
+
+def _readme_network_table():
+    """The README's network table: its rows' cells (the one table whose first header is "network")."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"\|\s*network\s*\|", line))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_readme_network_table_lists_every_network():
+    rows = _readme_network_table()
+    assert [row[0] for row in rows] == [f"`{n}`" for n in NETS]
+    for net, row in zip(NETS, rows):
+        text = " ".join(row)
+        assert f"`{models.default_recipe(net)}`" in text  # the default recipe named
+        assert f"(models/{net}/README.md)" in text and (ROOT / "models" / net / "README.md").is_file()
 
 
 @pytest.mark.parametrize("name", NETS)
@@ -33,9 +62,11 @@ def test_train_step_at_min_size(name):
 @pytest.mark.parametrize("name", TORCHVISION_NETS)
 def test_torchvision_strict_load(name):
     ours = models.create_model(name, num_classes=10)
-    kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
-    reference = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs)
-    reference.load_state_dict(clean_state_dict(ours.state_dict()), strict=True)
+    kwargs = models.get_model_entry(name).inference_kwargs  # e.g. GoogLeNet without its aux heads
+    with torch.device("meta"):  # no weights to initialise: names and shapes are what is compared
+        reference = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs)
+    reference.load_state_dict(clean_state_dict(ours.state_dict()), strict=True, assign=True)
+    assert not any(p.is_meta for p in reference.parameters())  # every parameter came from ours
 
 
 def test_alexnet_he_init_lets_the_image_reach_the_logits():
@@ -62,7 +93,7 @@ def test_googlenet_aux_heads_train_only():
 
 def test_unknown_model():
     with pytest.raises(KeyError, match="unknown arch"):
-        models.create_model("resnet50")
+        models.create_model("resnet9000")
 
 
 @pytest.mark.parametrize("name", RECIPES)

@@ -14,7 +14,7 @@ import torch
 import main
 from classify import checkpoint
 from classify.checkpoint import load_checkpoint, save_atomic
-from tests.conftest import ROOT, start_ahead, start_main, write_image_folder
+from tests.conftest import ROOT, start_main, write_image_folder
 
 # 480 synthetic images, batch 8: 60 steps an epoch, long enough to be interrupted.
 DUMMY = ["--dummy", "--dummy-size", "480,40", "--num-classes", "4", "--image-size", "16", "-a", "tinynet",
@@ -27,9 +27,7 @@ def start(args, out):
                             text=True, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "straight_run")
+START_AHEAD = ("straight_run",)  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +70,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert load_checkpoint(path)["epoch"] == 1 and os.listdir(tmp_path) == ["checkpoint.pth.tar"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(run_main, straight_run, tmp_path):
     proc = start([*DUMMY, "--epochs", "2", "--ckpt-interval", "10"], tmp_path / "killed")
     wait_for_line(proc, "saved checkpoint at epoch 1 step")
@@ -88,6 +87,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(run_main, straight_run, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_nonzero(tmp_path, run_main):
     proc = start([*DUMMY, "--epochs", "3"], tmp_path)
     wait_for_line(proc, "Epoch: [0][10/60]")

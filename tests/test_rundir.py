@@ -12,13 +12,9 @@ import torch
 import main
 from classify.checkpoint import BEST, CheckpointManager, Progress, TrainingObjects, load_checkpoint, save_atomic
 from tests import tinynet
+from tests.conftest import assert_one_line_error as _one_line
+from tests.conftest import run_in_process as _run
 from tests.conftest import tiny_args
-
-
-def _run(capsys, *argv):
-    code = main.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _snapshot(folder):
@@ -37,13 +33,6 @@ def finished_once(image_folder, tmp_path_factory):
 def finished(finished_once, tmp_path):
     """A finished 1-epoch tinynet run in tmp_path/out (a copy: each test may change it)."""
     return shutil.copytree(finished_once, tmp_path / "out")
-
-
-def _one_line(code, err, *fragments):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_another_run_is_refused_before_anything_is_touched(finished, image_folder, tmp_path, capsys):
@@ -65,9 +54,10 @@ def test_another_run_is_refused_before_anything_is_touched(finished, image_folde
 def test_a_new_run_into_a_finished_run_s_folder(finished, image_folder, capsys):
     before = _snapshot(finished)
     code, _, err = _run(capsys, *tiny_args(image_folder, finished, "--epochs", "1"))
-    _one_line(code, err, "holds a run of this config (1 epoch trained)", "--resume auto", "--fresh")
+    _one_line(code, err, "holds a finished run of this config (1 epoch); pass --epochs 2 (or more) to train it "
+              "further", "--fresh")
     code, _, err = _run(capsys, *tiny_args(image_folder, finished, "--epochs", "1", "--resume", "auto"))
-    _one_line(code, err, "holds a finished run (1 epochs)", "pass --epochs above 1")
+    _one_line(code, err, "holds a finished run of this config (1 epoch); pass --epochs 2 (or more)")
     assert _snapshot(finished) == before
     run_id = json.loads((finished / "config.json").read_text())["identity"]["run_id"]
     code, out, err = _run(capsys, *tiny_args(image_folder, finished, "--epochs", "2", "--resume", "auto"))

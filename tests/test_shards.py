@@ -18,11 +18,10 @@ from classify.checkpoint import load_checkpoint
 from classify.data import DataSpec, build_datasets, build_loader
 from classify.data.shards import ShardLoader, open_shards
 from classify.errors import DataError
-from tests.conftest import ROOT, Background, write_image_folder
+from tests.conftest import Background, write_image_folder
 
 pytest.importorskip("webdataset")
-sys.path.insert(0, str(ROOT / "tools"))
-import make_shards  # noqa: E402
+from tools import make_shards  # noqa: E402  (after the importorskip)
 
 
 def shard(root, out, *flags):
@@ -156,6 +155,7 @@ def test_resume_on_shards_is_bit_identical(wds, tmp_path, capsys, request):
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_three_process_evaluation_on_shards(folder, wds, tmp_path, capsys, subprocess_env):
     assert main.main(_tiny(folder, tmp_path / "train", "--epochs", "1", "--workers", "0")) == 0
     capsys.readouterr()

@@ -6,15 +6,10 @@ import sys
 
 import main
 from tests.conftest import Background, start_main, tiny_args
+from tests.conftest import run_in_process as _run
 
 DUMMY = ["--dummy", "--dummy-size", "200,8", "--num-classes", "4", "--image-size", "16", "-a", "tinynet",
          "--workers", "0", "--stop-step-num", "1", "-p", "1"]
-
-
-def _run(capsys, *argv):
-    code = main.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_a_batch_larger_than_the_training_set_is_one_line(image_folder, tmp_path, capsys):

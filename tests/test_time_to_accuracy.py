@@ -19,14 +19,14 @@ import main
 import models
 from classify.amp import AmpSettings
 from classify.blurpool import apply_blurpool, blur, blurred_layers
-from classify.config import build_config
+from classify.resolve import build_config
 from classify.data.stored import larger_crop_note, stored_max_side
 from classify.errors import UserError
 from classify.fast import net_defaults
 from classify.loop import evaluate
 from classify.schedules import SCHEDULES, build_scheduler, lr_factor
 from classify.transforms import Normalize
-from tests.conftest import ROOT, tiny_args, train_in_process, write_image_folder
+from tests.conftest import ROOT, launcher_env, launcher_output, tiny_args, tool_env, train_in_process, write_image_folder
 
 REAL_NETS = [n for n in models.list_models() if not n.startswith("tiny")]
 
@@ -85,7 +85,7 @@ def test_fast_recipe_resolves_relative_to_the_run(net, tmp_path):
     assert o.warmup_epochs == 2.0  # 16 / 8
     scale = 2.0 if net == "googlenet" else 1.0  # googlenet_fast: 0.1 per 256 images (the seed's 0.05)
     assert (o.lr, o.batch_size) == (pytest.approx(seed.lr_1p * scale), seed.batch_size_1p)  # the seed's batch
-    assert lv.norm_weight_decay == 0.0 and lv.bias_weight_decay == 0.0 and lv.tta == "flip"
+    assert lv.norm_weight_decay == 0.0 and lv.bias_weight_decay == 0.0 and cfg.loop.tta == "flip"
     assert lv.progressive_resize == (round(0.625 * size), size, 9, 13)  # floor(0.65 x 15), ceil(0.85 x 15)
     assert d.image_size == size and d.val_crop_size == round(size * 8 / 7) > size  # test at a higher resolution
     assert lv.model_ema == (net in ("googlenet", "inception_resnet_v2")) and lv.blurpool is False
@@ -97,17 +97,17 @@ def test_fast_recipe_resolves_relative_to_the_run(net, tmp_path):
 def test_fast_recipe_flags_win_and_fit_small_images(tmp_path):
     cfg = _cfg(tmp_path, "--recipe", "alexnet_fast", "--epochs", "3", "--image-size", "64", "--tta", "none",
                "--val-crop-size", "64", "--progressive-resize", "64:64")
-    assert cfg.levers.tta is None and cfg.data.val_crop_size == 64 and cfg.levers.progressive_resize[:2] == (64, 64)
+    assert cfg.loop.tta == "none" and cfg.data.val_crop_size == 64 and cfg.levers.progressive_resize[:2] == (64, 64)
     zero = _cfg(tmp_path, "--recipe", "alexnet_fast", "--warmup-epochs", "0", "--norm-weight-decay", "0.0001")
     assert zero.optim.warmup_epochs == 0 and zero.levers.norm_weight_decay == 0.0001  # 0 is a value, not "not given"
     cfg = _cfg(tmp_path, "--recipe", "alexnet_fast", "--epochs", "3", "--image-size", "64")
     assert cfg.levers.progressive_resize[0] == models.min_image_size("alexnet")  # 40 raised to AlexNet's 63
     seed = _cfg(tmp_path, "-a", "alexnet")  # the seeds' recipes set none of it
-    assert seed.levers.tta is None and seed.levers.progressive_resize is None and seed.data.val_crop_size == 224
+    assert seed.loop.tta == "none" and seed.levers.progressive_resize is None and seed.data.val_crop_size == 224
 
 
 def test_tta_flag_values(tmp_path):
-    assert _cfg(tmp_path, "--tta", "flip").levers.tta == "flip"
+    assert _cfg(tmp_path, "--tta", "flip").loop.tta == "flip"
     with pytest.raises(UserError, match="unknown --tta 'mirror'"):
         _cfg(tmp_path, "--tta", "mirror")
 
@@ -267,10 +267,10 @@ def test_resize_dataset_keeps_files_labels_and_resumes(tmp_path):
     # an interrupted run: a stale temp file, a missing image, no resize.json -> the same command completes it
     (dst / "resize.json").unlink()
     (dst / "val/class1/0.jpg").unlink()
-    (dst / "val/class1/.resize-stale").write_bytes(b"half")
+    (dst / "val/class1/.0.jpg.k2j4x9.tmp").write_bytes(b"half")  # classify.atomic's temp name
     again = resize_dataset(str(src), str(dst), max_side=128, quality=90, workers=2)
     assert (again["kept"], again["resized"]) == (12, 1) and _tree(dst) == sorted(_tree(src) + ["resize.json"])
-    assert not list(dst.rglob(".resize-*"))
+    assert not list(dst.rglob("*.tmp"))
     with pytest.raises(UserError, match="other settings"):
         resize_dataset(str(src), str(dst), max_side=64, quality=90, workers=1)
 
@@ -278,11 +278,12 @@ def test_resize_dataset_keeps_files_labels_and_resumes(tmp_path):
 def test_resize_dataset_command_line(tmp_path):
     src = _photo_tree(tmp_path / "src")
     proc = subprocess.run([sys.executable, ROOT / "tools" / "resize_dataset.py", src, tmp_path / "dst",
-                           "--max-side", "100", "--workers", "1"], capture_output=True, text=True, timeout=120)
+                           "--max-side", "100", "--workers", "1"], capture_output=True, text=True, timeout=120,
+                          env=tool_env())
     assert proc.returncode == 0, proc.stderr
     assert "13 files, 8 re-encoded at --max-side 100" in proc.stdout
     bad = subprocess.run([sys.executable, ROOT / "tools" / "resize_dataset.py", src, tmp_path / "x",
-                          "--max-side", "0"], capture_output=True, text=True, timeout=120)
+                          "--max-side", "0"], capture_output=True, text=True, timeout=120, env=tool_env())
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
 
 
@@ -325,8 +326,8 @@ def test_googlenet_folder_performance_run_prints_every_step(tmp_path):
     the 20-step CPU performance run prints 20 step lines (and still its FPS@all line)."""
     data = write_image_folder(tmp_path / "data", train_per_class=8, val_per_class=2, size=36)
     device_id = 90000 + os.getpid() % 9000
-    out_dir = ROOT / "models" / "googlenet" / "test" / "output" / str(device_id)
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    out_dir = launcher_output("googlenet") / str(device_id)
+    env = launcher_env(dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"), "googlenet")
     try:
         proc = subprocess.run(["bash", ROOT / "models" / "googlenet" / "test" / "train_performance_1p.sh",
                                f"--data_path={data}", "--image_size=32", "--batch_size=4", "--device=cpu",

@@ -29,7 +29,7 @@ from classify import inference
 from classify.checkpoint import load_checkpoint, save_atomic
 from classify.errors import CheckpointError
 from tests import tinynet
-from tests.conftest import Background, start_ahead
+from tests.conftest import Background, assert_one_line_error, tool_env
 from tools import export_onnx, plot, predict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,16 +40,14 @@ slow = pytest.mark.skipif(not os.environ.get("RUN_SLOW"), reason="slow (large we
 
 def start_tool(tool, *args) -> Background:
     return Background([sys.executable, f"tools/{tool}.py", *args], cwd=ROOT,
-                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                      env=tool_env(dict(os.environ, PYTHONUNBUFFERED="1")))
 
 
 def run_tool(tool, *args, timeout=300) -> subprocess.CompletedProcess:
     return start_tool(tool, *args).result(timeout)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_ahead(request):
-    start_ahead(request, "predict_missing_checkpoint", "googlenet_export")
+START_AHEAD = ("predict_missing_checkpoint", "googlenet_export")  # conftest's _start_ahead
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +74,6 @@ def googlenet_export(tmp_path_factory):
     proc = start_tool("export_onnx", "--checkpoint", ckpt, "--output", tmp / "g.onnx", "--dynamic-batch")
     yield proc
     proc.kill()
-
-
-def assert_one_line_error(code, err, match, exit_code=2):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == exit_code and len(lines) == 1, (code, err)
-    assert lines[0].startswith("error: ") and match in lines[0] and "Traceback" not in err, err
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +287,7 @@ def test_export_errors(tmp_path, capsys):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     out = tmp_path / "x.onnx"
-    for argv, match in ((["--arch", "resnet50"], "unknown --arch"),
+    for argv, match in ((["--arch", "resnet9000"], "unknown --arch"),
                         (["--checkpoint", str(tmp_path / "nope.pth")], "not found"),
                         (["--arch", "googlenet", "--image-size", "16"], "too small"),
                         (["--arch", "googlenet", "--opset", "30"], "--opset 30")):

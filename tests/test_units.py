@@ -23,7 +23,9 @@ COS_THIRD = 0.5 * (1 + math.cos(math.pi / 3))  # a third of the way: 0.75
 
 def test_schedule_names():
     # a new schedule should get its own tests here
-    assert set(SCHEDULES) == {"cosine", "step", "exponential", "constant", "linear"}
+    # torchvision's names have theirs in tests/test_torchvision_flags.py
+    assert set(SCHEDULES) == {"cosine", "step", "exponential", "constant", "linear", "steplr", "cosineannealinglr",
+                              "exponentiallr"}
 
 
 @pytest.mark.parametrize("name", SCHEDULES)

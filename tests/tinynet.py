@@ -37,7 +37,7 @@ def build_flat(num_classes: int = 1000, **kwargs) -> nn.Module:
 def register() -> None:
     if "tinynet" not in models.list_models():
         models.register_model(ModelEntry(name="tinynet", build=build, recipes={RECIPE.name: RECIPE},
-                                         default_recipe=RECIPE.name, min_image_size=8))
+                                         default_recipe=RECIPE.name, min_image_size=8, head=("9",)))
 
 
 def register_flat() -> None:
@@ -46,4 +46,4 @@ def register_flat() -> None:
     register()
     if FLAT not in models.list_models():
         models.register_model(ModelEntry(name=FLAT, build=build_flat, recipes={FLAT_RECIPE.name: FLAT_RECIPE},
-                                         default_recipe=FLAT_RECIPE.name, min_image_size=8))
+                                         default_recipe=FLAT_RECIPE.name, min_image_size=8, head=("6",)))

@@ -61,43 +61,39 @@ What is measured (the same definitions in every table):
 
 import argparse
 import gc
-import io
 import json
 import multiprocessing
 import os
 import platform
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+import torch.nn as nn
+import torchvision
+from torch.utils.data import DataLoader, Subset
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torchvision  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-import models  # noqa: E402
-from classify.amp import AMP_DTYPES, autocast, resolve_amp  # noqa: E402
-from classify.config import OneLineParser, OptimConfig  # noqa: E402
-from classify.data import build_loader  # noqa: E402
-from classify.data.device_decode import JpegFiles  # noqa: E402
-from classify.data.folder import SafeImageFolder  # noqa: E402
-from classify.data.photos import default_photos_root, ensure_photos  # noqa: E402
-from classify.devices import cpu_count, pin_memory, resolve_device, synchronize  # noqa: E402
-from tools.bench_levers import LEVERS, bench_levers  # noqa: E402
-from classify.errors import DataError, UserError  # noqa: E402
-from classify.fast import net_defaults, use_channels_last  # noqa: E402
-from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step  # noqa: E402
-from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps  # noqa: E402
-from classify.parts import build_model, build_train_parts  # noqa: E402
-from classify.report import Reporter  # noqa: E402
-from classify.transforms import Normalize, train_transform  # noqa: E402
+import models
+from classify.amp import AMP_DTYPES, autocast, resolve_amp
+from classify.cli import OneLineParser, finite_float
+from classify.data import build_loader
+from classify.data.device_decode import JpegFiles
+from classify.data.folder import SafeImageFolder
+from classify.data.photos import default_photos_root, ensure_photos
+from classify.devices import cpu_count, pin_memory, resolve_device, synchronize
+from classify.errors import DataError, UserError, os_error_text
+from classify.fast import net_defaults, use_channels_last
+from classify.loop import EpochPlan, TrainParts, train_one_epoch, train_step
+from classify.metrics import Meter, Throughput, accuracy_counts, warmup_steps
+from classify.parts import build_model, build_train_parts
+from classify.schema import OptimConfig
+from classify.transforms import Normalize, train_transform
+from tools.bench_levers import LEVERS, bench_levers
 
 MODES = ("baseline", "fast", "compiled")
 # --precision: our step in each memory format x precision (channels_last, bf16 autocast), ratios to fp32 NCHW
@@ -458,9 +454,11 @@ class Feed:
 
 
 def ours_loop(parts: TrainParts, feed) -> float:
-    """``train_one_epoch`` as the trainer runs it (step log lines to a buffer); its FPS."""
+    """``train_one_epoch`` as the trainer runs it (the step lines' figures, read at every print
+    interval, kept in a list); its FPS."""
     plan = EpochPlan(epoch=0, steps_per_epoch=len(feed), print_freq=10)
-    stats = train_one_epoch(parts, feed, plan, Reporter(Path(tempfile.gettempdir()), True, io.StringIO()))
+    lines = []
+    stats = train_one_epoch(parts, feed, plan, lambda *where, **figures: lines.append(figures))
     return stats["fps"]
 
 
@@ -676,7 +674,7 @@ def get_args_parser() -> OneLineParser:
     add("--channels-last", "--channels_last", action=argparse.BooleanOptionalAction, default=None,
         help="NHWC for fast/compiled (default: the engine's, on for cuda and cpu)")
     add("--threads", type=int, default=None, help="torch intra-op threads of the main process (default: torch's)")
-    add("--peak-tflops", type=float, default=None, help="the device's peak, for utilisation %%")
+    add("--peak-tflops", type=finite_float, default=None, help="the device's peak, for utilisation %%")
     add("--json", action="store_true", help="print JSON instead of tables")
     add("--json-out", default=None, metavar="FILE", help="also write the JSON report to FILE (tables still printed)")
     add("--data", default=None, help="ImageFolder root, 'demo' or 'photos': loader, end-to-end, overhead")
@@ -823,11 +821,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     progress = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731 (stderr: --json stays clean)
     try:
         report = run(args, progress)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
     except UserError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return e.exit_code
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as e:  # --json-out or a data path the filesystem refused
+        print(f"bench.py: error: {os_error_text(e)}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -36,10 +36,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ARCHS = ("alexnet", "googlenet")  # the nets whose runs fit a 2-core CPU in minutes
@@ -206,7 +204,8 @@ def bench_pre_resized(args, progress) -> Dict[str, List[Dict]]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from tools.bench import OneLineParser, _csv
+    from classify.cli import OneLineParser
+    from tools.bench import _csv
 
     p = OneLineParser(prog="bench.py", description="time to accuracy / pre-resized loaders (tools/bench_fast.py)")
     add = p.add_argument
@@ -224,12 +223,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     add("-b", "--batch-size", dest="batch_size", type=int, default=None, help="32 (time to accuracy), 16 (loaders)")
     add("--image-size", type=int, default=None, help="64 (time to accuracy: the demo's), 224 (loaders)")
     add("-j", "--workers", type=int, default=2, help="loader workers (2)")
-    add("--seed", type=int, default=0)
-    add("--device", default="cpu")
+    add("--seed", type=int, default=0, help="the runs' --seed (0)")
+    add("--device", default="cpu", help="the runs' --device (cpu)")
     add("--steps", type=int, default=6, help="loaders: batches per pass (6)")
-    add("--warmup", type=int, default=2)
-    add("--repeat", type=int, default=2)
-    add("--num-photos", type=int, default=300)
+    add("--warmup", type=int, default=2, help="loaders: batches before timing (2)")
+    add("--repeat", type=int, default=2, help="loaders: timed passes (2)")
+    add("--num-photos", type=int, default=300, help="loaders: generated photos (300)")
     add("--resized-dir", default=None, metavar="DIR",
         help="where the pre-resized copy goes (default: beside the photos)")
     add("--loader", type=_csv(("pil", "gpu")), default=["pil", "gpu"])

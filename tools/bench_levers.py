@@ -11,7 +11,7 @@ and every step (``ema_every_step``, the worst case).
 
 from typing import Callable, Dict, List, Sequence
 
-from classify.config import LeverConfig
+from classify.schema import LeverConfig
 from classify.loop import Micro, train_step
 from classify.metrics import Meter
 

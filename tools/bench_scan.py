@@ -143,7 +143,7 @@ def child(kind: str, split: str, cache: str, workers: int) -> dict:
 
 def measure(kind: str, split: str, cache: str, workers: int) -> dict:
     env = dict(os.environ, BENCH_SCAN_T0=repr(time.time()), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--root", split, "--cache", cache,
+    proc = subprocess.run([sys.executable, "-m", "tools.bench_scan", "--child", kind, "--root", split, "--cache", cache,
                            "--workers", str(workers)], env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"error: the {kind} measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -189,7 +189,9 @@ def table(summary: dict, workers: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from classify.cli import OneLineParser  # one-line usage errors, as every tool
+
+    p = OneLineParser(prog="bench_scan.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=None, help="a split folder (class folders); default: generate one under /tmp")
     p.add_argument("--tree-dir", default="/tmp", help="where the generated tree goes (/tmp; e.g. /dev/shm when "
                    "creating 1.28M files on /tmp's disk is slow); deleted afterwards")
@@ -206,7 +208,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.child:
-        sys.path.insert(0, str(ROOT))
         print(json.dumps(child(args.child, args.root, args.cache, args.workers)))
         return 0
     tmp = None

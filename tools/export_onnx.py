@@ -30,16 +30,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+import torch
+import torch.nn as nn
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-
-import models  # noqa: E402
-from classify.errors import UserError  # noqa: E402
-from classify.inference import TrainedModel, build_inference_model, load_trained_model  # noqa: E402
+import models
+from classify.cli import OneLineParser, finite_float
+from classify.errors import UserError, os_error_text
+from classify.inference import TrainedModel, build_inference_model, load_trained_model
 
 __all__ = ["random_model", "export", "verify", "exportable_pooling", "FixedAdaptiveAvgPool2d", "ExportFailed", "main"]
 
@@ -206,7 +203,7 @@ def _size(n: int) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Export to ONNX and check onnxruntime parity", add_help=True)
+    parser = OneLineParser(prog="export_onnx.py", description="Export to ONNX and check onnxruntime parity")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", "--pth_path", "--pth-path", help="checkpoint written by main.py")
     source.add_argument("--arch", "-a", help="export this network with random weights (no checkpoint)")
@@ -218,7 +215,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="input height = width (default: the checkpoint's --image-size, else the recipe's)")
     parser.add_argument("--ema", action="store_true", help="export the EMA weights of a --model-ema run")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="parity tolerance, max abs diff (default 1e-4)")
+    parser.add_argument("--atol", type=finite_float, default=1e-4, help="parity tolerance, max abs diff (default 1e-4)")
     return parser
 
 
@@ -250,6 +247,9 @@ def main(argv=None) -> int:
         return e.exit_code
     except ExportFailed as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as e:  # --output in a folder that cannot be (a file in the way, read-only, full)
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -14,8 +14,9 @@
 #
 # Sections, in order of value (a time budget, GPU_CHECK_BUDGET seconds, default 470, caps each
 # section's limit; the torch.compile runs come last and take what is left):
-#   env, pytest_cuda, bench_compute (+ _irv2), bench_loaders (+ _irv2), train_gpu, eval_gpu,
-#   bench_compiled_<net> (one per net, so that a timeout keeps the others).
+#   env, pytest_cuda, bench_compute (+ _<size> for each other image size of the registered
+#   networks, e.g. _299), bench_loaders (+ _<size>), train_gpu, eval_gpu, bench_compiled_<net>
+#   (one per registered net, so that a timeout keeps the others).
 #
 # Without CUDA (e.g. this project's CPU machines) it is a dry run: the CUDA tests are collected
 # and skipped, the other sections run on the CPU at tiny sizes (the same commands and outputs,
@@ -30,7 +31,7 @@ DIR=""
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "error: unknown option '$arg'; usage: bash tools/gpu_check.sh [OUT_DIR] [--quick]" >&2; exit 2 ;;
         *) DIR="$arg" ;;
     esac
@@ -110,18 +111,42 @@ fi
 # ---------------------------------------------------------------------------- CUDA tests
 PYTEST_TARGET=tests
 [ "$CUDA" = 1 ] || PYTEST_TARGET=tests/test_cuda.py  # the dry run: collect (and skip) the CUDA file only
-section pytest_cuda 200 "$PY" -m pytest -m cuda -rs -q "$PYTEST_TARGET" --junitxml="$DIR/pytest_cuda.xml"
+section pytest_cuda 200 "$PY" -m pytest -n 0 -m cuda -rs -q "$PYTEST_TARGET" --junitxml="$DIR/pytest_cuda.xml"
 SKIPS=$(grep -c "^SKIPPED" "$DIR/pytest_cuda.out" 2>/dev/null)
 [ "${SKIPS:-0}" -gt 0 ] && record pytest_cuda "$(tail -n 1 "$DIR/pytest_cuda.out" | tr -d '=' | xargs)" 0 \
     "skips: $(grep -m1 '^SKIPPED' "$DIR/pytest_cuda.out" | sed 's/.*: //')"
 
 # ---------------------------------------------------------------------------- sizes
-if [ "$QUICK" = 1 ]; then  # GPU_CHECK_NET: one net for every section (the tests' dry run: tinynet)
-    NETS=${GPU_CHECK_NET:-alexnet}; IRV2=${GPU_CHECK_NET:-inception_resnet_v2}
-    BATCH=4; IRV2_BATCH=4; SIZE=64; IRV2_SIZE=75; STEPS=(--steps 2 --warmup 1 --repeat 1); LOADER_STEPS=("${STEPS[@]}")
-    PHOTOS=8; WORKERS=1; TRAIN=(-a "$NETS" --image-size 64 -b 4 --epochs 1 --workers 1)
+# Every registered network (models.list_models()), grouped by its default recipe's image size:
+# one compute and one loader section per group (the first network's group: bench_compute and
+# bench_loaders; the others: bench_compute_<size>, bench_loaders_<size>), batch 256 up to 224 px
+# and 128 above. Quick sizes: the first network of each group at 64 px (or its minimum), batch 4;
+# GPU_CHECK_NET: that one network only, at 64 px (the tests' dry run: tinynet).
+if [ "$QUICK" = 1 ] && [ -n "${GPU_CHECK_NET:-}" ]; then
+    NET_SIZES="$GPU_CHECK_NET 64 0"  # that one network at the quick size (no registry query to wait for)
+else  # "name recipe_image_size min_image_size", one line per network
+    NET_SIZES=$("$PY" -c 'import models
+for n in models.list_models(): print(n, models.get_recipe(models.default_recipe(n)).image_size, models.min_image_size(n))')
+    [ -n "$NET_SIZES" ] || { echo "error: cannot list the networks (python -c 'import models' failed)" >&2; exit 2; }
+fi
+G_NETS=(); G_SIZE=(); G_BATCH=(); G_NAME=(); G_COUNT=()
+while read -r net size min; do
+    i=0
+    while [ "$i" -lt "${#G_SIZE[@]}" ] && [ "${G_SIZE[$i]}" != "$size" ]; do i=$((i + 1)); done
+    if [ "$i" = "${#G_SIZE[@]}" ]; then  # a new group
+        G_SIZE+=("$size"); G_NETS+=("$net"); G_COUNT+=(1)
+        G_NAME+=("$([ "$i" = 0 ] || echo "_$size")")
+        if [ "$QUICK" = 1 ]; then G_BATCH+=(4); else G_BATCH+=("$([ "$size" -le 224 ] && echo 256 || echo 128)"); fi
+        QUICK_SIZE[$i]=$([ "$min" -gt 64 ] && echo "$min" || echo 64)
+    elif [ "$QUICK" != 1 ]; then
+        G_NETS[$i]+=",$net"; G_COUNT[$i]=$((G_COUNT[$i] + 1))
+    fi
+done <<< "$NET_SIZES"
+if [ "$QUICK" = 1 ]; then
+    for i in "${!G_SIZE[@]}"; do G_SIZE[$i]=${QUICK_SIZE[$i]}; done
+    STEPS=(--steps 2 --warmup 1 --repeat 1); LOADER_STEPS=("${STEPS[@]}")
+    PHOTOS=8; WORKERS=1; TRAIN=(-a "${G_NETS[0]}" --image-size 64 -b 4 --epochs 1 --workers 1)
 else
-    NETS=alexnet,vgg16,googlenet; IRV2=inception_resnet_v2; BATCH=256; IRV2_BATCH=128; SIZE=224; IRV2_SIZE=299
     STEPS=(--steps 30 --warmup 5 --repeat 2); PHOTOS=300; WORKERS=$CPUS
     LOADER_STEPS=(--steps 40 --warmup 2 --repeat 1)  # loaders skip their first max(warmup, workers) batches
     TRAIN=(-a googlenet --image-size 224 -b 32 --epochs 25 --workers "$CPUS" -p 50)  # 9 steps/epoch: 225 steps
@@ -129,19 +154,28 @@ fi
 PEAK=()
 [ "$CUDA" = 1 ] && [ -n "$(peak_tflops)" ] && PEAK=(--peak-tflops "$(peak_tflops)")
 BENCH=("$PY" tools/bench.py --device "$DEVICE" "${PEAK[@]}")
+limit() {  # limit GROUP NETS PER_NET FIRST: seconds for a section, PER_NET per network, at least FIRST
+    local t=$(( $2 * $3 )) least=90  # for the first group, else 90
+    [ "$1" = 0 ] && least=$4
+    [ "$t" -lt "$least" ] && t=$least
+    echo "$t"
+}
 
 # ---------------------------------------------------------------------------- compute tables
-section bench_compute 150 "${BENCH[@]}" "${STEPS[@]}" --arch "$NETS" -b "$BATCH" --image-size "$SIZE" --modes baseline,fast \
-    --json-out "$DIR/bench_compute.json"
-[ "$IRV2" != "$NETS" ] && section bench_compute_irv2 90 "${BENCH[@]}" "${STEPS[@]}" --arch "$IRV2" -b "$IRV2_BATCH" \
-    --image-size "$IRV2_SIZE" --modes baseline,fast --json-out "$DIR/bench_compute_irv2.json"
+for i in "${!G_SIZE[@]}"; do
+    section "bench_compute${G_NAME[$i]}" "$(limit "$i" "${G_COUNT[$i]}" 50 150)" "${BENCH[@]}" "${STEPS[@]}" \
+        --arch "${G_NETS[$i]}" -b "${G_BATCH[$i]}" --image-size "${G_SIZE[$i]}" --modes baseline,fast \
+        --json-out "$DIR/bench_compute${G_NAME[$i]}.json"
+done
 
 # ---------------------------------------------------------------------------- loaders + end to end
-section bench_loaders 200 "${BENCH[@]}" "${LOADER_STEPS[@]}" --make-photos "$DIR/photos" --num-photos "$PHOTOS" --loader pil,gpu,reference \
-    --workers "$WORKERS" --arch "$NETS" -b "$BATCH" --image-size "$SIZE" --json-out "$DIR/bench_loaders.json"
-[ "$IRV2" != "$NETS" ] && section bench_loaders_irv2 90 "${BENCH[@]}" "${LOADER_STEPS[@]}" --data "$DIR/photos" --loader pil,gpu,reference \
-    --workers "$WORKERS" --arch "$IRV2" -b "$IRV2_BATCH" --image-size "$IRV2_SIZE" \
-    --json-out "$DIR/bench_loaders_irv2.json"
+for i in "${!G_SIZE[@]}"; do
+    PHOTO_ARGS=(--data "$DIR/photos")
+    [ "$i" = 0 ] && PHOTO_ARGS=(--make-photos "$DIR/photos" --num-photos "$PHOTOS")
+    section "bench_loaders${G_NAME[$i]}" "$(limit "$i" "${G_COUNT[$i]}" 65 200)" "${BENCH[@]}" "${LOADER_STEPS[@]}" \
+        "${PHOTO_ARGS[@]}" --loader pil,gpu,reference --workers "$WORKERS" --arch "${G_NETS[$i]}" \
+        -b "${G_BATCH[$i]}" --image-size "${G_SIZE[$i]}" --json-out "$DIR/bench_loaders${G_NAME[$i]}.json"
+done
 
 # ---------------------------------------------------------------------------- a short real training
 [ -e "$DIR/photos/val" ] || ln -s train "$DIR/photos/val"  # validate on the training photos (timing data)
@@ -152,11 +186,11 @@ section eval_gpu 60 "$PY" main.py "$DIR/photos" --device "$DEVICE" --data-backen
 
 # ---------------------------------------------------------------------------- torch.compile, last
 if [ "$CUDA" = 1 ]; then
-    for net in $(echo "${NETS//,/ } $IRV2" | tr ' ' '\n' | awk '!seen[$0]++'); do
-        b=$BATCH; s=$SIZE
-        [ "$net" = "$IRV2" ] && b=$IRV2_BATCH && s=$IRV2_SIZE
-        section "bench_compiled_$net" 240 "${BENCH[@]}" "${STEPS[@]}" --arch "$net" -b "$b" --image-size "$s" \
-            --modes baseline,fast,compiled --json-out "$DIR/bench_compiled_$net.json"
+    for i in "${!G_SIZE[@]}"; do
+        for net in ${G_NETS[$i]//,/ }; do
+            section "bench_compiled_$net" 240 "${BENCH[@]}" "${STEPS[@]}" --arch "$net" -b "${G_BATCH[$i]}" \
+                --image-size "${G_SIZE[$i]}" --modes baseline,fast,compiled --json-out "$DIR/bench_compiled_$net.json"
+        done
     done
 else
     record bench_compiled skipped 0 "no CUDA (torch.compile takes minutes per net on a CPU)"

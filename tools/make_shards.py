@@ -23,18 +23,17 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from classify.data.folder import resolve_splits  # noqa: E402
-from classify.data.index import scan_split  # noqa: E402
-from classify.data.shards import INDEX_NAME, require_webdataset  # noqa: E402
-from classify.errors import UserError  # noqa: E402
-from tools.resize_dataset import reencode  # noqa: E402
+from classify.atomic import write_atomic, write_text
+from classify.data.folder import resolve_splits
+from classify.data.index import scan_split
+from classify.data.shards import INDEX_NAME, require_webdataset
+from classify.cli import OneLineParser
+from classify.errors import UserError, os_error_text
+from tools.resize_dataset import reencode
 
 TAR_OVERHEAD = 2 * 1024  # two members' headers and padding per sample
 PLAN_NAME = ".make_shards.json"
@@ -50,7 +49,9 @@ def parse_size(text: str) -> int:
 
 def plan_split(split: Path, *, shuffle_seed, shard_bytes, per_shard):
     """[(first, stop)] cut points over the split's samples (in the order they are written)."""
-    table, classes, _ = scan_split(split)
+    table, classes, record = scan_split(split)
+    for line in record["skipped"]:  # link loops, FIFOs: left out, said
+        print(line, flush=True)
     order = list(range(len(table)))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(order)
@@ -70,27 +71,22 @@ def plan_split(split: Path, *, shuffle_seed, shard_bytes, per_shard):
 
 
 def write_shard(path: Path, table, samples, max_side: int = 0, quality: int = 90) -> None:
-    """``samples`` [(key, index into table)] into the tar ``path``, atomically; ``max_side``: images
-    with a longer side above it re-encoded as JPEG at that size (``tools/resize_dataset.py``)."""
+    """``samples`` [(key, index into table)] into the tar ``path``, atomically, with the mode the
+    umask gives (a shared data set must be readable by its other users); ``max_side``: images with
+    a longer side above it re-encoded as JPEG at that size (``tools/resize_dataset.py``)."""
     wds = require_webdataset()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer = wds.TarWriter(f, mtime=0, encoder=False)
-            for key, i in samples:
-                with open(table.path(i), "rb") as image:
-                    data = image.read()
-                if max_side:
-                    data = reencode(data, max_side=max_side, quality=quality, fmt="JPEG") or data
-                writer.write({"__key__": key, "jpg": data, "cls": str(int(table.labels[i])).encode()})
-            writer.close()
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(f) -> None:
+        writer = wds.TarWriter(f, mtime=0, encoder=False)
+        for key, i in samples:
+            with open(table.path(i), "rb") as image:
+                data = image.read()
+            if max_side:
+                data = reencode(data, max_side=max_side, quality=quality, fmt="JPEG") or data
+            writer.write({"__key__": key, "jpg": data, "cls": str(int(table.labels[i])).encode()})
+        writer.close()
+
+    write_atomic(write, path)
 
 
 class Progress:
@@ -152,14 +148,12 @@ def make_shards(root: str, out: str, *, shard_bytes: int, per_shard: int, worker
         for job, _ in zip(todo, pool.map(lambda j: write_shard(*j, max_side=max_side, quality=quality), todo)):
             progress.add(len(job[2]), job[0].name)
     sys.stderr.write("\n")
-    tmp = out_dir / f".{INDEX_NAME}.tmp"
-    tmp.write_text(json.dumps(index, indent=1) + "\n")
-    os.replace(tmp, out_dir / INDEX_NAME)
+    write_text(json.dumps(index, indent=1) + "\n", out_dir / INDEX_NAME)
     return index
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="make_shards.py", description=__doc__.split("\n\n")[0])
     p.add_argument("root", help="ImageFolder root with train/ and/or val/")
     p.add_argument("out", help="folder for the shards and index.json")
     size = p.add_mutually_exclusive_group()
@@ -176,7 +170,10 @@ def main(argv=None) -> int:
                             workers=args.workers, seed=args.seed, max_side=args.max_side, quality=args.quality)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
+    except OSError as e:  # OUT is a file, read-only, the disk is full
+        print(f"error: {os_error_text(e)}", file=sys.stderr)
+        return 1
     print(f"=> {args.out}: {len(index['train'])} train / {len(index['val'])} val shards, "
           f"{sum(s['count'] for s in index['train'])} / {sum(s['count'] for s in index['val'])} images, "
           f"{len(index.get('classes', []))} classes")

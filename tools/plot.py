@@ -8,18 +8,14 @@ labelled by its folder name. Needs matplotlib (optional: ``pip install matplotli
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-
-from classify.errors import UserError  # noqa: E402
-from classify.plots import plot_runs  # noqa: E402
+from classify.cli import OneLineParser
+from classify.errors import UserError, os_error_text
+from classify.plots import plot_runs
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Plot training curves from metrics.jsonl", add_help=True)
+    parser = OneLineParser(prog="plot.py", description="Plot training curves from metrics.jsonl")
     parser.add_argument("runs", nargs="+", metavar="OUT_DIR",
                         help="output dir of a training run (holds metrics.jsonl), or a metrics .jsonl file")
     parser.add_argument("-o", "--output", default="curves.png", help="PNG to write (default: curves.png)")
@@ -33,6 +29,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except OSError as e:  # --output in a folder that cannot be written
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
+        return 1
     print(f"wrote {out} ({len(args.runs)} run{'s' if len(args.runs) > 1 else ''})")
     return 0
 

@@ -19,19 +19,21 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+import torch
+from PIL import Image, UnidentifiedImageError
 
-import torch  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
-
-from classify.devices import resolve_device  # noqa: E402
-from classify.errors import UserError  # noqa: E402
-from classify.inference import TrainedModel, load_trained_model  # noqa: E402
-from classify.transforms import Normalize, val_transform  # noqa: E402
+from classify.amp import AmpSettings
+from classify.devices import resolve_device
+from classify.cli import OneLineParser
+from classify.errors import UserError, os_error_text
+from classify.inference import TrainedModel, load_trained_model
+from classify.loop import tta_logits
+from classify.schema import TTA_MODES
+from classify.transforms import Normalize, val_transform
 
 __all__ = ["find_images", "predict", "main"]
+
+_FP32 = AmpSettings(False, None, None)  # predictions in float32, as the checkpoint's weights
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -75,14 +77,15 @@ def _batches(paths: Sequence[Path], transform, batch_size: int) -> Iterator[Tupl
 
 @torch.inference_mode()
 def predict(net: TrainedModel, paths: Sequence[Path], device: torch.device, topk: int = 5,
-            batch_size: int = 32) -> Iterator[Tuple[Path, List[Tuple[str, float]]]]:
-    """Yield (path, [(class name, probability in %), ...]) per readable image, best first."""
+            batch_size: int = 32, *, tta: str = "none") -> Iterator[Tuple[Path, List[Tuple[str, float]]]]:
+    """Yield (path, [(class name, probability in %), ...]) per readable image, best first.
+    ``tta="flip"``: from the mean of the image's and its mirror's logits (as ``main.py -e --tta flip``)."""
     model = net.model.to(device)
     normalize = Normalize(net.mean, net.std).to(device)
     transform = val_transform(net.image_size, net.val_resize)
     k = min(topk, net.num_classes)
     for names, batch in _batches(paths, transform, batch_size):
-        logits = model(normalize(batch.to(device, non_blocking=True)))
+        logits = tta_logits(model, normalize(batch.to(device, non_blocking=True)), device=device, amp=_FP32, tta=tta)
         probs, indices = logits.float().softmax(dim=1).topk(k, dim=1)
         for name, p_row, i_row in zip(names, probs.cpu().tolist(), indices.cpu().tolist()):
             yield name, [(_class_name(net.classes, i), 100.0 * p) for p, i in zip(p_row, i_row)]
@@ -92,8 +95,20 @@ def _class_name(classes: List[str], index: int) -> str:
     return classes[index] if index < len(classes) else str(index)
 
 
+def _sizes(net: TrainedModel, resize, crop) -> TrainedModel:
+    """``--val-resize-size``/``--val-crop-size`` over the run's (test-time resolution)."""
+    import dataclasses
+
+    crop = net.image_size if crop is None else crop
+    resize = (net.val_resize if crop == net.image_size else round(crop * net.val_resize / net.image_size)
+              ) if resize is None else resize
+    if min(crop, resize) < 1 or resize < crop:
+        raise UserError(f"--val-resize-size {resize} must be at least --val-crop-size {crop} (and both >= 1)")
+    return dataclasses.replace(net, image_size=crop, val_resize=resize)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Top-k predictions of a trained checkpoint", add_help=True)
+    parser = OneLineParser(prog="predict.py", description="Top-k predictions of a trained checkpoint")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
     parser.add_argument("--checkpoint", "--pth_path", "--pth-path", required=True,
                         help="model_best.pth.tar / checkpoint.pth.tar written by main.py")
@@ -103,6 +118,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|gpu|npu (default auto)")
     parser.add_argument("-b", "--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    parser.add_argument("--tta", default="none", choices=TTA_MODES,
+                        help="flip: average the logits of each image and its mirror (default none)")
+    parser.add_argument("--val-resize-size", "--val_resize_size", "--val-resize", dest="val_resize", type=int,
+                        default=None, metavar="S", help="resize before the centre crop (default: the run's)")
+    parser.add_argument("--val-crop-size", "--val_crop_size", type=int, default=None, metavar="S",
+                        help="centre crop (default: the run's val crop)")
     return parser
 
 
@@ -115,10 +136,10 @@ def main(argv=None) -> int:
         if not paths:
             raise UserError(f"no images found in {', '.join(args.inputs)} (looked for "
                             f"{', '.join(IMG_EXTENSIONS)}); pass image files or folders of images")
-        net = load_trained_model(args.checkpoint, args.arch, ema=args.ema)
+        net = _sizes(load_trained_model(args.checkpoint, args.arch, ema=args.ema), args.val_resize, args.val_crop_size)
         device = resolve_device(args.device)
         done = 0
-        for path, top in predict(net, paths, device, args.topk, args.batch_size):
+        for path, top in predict(net, paths, device, args.topk, args.batch_size, tta=args.tta):
             print(f"{path}: " + ", ".join(f"{name} ({p:.2f}%)" for name, p in top), flush=True)
             done += 1
         if done == 0:
@@ -126,6 +147,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    except OSError as e:  # an input the filesystem refuses (a link loop, no permission)
+        print(f"error: {os_error_text(e)}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -13,28 +13,26 @@ continues it (finished files are kept). ``DST/resize.json`` (max side, quality, 
 last; the trainer reads it and says so in one line when a run crops larger than the stored size.
 """
 
-import argparse
 import io
 import json
 import os
 import sys
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from PIL import Image
 
-from PIL import Image  # noqa: E402
-
-from classify.data.stored import RESIZE_NAME  # noqa: E402
-from classify.devices import cpu_count  # noqa: E402
-from classify.errors import UserError  # noqa: E402
+from classify.atomic import write_bytes, write_json, write_text
+from classify.cli import OneLineParser
+from classify.data.stored import RESIZE_NAME
+from classify.devices import cpu_count
+from classify.errors import UserError
 
 __all__ = ["reencode", "resize_dataset", "main"]
 
 PLAN_NAME = ".resize_dataset.json"  # the settings of a run in progress: a second run continues only the same
-TMP_PREFIX = ".resize-"
+TMP_SUFFIX = ".tmp"  # classify.atomic's temp files, ".<name>.<random>.tmp" beside their target
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -59,20 +57,6 @@ def reencode(data: bytes, *, max_side: int, quality: int, fmt: Optional[str] = N
         return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _one(job: Tuple[str, str, int, int]) -> str:
     """Copy or re-encode one file; returns "resized", "copied" or "kept" (an earlier run wrote it)."""
     src, dst, max_side, quality = job
@@ -81,7 +65,7 @@ def _one(job: Tuple[str, str, int, int]) -> str:
         return "kept"
     data = Path(src).read_bytes()
     smaller = reencode(data, max_side=max_side, quality=quality) if src.lower().endswith(IMAGE_SUFFIXES) else None
-    _write_atomic(target, data if smaller is None else smaller)
+    write_bytes(data if smaller is None else smaller, target)
     return "copied" if smaller is None else "resized"
 
 
@@ -103,14 +87,14 @@ def _check_plan(dst: Path, plan: dict) -> None:
             raise UserError(f"'{dst}' holds a copy made with other settings or from another tree "
                             f"({', '.join(f'{k} {old.get(k)}' for k in plan)}); use the same command to continue, "
                             "or a new DST folder")
-    path.write_text(json.dumps(plan))
+    write_text(json.dumps(plan), path)
 
 
 def _remove_stale_temps(dst: Path) -> None:
     """Temp files a killed run left (never renamed: their images are written again)."""
     for folder, _, names in os.walk(dst):
         for name in names:
-            if name.startswith(TMP_PREFIX):
+            if name.startswith(".") and name.endswith(TMP_SUFFIX):
                 os.unlink(os.path.join(folder, name))
 
 
@@ -146,15 +130,13 @@ def resize_dataset(src: str, dst: str, *, max_side: int, quality: int = 90, work
                 pending = 0
     sys.stderr.write("\n")
     record = {**plan, "version": 1, "files": len(jobs), **counts}
-    tmp = target / f".{RESIZE_NAME}.tmp"
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, target / RESIZE_NAME)
+    write_json(record, target / RESIZE_NAME, indent=1)
     (target / PLAN_NAME).unlink(missing_ok=True)
     return record
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="resize_dataset.py", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="resize_dataset.py", description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="image folder tree (e.g. with train/ and val/)")
     p.add_argument("dst", help="where the copy goes (created)")
     p.add_argument("--max-side", "--max_side", type=int, required=True, metavar="N",

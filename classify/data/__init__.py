@@ -9,18 +9,20 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from ..errors import DataError
-from ..transforms import AugmentSpec, train_transform, val_transform
+from ..transforms import RRC_RATIO, RRC_SCALE, AugmentSpec, train_transform, val_transform
 from .cifar import Cifar10, find_cifar_root
 from .device_decode import DeviceBatches, DeviceDecode, JpegFiles, collate_jpeg
 from .dummy import DummyImages
 from .folder import SafeImageFolder, check_same_classes, resolve_splits
+from .preflight import DUMMY_CLASSES, DataCheck, check_data, check_splits, count_classes, identity_root
 from .samplers import EvalSampler, RepeatedAugSampler, SeededDataset, TrainSampler
-from .shards import JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
+from .shards import DATA_TIMEOUT, JpegDecode, PilDecode, ShardLoader, ShardSplit, is_shard_source, open_shards
 
 BACKENDS = ("pil", "gpu", "dummy")
 
 __all__ = ["BACKENDS", "DataSpec", "Datasets", "build_datasets", "check_data_root", "build_loader", "collate_skip_bad",
-           "TrainSampler", "EvalSampler", "data_root", "count_classes", "check_splits"]
+           "TrainSampler", "EvalSampler", "data_root", "count_classes", "check_splits", "check_data", "DataCheck",
+           "identity_root", "DUMMY_CLASSES"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,14 @@ class DataSpec:
     color_jitter: float = 0.0
     dummy: bool = False
     dummy_sizes: Tuple[int, int] = (1281167, 50000)  # pytorch/examples' FakeData sizes
-    num_classes: int = 1000  # dummy only; real data counts its classes
+    num_classes: int = DUMMY_CLASSES  # dummy only; real data counts its classes
     backend: str = "pil"  # pil: decode + augment in workers; gpu: workers read bytes, the device decodes
     index_cache: Optional[str] = None  # folder of the file indexes (classify.data.index); None: scan every time
     val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
     augment: Optional[AugmentSpec] = None  # --auto-augment / --random-erase (pil only)
+    data_timeout: float = DATA_TIMEOUT  # --data-timeout: a shard read that gives no byte that long fails
+    rrc_scale: Tuple[float, float] = RRC_SCALE  # RandomResizedCrop's area range (--rrc-scale)
+    rrc_ratio: Tuple[float, float] = RRC_RATIO  # and aspect range (--rrc-ratio)
 
     @property
     def val_crop(self) -> int:
@@ -62,7 +67,8 @@ def build_datasets(spec: DataSpec) -> Datasets:
     gpu = spec.backend == "gpu"  # workers read bytes (JpegFiles), the device decodes
     if gpu:
         _check_jpeg_source(spec, cifar)
-    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter, augment=spec.augment)
+    train_tf = None if gpu else train_transform(spec.image_size, spec.color_jitter, augment=spec.augment,
+                                                scale=spec.rrc_scale, ratio=spec.rrc_ratio)
     val_tf = None if gpu else val_transform(spec.val_crop, spec.val_resize)
     if cifar is not None:
         train, val = Cifar10(cifar, True, train_tf), Cifar10(cifar, False, val_tf)
@@ -77,7 +83,7 @@ def build_datasets(spec: DataSpec) -> Datasets:
         def as_jpeg(folder, is_train):
             return None if folder is None else JpegFiles(folder.table, classes, is_train,
                                                          spec.image_size if is_train else spec.val_crop,
-                                                         spec.val_resize)
+                                                         spec.val_resize, (spec.rrc_scale, spec.rrc_ratio))
 
         train, val = as_jpeg(train, True), as_jpeg(val, False)
     return Datasets(train, val, classes, "folder")
@@ -87,12 +93,13 @@ def _shard_datasets(spec: DataSpec) -> Datasets:
     """WebDataset shards (``classify.data.shards``): members decoded as the files would be."""
     if spec.backend == "gpu" and spec.color_jitter > 0:
         _check_jpeg_source(spec, None)
-    train, val, classes = open_shards(spec.root)
+    train, val, classes = open_shards(spec.root, spec.data_timeout)
 
     def decoder(is_train: bool):
         if spec.backend == "gpu":
-            return JpegDecode(is_train)
-        return PilDecode(train_transform(spec.image_size, spec.color_jitter) if is_train
+            return JpegDecode(is_train, (spec.rrc_scale, spec.rrc_ratio))
+        return PilDecode(train_transform(spec.image_size, spec.color_jitter, scale=spec.rrc_scale,
+                                         ratio=spec.rrc_ratio) if is_train
                          else val_transform(spec.image_size, spec.val_resize))
 
     sizes = (spec.image_size, spec.val_resize) if spec.backend == "gpu" else None
@@ -119,24 +126,6 @@ def data_root(kind: str, path: Optional[str]) -> Optional[str]:
 
         return str(ensure_demo_data())
     return path
-
-
-def count_classes(flag: Optional[int], classes: List[str]) -> int:
-    """The classifier's width: ``--num-classes`` (at least the data's classes), else the data's."""
-    if flag is None:
-        return len(classes)
-    if flag < len(classes):
-        raise DataError(f"--num-classes {flag} is less than the {len(classes)} classes in the data; "
-                        f"drop the flag or pass --num-classes {len(classes)}")
-    return flag
-
-
-def check_splits(*, path: Optional[str], has_train: bool, has_val: bool, evaluate: bool) -> None:
-    """The splits a run needs: a val split to evaluate (-e), a train split to train."""
-    if evaluate and not has_val:
-        raise DataError("-e/--evaluate needs a val/ split; pass the data root holding val/ (without --no-val)")
-    if not evaluate and not has_train:
-        raise DataError(f"'{path}' is a validation folder; training needs train/ (or pass -e to evaluate)")
 
 
 def check_data_root(root: str) -> None:

@@ -10,7 +10,9 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 
-__all__ = ["find_cifar_root", "Cifar10"]
+__all__ = ["find_cifar_root", "Cifar10", "NUM_CLASSES"]
+
+NUM_CLASSES = 10
 
 
 def find_cifar_root(root: str) -> Optional[Path]:
@@ -40,7 +42,7 @@ class Cifar10(Dataset):
         self.data = np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         self.targets = [int(t) for b in batches for t in b["labels"]]
         meta = root / "batches.meta"
-        self.classes = _load(meta)["label_names"] if meta.is_file() else [str(i) for i in range(10)]
+        self.classes = _load(meta)["label_names"] if meta.is_file() else [str(i) for i in range(NUM_CLASSES)]
         self.transform = transform
 
     def __len__(self) -> int:

@@ -24,13 +24,12 @@ whatever the order or process they are written in.
 
 import json
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from ..atomic import publish_tree
 
 __all__ = [
     "CLASSES",
@@ -243,16 +242,6 @@ def is_complete(root):
     return (root / _MARKER).is_file()
 
 
-def _remove_stale_tmp(root):
-    """Delete temp trees that a killed process left beside ``root``."""
-    for tmp in root.parent.glob(f".{root.name}.tmp-*"):
-        try:
-            if time.time() - tmp.stat().st_mtime > _STALE_TMP_S:
-                shutil.rmtree(tmp, ignore_errors=True)
-        except OSError:  # another process removed it first
-            pass
-
-
 def ensure_demo_data(root=None, **make_kwargs):
     """Return the demo root (with ``train/`` and ``val/``), generating it on first use.
 
@@ -295,37 +284,10 @@ def demo_unwritable(root, reason):
 
 
 def publish_atomically(root, write, is_complete):
-    """Generate a tree at ``root`` without ever leaving a half-written one there.
-
-    ``write(tmp)`` fills a fresh temporary sibling directory (``.<name>.tmp-*``), which is
-    then renamed to ``root``. Safe for concurrent callers: each one writes its own copy;
-    ``rename`` onto an existing non-empty directory fails, so the first finisher wins and
-    the others delete their copy and use the winner's, provided ``is_complete(root)`` says
-    it is one (else the rename's ``OSError`` propagates). An empty ``root`` (e.g. made by
-    the user) is replaced. Temporary trees that a killed process left behind are removed
-    once they are an hour old. Returns ``root`` as a ``Path``; the demo set and the bench's
+    """Generate a tree at ``root`` without ever leaving a half-written one there:
+    ``classify.atomic.publish_tree`` (a temporary sibling ``.<name>.tmp-*`` renamed into place;
+    the first finisher of concurrent callers wins, temp trees of a killed process are removed
+    once ``_STALE_TMP_S`` old). Returns ``root`` as a ``Path``; the demo set and the bench's
     photo set (``classify.data.photos``) share this.
     """
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        write(tmp)
-        _publish(tmp, root, is_complete)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # no-op when the rename succeeded
-    return root
-
-
-def _publish(tmp, root, is_complete):
-    """Atomically move the finished ``tmp`` tree to ``root`` unless another won."""
-    try:
-        os.rmdir(root)  # an empty dir (e.g. made by the user) does not block us
-    except OSError:
-        pass
-    try:
-        os.rename(tmp, root)
-    except OSError:
-        if not is_complete(root):  # lost to something that is not a finished tree
-            raise
+    return publish_tree(root, write, is_complete, stale_s=_STALE_TMP_S)

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
-from ..transforms import sample_crop
+from ..transforms import RRC_RATIO, RRC_SCALE, sample_crop
 from .folder import IMAGE_ERRORS
 
 __all__ = ["JpegFiles", "jpeg_sample", "collate_jpeg", "DeviceDecode", "DeviceBatches"]
@@ -32,9 +32,10 @@ class JpegFiles(Dataset):
     ``classify.data.index.SampleTable``); bytes None when unreadable. ``plan``:
     ``(top, left, height, width, flip)`` for training, None for val."""
 
-    def __init__(self, samples, classes: List[str], train: bool, image_size: int, val_resize: int):
+    def __init__(self, samples, classes: List[str], train: bool, image_size: int, val_resize: int,
+                 crop: tuple = (RRC_SCALE, RRC_RATIO)):
         self.table, self.classes, self.train = samples, classes, train
-        self.image_size, self.val_resize = image_size, val_resize
+        self.image_size, self.val_resize, self.crop = image_size, val_resize, crop
 
     def __len__(self) -> int:
         return len(self.table)
@@ -46,18 +47,19 @@ class JpegFiles(Dataset):
                 data = f.read()
         except OSError:
             return None, None, target
-        return jpeg_sample(data, target, self.train)
+        return jpeg_sample(data, target, self.train, self.crop)
 
 
-def jpeg_sample(data: bytes, target: int, train: bool):
+def jpeg_sample(data: bytes, target: int, train: bool, crop: tuple = (RRC_SCALE, RRC_RATIO)):
     """``(bytes, crop plan, target)`` for the device decode; ``(None, None, target)`` when the
-    header does not parse. The plan is drawn from torch's generator (the per-sample seed)."""
+    header does not parse. The plan is drawn from torch's generator (the per-sample seed);
+    ``crop``: RandomResizedCrop's (scale, ratio) ranges."""
     try:
         with Image.open(io.BytesIO(data)) as image:  # parses the header only, no decode
             width, height = image.size
     except IMAGE_ERRORS:
         return None, None, target
-    return data, sample_crop(width, height) if train else None, target
+    return data, sample_crop(width, height, *crop) if train else None, target
 
 
 def collate_jpeg(batch):

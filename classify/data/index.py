@@ -15,14 +15,18 @@ An index records, for every folder it walked, the folder's mtime and how many im
 held: adding, removing or renaming a file or a class folder changes a folder's mtime, and
 the index is rebuilt (with a one-line notice). A file that is not a readable index is
 rebuilt the same way. The scan's rules are ``torchvision.datasets.ImageFolder``'s, with
-hidden files and folders left out, and give the same order.
+hidden files and folders left out, and give the same order. Symbolic links are followed, and a
+link back to a folder the walk is inside (a loop: ``ln -s . train/red/loop``) is skipped with a
+one-line notice: its images are read once, where they are. So is an image name that is not a
+regular file (a FIFO or a device would block or never end a read); a broken link stays in, and
+counts as an unreadable image when read. A folder the OS refuses to list is a
+one-line ``DataError`` naming it.
 """
 
 import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -30,7 +34,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from ..errors import DataError
+from ..atomic import write_atomic
+from ..errors import DataError, os_error_text
 
 __all__ = ["SampleTable", "scan_split", "load_table", "default_index_cache", "index_path", "INDEX_VERSION"]
 
@@ -70,22 +75,34 @@ def _visible_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
 
-def _walk(folder: str, rel: str, out: List[Tuple[str, List[str], int]]) -> None:
+def _walk(folder: str, rel: str, out: List[Tuple[str, List[str], int]], skipped: List[Tuple[str, Optional[str]]],
+          inside: Tuple[Tuple[Tuple[int, int], str], ...] = ()) -> None:
     """(relative dir, image names, mtime_ns) for ``folder`` and every folder below it
-    (symlinks followed, as ImageFolder's ``os.walk(followlinks=True)``)."""
+    (symlinks followed, as ImageFolder's ``os.walk(followlinks=True)``). A link back to a folder
+    the walk is ``inside`` goes to ``skipped`` as (link, the folder it leads to), an image name
+    that is not a regular file as (its path, None)."""
+    st = os.stat(folder)
+    key = (st.st_dev, st.st_ino)
+    for seen, where in inside:
+        if seen == key:
+            skipped.append((rel, where))
+            return
     names, subdirs = [], []
     with os.scandir(folder) as it:
         for e in it:
             if e.is_dir():
                 subdirs.append(e.name)
             elif _visible_image(e.name):
-                names.append(e.name)
-    out.append((rel, sorted(names), os.stat(folder).st_mtime_ns))
+                if e.is_file() or not os.path.exists(e.path):  # a broken link: counted unreadable when read
+                    names.append(e.name)
+                else:
+                    skipped.append((f"{rel}/{e.name}", None))
+    out.append((rel, sorted(names), st.st_mtime_ns))
     for d in subdirs:
-        _walk(os.path.join(folder, d), f"{rel}/{d}", out)
+        _walk(os.path.join(folder, d), f"{rel}/{d}", out, skipped, inside + ((key, rel),))
 
 
-def _class_names(split: str) -> List[str]:
+def class_names(split: str) -> List[str]:
     classes = sorted(e.name for e in os.scandir(split) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DataError(f"no class folders in '{split}'; expected {split}/<class>/*.jpg")
@@ -93,13 +110,26 @@ def _class_names(split: str) -> List[str]:
 
 
 def scan_split(split: os.PathLike) -> Tuple[SampleTable, List[str], dict]:
-    """Scan ``split``: (table, classes, the record that tells when it changed)."""
+    """Scan ``split``: (table, classes, the record that tells when it changed; its ``skipped``:
+    the notices of what the walk left out)."""
     split = str(split)
-    classes = _class_names(split)
-    blobs, lengths, labels, dirs, counts = [], [], [], [], []
+    try:
+        return _scan(split)
+    except OSError as e:  # a folder the OS refuses to list or stat (permissions, I/O error, a name too long)
+        raise DataError(f"cannot scan '{split}': {os_error_text(e)}") from None
+
+
+def _scan(split: str) -> Tuple[SampleTable, List[str], dict]:
+    classes = class_names(split)
+    blobs, lengths, labels, dirs, counts, notices = [], [], [], [], [], []
     for label, name in enumerate(classes):
         walked: List[Tuple[str, List[str], int]] = []
-        _walk(os.path.join(split, name), name, walked)
+        skipped: List[Tuple[str, Optional[str]]] = []
+        _walk(os.path.join(split, name), name, walked, skipped)
+        for path, target in skipped:
+            why = ("not a regular file (a FIFO, socket or device)" if target is None else
+                   f"a symbolic link back to '{os.path.join(split, target)}' (a loop); its images are read once, from there")
+            notices.append(f"=> skipped '{os.path.join(split, path)}': {why}")
         walked.sort(key=lambda w: w[0])  # ImageFolder: sorted(os.walk(...))
         count = 0
         for rel, files, mtime in walked:
@@ -113,7 +143,7 @@ def scan_split(split: os.PathLike) -> Tuple[SampleTable, List[str], dict]:
     _check_not_empty(split, classes, counts)
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
     buffer = np.frombuffer(b"".join(blobs), np.uint8).copy()
-    record = {"split_mtime": os.stat(split).st_mtime_ns, "dirs": dirs, "counts": counts}
+    record = {"split_mtime": os.stat(split).st_mtime_ns, "dirs": dirs, "counts": counts, "skipped": notices}
     return SampleTable(split, buffer, offsets, np.concatenate(labels)), classes, record
 
 
@@ -146,17 +176,8 @@ def index_path(split: os.PathLike, cache_dir: os.PathLike) -> Path:
 def _write_index(path: Path, table: SampleTable, classes: List[str], record: dict) -> None:
     header = dict(record, version=INDEX_VERSION, root=os.path.realpath(table.root), classes=classes)
     meta = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=meta, buffer=table.buffer, offsets=table.offsets, labels=table.labels)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(lambda f: np.savez(f, meta=meta, buffer=table.buffer, offsets=table.offsets, labels=table.labels),
+                 path)
 
 
 class _Stale(Exception):
@@ -205,7 +226,7 @@ def load_table(split: os.PathLike, cache_dir: Optional[os.PathLike], log: Log = 
 
     split = str(split)
     if cache_dir is None:
-        return scan_split(split)[:2]
+        return _scanned(split, log)[:2]
     path = index_path(split, cache_dir)
     with contextlib.suppress(FileNotFoundError, _Stale):
         return _read_index(path, split)  # the warm start: no lock (the index is replaced atomically)
@@ -214,10 +235,18 @@ def load_table(split: os.PathLike, cache_dir: Optional[os.PathLike], log: Log = 
         lock = open(path.with_name(path.name + ".lock"), "a+b")
     except OSError as e:
         _say(log, f"=> index cache '{cache_dir}' is not usable ({e.strerror}); scanning '{split}' without it")
-        return scan_split(split)[:2]
+        return _scanned(split, log)[:2]
     with lock:  # closing it (or dying) drops the lock
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         return _cached_or_scanned(path, split, log)
+
+
+def _scanned(split: str, log: Log) -> Tuple[SampleTable, List[str], dict]:
+    """``scan_split``, its notices said."""
+    table, classes, record = scan_split(split)
+    for line in record["skipped"]:
+        _say(log, line)
+    return table, classes, record
 
 
 def _say(log: Log, line: str) -> None:
@@ -236,7 +265,7 @@ def _cached_or_scanned(path: Path, split: str, log: Log) -> Tuple[SampleTable, L
     except _Stale as e:
         reason = str(e)
     start = time.perf_counter()
-    table, classes, record = scan_split(split)
+    table, classes, record = _scanned(split, log)
     took = time.perf_counter() - start
     try:
         _write_index(path, table, classes, record)

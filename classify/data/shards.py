@@ -25,7 +25,13 @@ exactly and evaluation counts every image once:
   workers; every image exactly once, no padding.
 
 A member that does not decode counts as an unreadable image; a shard that is not a tar
-file, is cut short, or cannot be read is a one-line ``DataError`` naming it.
+file, is cut short, holds more samples than ``index.json`` says, holds a class label outside the
+index's classes, or cannot be read is a one-line ``DataError`` naming it (and the member).
+
+A shard is read from its file, or from the output of its ``pipe:`` command (``http(s)://``: of
+curl) with a time limit (``--data-timeout``): a command that gives no byte for that long is a
+one-line error naming the shard, and a command that fails names its exit status and the last
+line it wrote to stderr. The command runs in its own process group, ended when the read ends.
 """
 
 import io
@@ -35,6 +41,11 @@ import math
 import os
 import random
 import re
+import select
+import shlex
+import signal
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Tuple
 
@@ -52,6 +63,7 @@ __all__ = ["WEBDATASET_PIN", "is_shard_source", "ShardSplit", "open_shards", "Sh
 WEBDATASET_PIN = "webdataset==1.0.2"
 INDEX_NAME = "index.json"
 SHUFFLE_BUFFER = 2000
+DATA_TIMEOUT = 300.0  # --data-timeout: seconds a shard's command may give no byte
 
 
 def require_webdataset():
@@ -81,6 +93,7 @@ class ShardSplit:
     train: bool
     decode: Optional[Callable] = None  # (bytes, target) -> sample; set by build_datasets
     device_sizes: Optional[Tuple[int, int]] = None  # --data-backend gpu: (image size, val resize)
+    timeout: float = DATA_TIMEOUT  # --data-timeout (0: wait forever)
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -101,24 +114,51 @@ def _locate(source: str) -> Tuple[Callable[[str], str], Optional[List[str]]]:
     return (lambda name: f"{head}{name}{tail}"), list(braceexpand(match.group()))
 
 
-def _read_index(url: str) -> dict:
-    wds = require_webdataset()
+def _read_index(url: str, timeout: float) -> dict:
+    require_webdataset()
     try:
-        with wds.gopen(url, "rb") as f:
-            index = json.loads(f.read())
-        index["classes"], index["train"], index["val"]  # noqa: B018 (the keys it must have)
-        return index
-    except Exception as e:  # a missing file, a failing pipe command, not JSON
-        raise DataError(f"cannot read the shard index '{url}' ({type(e).__name__}: {e}); tools/make_shards.py "
+        source = _Source(url, timeout)
+        try:
+            index = json.loads(source.read_all())
+        finally:
+            source.close()
+    except _ShardError as e:
+        raise DataError(f"cannot read the shard index: {e}") from None
+    except Exception as e:  # a missing file, not JSON
+        raise DataError(f"cannot read the shard index '{url}' ({_reason(e)}); tools/make_shards.py "
                         f"writes {INDEX_NAME} beside the shards") from None
+    problem = _index_problem(index)
+    if problem:
+        raise DataError(f"the shard index '{url}' is not valid ({problem}); tools/make_shards.py writes {INDEX_NAME} "
+                        "beside the shards")
+    return index
 
 
-def open_shards(source: str) -> Tuple[Optional[ShardSplit], Optional[ShardSplit], List[str]]:
+def _index_problem(index) -> Optional[str]:
+    """What is wrong with an index read from data (None: nothing): the shape open_shards relies on."""
+    if not isinstance(index, dict) or any(k not in index for k in ("classes", "train", "val")):
+        return "it needs the keys classes, train and val"
+    classes = index["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "classes must be a list of class names"
+    for split in ("train", "val"):
+        entries = index[split]
+        if not isinstance(entries, list):
+            return f"{split} must be a list of shards"
+        for e in entries:
+            if not (isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"]
+                    and type(e.get("count")) is int and e["count"] >= 0):
+                return f"each {split} shard needs a name and a count >= 0, got {json.dumps(e)[:80]}"
+    return None
+
+
+def open_shards(source: str, timeout: float = DATA_TIMEOUT
+                ) -> Tuple[Optional[ShardSplit], Optional[ShardSplit], List[str]]:
     """(train, val, classes) of the shards ``source`` names (see the module docstring); a pattern
     of train shards trains on those and validates on the index's val shards, a pattern of val
-    shards only evaluates."""
+    shards only evaluates. ``timeout``: --data-timeout."""
     where, picked = _locate(source)
-    index = _read_index(where(INDEX_NAME))
+    index = _read_index(where(INDEX_NAME), timeout)
     classes = tuple(index["classes"])
     splits = {}
     for split in ("train", "val"):
@@ -130,7 +170,7 @@ def open_shards(source: str) -> Tuple[Optional[ShardSplit], Optional[ShardSplit]
                 raise DataError(f"shard '{missing[0]}' is not in {where(INDEX_NAME)}; pick shards it lists")
             entries = [e for e in entries if e["name"] in picked]
         splits[split] = ShardSplit(tuple(where(e["name"]) for e in entries), tuple(int(e["count"]) for e in entries),
-                                   classes, split == "train") if entries else None
+                                   classes, split == "train", timeout=timeout) if entries else None
     if picked is not None and not any(n in {e["name"] for s in ("train", "val") for e in index[s]} for n in picked):
         raise DataError(f"none of the shards '{source}' names is in {where(INDEX_NAME)}")
     if picked is not None and not any(e["name"] in picked for e in index["train"]):
@@ -151,11 +191,11 @@ class PilDecode:
 class JpegDecode:
     """A member's bytes -> ``(bytes, crop plan, target)``, as ``JpegFiles`` reads a file."""
 
-    def __init__(self, train: bool):
-        self.train = train
+    def __init__(self, train: bool, crop: Optional[tuple] = None):
+        self.train, self.crop = train, crop
 
     def __call__(self, data: bytes, target: int):
-        return jpeg_sample(data, target, self.train)
+        return jpeg_sample(data, target, self.train, *([self.crop] if self.crop else []))
 
 
 # ----------------------------------------------------------------------------- assignment
@@ -234,23 +274,131 @@ class _Failure:
 
 
 class _ShardError(Exception):
-    pass
+    """One line naming a shard. webdataset appends to the ``args`` of what passes through it; the
+    message stays as written."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
-def _members(url: str, first: int, stop: int, count: int) -> Iterator[dict]:
+def _reason(error: Exception) -> str:
+    """``Type: message`` of an error, without what webdataset appended (`` @ <stream>``, the
+    stream and url as further args): never a Python object's repr in a user's error line."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+    else:
+        text = str(error.args[0]) if error.args else str(error)
+    return f"{type(error).__name__}: {text.split(' @ ')[0]}"
+
+
+# The URL schemes webdataset's gopen reads through a command, as the same commands (read here
+# with --data-timeout); another scheme is left to gopen, a plain path is opened.
+_CURL = "curl --connect-timeout 30 --retry 30 --retry-delay 2 -f -s -S -L {}"
+_SCHEME_COMMANDS = {"http": _CURL, "https": _CURL, "sftp": _CURL, "ftps": _CURL, "scp": _CURL,
+                    "gs": "gsutil cat {}", "ais": "ais get {} -"}
+
+
+class _Source:
+    """The bytes of one shard (or index): a file, or the output of a ``pipe:`` command (an
+    ``http(s)://``, ``gs://``... URL: the command webdataset would run), read with a time limit.
+    ``timeout`` seconds without a byte from the command is a ``_ShardError`` naming ``url``; so
+    is its failing exit status. ``close`` ends the command (its process group) if it still runs."""
+
+    def __init__(self, url: str, timeout: float):
+        self.url, self.timeout, self.proc = url, timeout, None
+        scheme = re.match(r"([a-z][a-z0-9+.-]*)://", url)
+        if url.startswith("pipe:"):
+            command = url[len("pipe:"):]
+        elif scheme and scheme.group(1) in _SCHEME_COMMANDS:
+            command = _SCHEME_COMMANDS[scheme.group(1)].format(shlex.quote(url))
+        elif scheme:
+            self.file = require_webdataset().gopen(url, "rb")  # a scheme of gopen's own (hf://, ...)
+            return
+        else:
+            self.file = open(os.path.expanduser(url), "rb")
+            return
+        self.errors = tempfile.TemporaryFile()  # a file, not a pipe: nothing blocks on what it writes
+        self.proc = subprocess.Popen(command, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.errors, start_new_session=True)
+        self.file = self.proc.stdout
+
+    def __str__(self) -> str:
+        return self.url
+
+    def read(self, size: int = -1) -> bytes:
+        if self.proc is None:
+            return self.file.read(size)
+        fd = self.file.fileno()
+        if self.timeout > 0 and not select.select([fd], [], [], self.timeout)[0]:
+            raise _ShardError(f"shard '{self.url}' gave no data for {self.timeout:g} s (--data-timeout); its "
+                              "command is stuck: check it, or raise --data-timeout for storage that slow")
+        data = os.read(fd, size if size > 0 else 1 << 20)
+        if not data:
+            self._finished()
+        return data
+
+    def read_all(self) -> bytes:
+        chunks = []
+        while True:
+            chunk = self.read(1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def _finished(self) -> None:
+        """The command closed its output: a failing exit status is an error naming it."""
+        try:
+            status = self.proc.wait(timeout=self.timeout or None)
+        except subprocess.TimeoutExpired:
+            raise _ShardError(f"shard '{self.url}': its command closed its output but did not exit within "
+                              f"{self.timeout:g} s (--data-timeout)") from None
+        if status != 0:
+            self.errors.seek(0)
+            lines = [line.strip() for line in self.errors.read().decode(errors="replace").splitlines() if line.strip()]
+            said = f": {lines[-1][:200]}" if lines else ""
+            raise _ShardError(f"the command of shard '{self.url}' exited with status {status}{said}")
+
+    def close(self) -> None:
+        self.file.close()
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:  # stopped early (enough samples, an error, a signal): end it
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.errors.close()
+
+
+def _members(url: str, first: int, stop: int, count: int, timeout: float = DATA_TIMEOUT) -> Iterator[dict]:
     """Samples ``first:stop`` of the shard at ``url`` (which holds ``count``), read with webdataset."""
-    wds = require_webdataset()
-    n = -1
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    require_webdataset()
+    n, source = -1, None
     try:
-        samples = wds.tariterators.tarfile_samples([{"url": url}])
-        for n, sample in enumerate(samples):
+        source = _Source(url, timeout)
+        for n, sample in enumerate(group_by_keys(tar_file_expander([{"url": url, "stream": source}]))):
             if n >= stop:
+                if stop == count:  # read past the index's last sample: the shard holds more
+                    raise _ShardError(f"shard '{url}' holds more than the {count} samples {INDEX_NAME} says; "
+                                      f"rebuild {INDEX_NAME} with tools/make_shards.py")
                 break
             if n >= first:
                 yield sample
-    except Exception as e:  # tarfile.ReadError, a failing pipe, ...: one line that names the shard
-        raise _ShardError(f"cannot read shard '{url}' ({type(e).__name__}: {str(e).split(' @ ')[0]}); "
+    except _ShardError:
+        raise
+    except Exception as e:  # tarfile.ReadError, a missing file, ...: one line that names the shard
+        raise _ShardError(f"cannot read shard '{url}' ({_reason(e)}); "
                           "check that it exists and is a complete tar file (tools/make_shards.py writes them)") from None
+    finally:
+        if source is not None:
+            source.close()
     if n + 1 < stop:
         raise _ShardError(f"shard '{url}' holds {n + 1} samples, {INDEX_NAME} says {count}; it is truncated: "
                           "rebuild it with tools/make_shards.py")
@@ -280,7 +428,7 @@ class _ShardStream(IterableDataset):
     def _samples(self, plan: _Plan) -> Iterator[dict]:
         for shard, first, stop in plan.pieces:
             index = plan.order[shard]
-            yield from _members(self.split.urls[index], first, stop, self.split.counts[index])
+            yield from _members(self.split.urls[index], first, stop, self.split.counts[index], self.split.timeout)
 
     def _batches(self, plan: _Plan):
         wds = require_webdataset()
@@ -303,6 +451,10 @@ class _ShardStream(IterableDataset):
         target, data = _target(member), member.get("jpg")
         if target is None or data is None:  # a broken member counts as an unreadable image
             return self.split.decode(b"", 0)
+        if not 0 <= target < len(self.split.classes):  # a label read from data: checked, never trusted
+            raise _ShardError(f"shard '{member.get('__url__')}' member '{member.get('__key__')}' has class {target}, "
+                              f"outside the {len(self.split.classes)} classes of {INDEX_NAME} (0.."
+                              f"{len(self.split.classes) - 1}); rebuild the shards with tools/make_shards.py")
         if plan.seed is None:
             return self.split.decode(data, target)
         return seeded_call((plan.seed * 1000003 + position) % 2**63, self.split.decode, data, target)

@@ -51,7 +51,8 @@ RECIPES["alexnet_fast"] = fast_recipe(RECIPES["alexnet_modelzoo"], epochs=32)
 
 
 ENTRY = ModelEntry(name="alexnet", build=build, recipes=RECIPES, default_recipe="alexnet_modelzoo",
-                   min_image_size=MIN_IMAGE_SIZE,
+                   min_image_size=MIN_IMAGE_SIZE, head=("classifier.6",),
+                   network="AlexNet_ID2663_for_PyTorch",  # its folder: the seed's main.py, examples lines
                    # CPU defaults (issue #24): oneDNN's NHWC kernels cost AlexNet's training step on a CPU
                    # (its 11x11/4 stem and 58M-parameter classifier), see README "Fast recipe"
                    cpu_channels_last=False)

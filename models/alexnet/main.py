@@ -1,18 +1,20 @@
-"""alexnet's folder entry point, as the seed's AlexNet_ID2663_for_PyTorch's main.py:
+"""A network folder's main.py (the same in every models/<net>/; tools/new_model.py writes it):
 
-    python models/alexnet/main.py ARGS   =   python main.py --arch=alexnet ARGS
+    python models/<net>/main.py ARGS   =   python main.py --arch=<net> --log-format=<its seed's> ARGS
 
-from any directory. Everything else is the shared engine (see README.md in this folder).
+from any directory. <net> is this folder's name; its log format is its registry entry's
+(models/<net>/__init__.py). Everything else is the shared engine: see README.md in this folder.
 """
 
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+FOLDER = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(FOLDER)))  # the repository
 
 import main  # noqa: E402  (the repository's main.py)
-
-FIXED = ['--arch=alexnet']
+from models import get_model_entry  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main.main(FIXED + sys.argv[1:]))
+    net = get_model_entry(os.path.basename(FOLDER))
+    sys.exit(main.main([f"--arch={net.name}", f"--log-format={net.log_format}", *sys.argv[1:]]))

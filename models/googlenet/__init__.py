@@ -74,6 +74,9 @@ RECIPES["googlenet_fast"] = fast_recipe(RECIPES["googlenet_modelzoo"], epochs=32
 ENTRY = ModelEntry(name="googlenet", build=build, recipes=RECIPES, default_recipe="googlenet_modelzoo",
                    min_image_size=MIN_IMAGE_SIZE, loss=aux_loss, optional_keys=AUX_KEYS,
                    after_pretrained=_after_pretrained, train_options=("aux_logits",),
-                   inference_kwargs={"aux_logits": False},
+                   inference_kwargs={"aux_logits": False}, head=("fc", "aux1.fc2", "aux2.fc2"),
+                   # its folder: Googlenet_ID0447's train.py lines (torchvision references), and
+                   # GoogleNet_ID1623's main-8p.py
+                   network="Googlenet_ID0447_for_PyTorch", log_format="torchvision", main_8p=True,
                    # the seed's train_performance_*.sh run with --print-freq 1 and average every step's img/s
                    perf_print_freq=1)

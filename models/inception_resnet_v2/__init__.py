@@ -30,4 +30,7 @@ RECIPES["inception_resnet_v2_fast"] = fast_recipe(RECIPES["inception_resnet_v2_m
 
 
 ENTRY = ModelEntry(name="inception_resnet_v2", build=build, recipes=RECIPES,
-                   default_recipe="inception_resnet_v2_modelzoo", min_image_size=MIN_IMAGE_SIZE)
+                   default_recipe="inception_resnet_v2_modelzoo", min_image_size=MIN_IMAGE_SIZE,
+                   head=("classif",),
+                   # its folder: the seed's "[npu id: 0 ]"-prefixed lines, its train_8p.py
+                   network="InceptionResNetV2_ID1779_for_PyTorch", log_format="prefixed", main_8p=True)

@@ -1,18 +1,20 @@
-"""inception_resnet_v2's folder entry point, as the seed's InceptionResNetV2_ID1779's train_8p.py:
+"""A network folder's main_8p.py (the same in every models/<net>/; tools/new_model.py writes it):
 
-    python models/inception_resnet_v2/main_8p.py ARGS   =   python main_8p.py --arch=inception_resnet_v2 --log-format=prefixed ARGS
+    python models/<net>/main_8p.py ARGS   =   python main_8p.py --arch=<net> --log-format=<its seed's> ARGS
 
-from any directory. Everything else is the shared engine (see README.md in this folder).
+from any directory. <net> is this folder's name; its log format is its registry entry's
+(models/<net>/__init__.py). Everything else is the shared engine: see README.md in this folder.
 """
 
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+FOLDER = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(FOLDER)))  # the repository
 
 import main_8p  # noqa: E402  (the repository's main_8p.py)
-
-FIXED = ['--arch=inception_resnet_v2', '--log-format=prefixed']
+from models import get_model_entry  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main_8p.run(FIXED + sys.argv[1:]))
+    net = get_model_entry(os.path.basename(FOLDER))
+    sys.exit(main_8p.run([f"--arch={net.name}", f"--log-format={net.log_format}", *sys.argv[1:]]))

@@ -28,4 +28,5 @@ RECIPES["vgg16_fast"] = fast_recipe(RECIPES["vgg16_modelzoo"], epochs=32)
 
 
 ENTRY = ModelEntry(name="vgg16", build=build, recipes=RECIPES, default_recipe="vgg16_modelzoo",
-                   min_image_size=MIN_IMAGE_SIZE)
+                   min_image_size=MIN_IMAGE_SIZE, head=("classifier.6",),
+                   network="Vgg16_ID1630_for_PyTorch")  # its folder: the seed's main.py, examples lines

@@ -1,5 +1,6 @@
 #!/bin/bash
-# GoogLeNet (Googlenet_ID0447_for_PyTorch): evaluation of --pth_path (default test/output/<device_id>/model_best.pth.tar): Acc@1; one device.
+# Evaluation of --pth_path (default test/output/<device_id>/model_best.pth.tar): Acc@1; one device.
+# The network is this folder's (models/<net>/); the same file in every folder (tools/new_model.py writes it).
 # Usage: bash test/train_eval_1p.sh [--data_path=DIR] [--batch_size=N] ... (--help); see ../README.md.
 source "$(dirname "${BASH_SOURCE[0]}")/../../../test/common.sh"
-model_launcher googlenet Googlenet_ID0447_for_PyTorch eval 1p "$@"
+model_launcher eval 1p "$@"

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Inception-ResNet-v2 (InceptionResNetV2_ID1779_for_PyTorch): accuracy run (the recipe's epochs, or the demo set's short schedule, with validation): Acc@1 + FPS; one device.
+# Accuracy run (the recipe's epochs, or the demo set's short schedule, with validation): Acc@1 + FPS; one device.
+# The network is this folder's (models/<net>/); the same file in every folder (tools/new_model.py writes it).
 # Usage: bash test/train_full_1p.sh [--data_path=DIR] [--batch_size=N] ... (--help); see ../README.md.
 source "$(dirname "${BASH_SOURCE[0]}")/../../../test/common.sh"
-model_launcher inception_resnet_v2 InceptionResNetV2_ID1779_for_PyTorch full 1p "$@"
+model_launcher full 1p "$@"

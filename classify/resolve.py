@@ -1,236 +1,32 @@
-"""The run's configuration, resolved once at the boundary from argv + recipe (+ demo profile).
+"""The run's ``Config``, resolved once at the boundary from flags + recipe (+ demo profile) + data.
 
 Order of precedence: a flag given on the command line > the demo profile (only when no
-data path is given) > the recipe > built-in defaults. Engine code receives the resolved
-``Config`` fields as plain arguments, never the argparse namespace.
+data path is given) > the recipe > built-in defaults. Every value check is here, each a
+one-line ``UserError``. Engine code receives the resolved ``Config`` (``classify.schema``)
+fields as plain arguments, never the argparse namespace: this is the one module that reads it.
 """
 
 import argparse
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import models
 from models.recipe import Recipe
 
+from .cli import OPTIMIZERS, finite_float, parse_int_list
 from .data import BACKENDS
 from .devices import cpu_count, resolve_kind
 from .errors import UserError
-from .schedules import SCHEDULES, WARMUP_METHODS
-from .transforms import AUTO_AUGMENT
+from .schedules import SCHEDULES, TORCHVISION_SCHEDULES, WARMUP_METHODS
+from .schema import (BACKBONE_LR_SCALE, FINETUNE_EPOCHS, OPT_LEVELS, TTA_MODES, Config, DataConfig,
+                     FineTuneConfig, LeverConfig, LoopConfig, OptimConfig, OutputConfig, PrecisionConfig, Sources)
+from .transforms import AUTO_AUGMENT, RRC_RATIO, RRC_SCALE
 
-CHECK_EXIT_ERROR = 1  # --check's exit code for a mistake (a run's usage errors exit 2)
-
-__all__ = ["add_seed_flags", "SEED_NO_OPS", "LOG_FORMATS", "CheckFlag", "Config", "DataConfig", "OptimConfig",
-           "PrecisionConfig", "LoopConfig", "OutputConfig", "build_config", "OneLineParser", "parse_int_list",
-           "LeverConfig", "add_lever_flags"]
-
-OPT_LEVELS = ("O0", "O1", "O2", "O3")
-LOG_FORMATS = ("examples", "torchvision", "prefixed")  # classify/report.py; a model folder picks its own
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line (no usage dump) with exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
-
-
-class CheckFlag(argparse.Action):
-    """main.py's ``--check``: sets ``args.check``; a usage error after it on the command line is
-    then the check's kind of error too, one line ``error: ...`` and exit code 1 (the launcher
-    scripts put ``--check`` first)."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, True)
-        parser.error = lambda message: parser.exit(CHECK_EXIT_ERROR, f"error: {parser.prog}: {message}; see --help\n")
-
-
-def parse_int_list(text: str) -> Tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in str(text).replace(" ", "").split(",") if x != "")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
-
-
-# ----------------------------------------------------------------------------- the seeds' flags
-# The flags of the seeds' own entry points (models/<net>/README.md, "Flags"), each with its meaning
-# here, or accepted without effect (SEED_NO_OPS) where it has none. Aliases of main.py's flags
-# share its dest and leave its default alone (argparse.SUPPRESS).
-
-SEED_NO_OPS = {
-    "--checkpoint-nameprefix": "the checkpoint names are fixed (checkpoint.pth.tar, model_best.pth.tar: "
-                               "--resume auto and the eval scripts read them)",
-    "--fine-tuning": "every layer trains (the seeds' fine-tuning swapped in a new 1000-class head); start "
-                     "from weights with --pretrained",
-    "--exp_subpath": "names the seed's experiment folder; outputs go to --output-dir",
-}
-
-
-def add_seed_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("the seeds' flags (models/<net>/README.md)")
-    add = g.add_argument
-    alias = dict(default=argparse.SUPPRESS)
-    add("--test-only", "--test_only", dest="evaluate", action="store_true", help="= -e/--evaluate", **alias)
-    add("--max_steps", "--max-steps", dest="stop_step_num", type=int, metavar="N", help="= --stop-step-num", **alias)
-    add("--distributed", dest="multiprocessing_distributed", action="store_true",
-        help="= --multiprocessing-distributed (one worker per device)", **alias)
-    add("--dist_rank", "--dist-rank", dest="rank", type=int, metavar="N", help="= --rank (this node's rank)", **alias)
-    add("--npu", dest="device_id", type=int, metavar="N", help="= --device-id (the NPU/GPU id of a 1-device run)", **alias)
-    add("--pm", "--precision-mode", "--precision_mode", dest="opt_level", metavar="LEVEL", help="= --opt-level", **alias)
-    add("--static-loss-scale", "--static_loss_scale", "--loss-scale-value", dest="loss_scale", metavar="X",
-        help="= --loss-scale", **alias)
-    add("--warm_up_epochs", "--warm-up-epochs", "--warmup", dest="warmup_epochs", type=float, metavar="N",
-        help="= --warmup-epochs", **alias)
-    add("-bm", dest="benchmark", type=int, metavar="0|1", help="= --benchmark 0|1", **alias)
-    add("--workspace", dest="output_dir", metavar="DIR", help="= --output-dir", **alias)
-    add("--lr-step-size", "--lr_step_size", type=int, default=None, metavar="N",
-        help="step schedule: x --lr-gamma every N epochs (implies --lr-scheduler step unless given)")
-    add("-ef", "--eval-freq", "--eval_freq", type=int, default=None, metavar="N",
-        help="validate every N epochs, and always after the last one (default 1)")
-    add("--checkpoint-freq", "--checkpoint_freq", type=int, default=None, metavar="N",
-        help="also keep checkpoint-<epoch>.pth.tar every N epochs (default 0: only the latest)")
-    add("--log-format", "--log_format", default="examples", choices=LOG_FORMATS,
-        help="log line format: examples (pytorch/examples, default) | torchvision (references' MetricLogger: "
-        "models/googlenet/) | prefixed ([npu id: 0 ] prefixes: models/inception_resnet_v2/)")
-    for flag, why in SEED_NO_OPS.items():
-        dest = f"noop_{flag.strip('-').replace('-', '_')}"
-        if flag == "--fine-tuning":  # a switch in the seeds
-            add(flag, "-t", dest=dest, action="store_true", help=f"accepted, no effect: {why}")
-        else:
-            add(flag, dest=dest, default=None, metavar="X", help=f"accepted, no effect: {why}")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """What to read and how to feed it (``classify.data``)."""
-
-    path: Optional[str]  # None: --dummy or the demo set
-    kind: str  # folder | demo | dummy (cifar10 is detected from the folder)
-    backend: str  # pil | gpu (dummy data has kind dummy)
-    image_size: int
-    val_resize: int
-    mean: Tuple[float, float, float]
-    std: Tuple[float, float, float]
-    color_jitter: float
-    workers: int
-    num_classes: Optional[int]  # None: the classes in the data
-    no_val: bool
-    dummy_sizes: Tuple[int, int]
-    index_cache: Optional[str] = None  # the file-index folder (--index-cache); None: --no-index-cache
-    val_crop_size: int = 0  # the val centre crop (--val-crop-size); 0: image_size
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Batch, optimizer and lr schedule (``classify.optim``, ``classify.schedules``)."""
-
-    epochs: int
-    start_epoch: int
-    batch_size: int  # global over all processes
-    per_device_batch: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    label_smoothing: float  # training loss only; validation loss is plain cross-entropy
-    lr_scheduler: str
-    lr_epochs: Tuple[int, ...]
-    lr_step: int
-    lr_gamma: float
-    warmup_epochs: float
-    lr_scale: float = 1.0  # the linear scaling applied to the recipe's lr (1: none, or --lr given)
-    recipe_lr: Optional[float] = None  # the recipe's lr at its batch recipe_batch, before scaling
-    recipe_batch: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class PrecisionConfig:
-    """Mixed precision and the fast paths (``classify.amp``, ``classify.fast``)."""
-
-    amp: bool
-    opt_level: Optional[str]
-    recipe_opt_level: str
-    loss_scale: Optional[float]
-    amp_dtype: str
-    channels_last: Optional[bool] = None  # None: on for cuda
-    compile: bool = False
-    benchmark: bool = True  # cudnn.benchmark
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """How the loop runs and stops (``classify.loop``)."""
-
-    print_freq: int
-    stop_step_num: Optional[int]
-    max_bad_images: float = 0.01  # fraction of unreadable images tolerated
-    nan_skips: int = 0  # --nan-policy skip:N
-    prof: bool = False
-    tensorboard: bool = False
-    eval_freq: int = 1  # validate every N epochs (and after the last)
-    log_format: str = "examples"  # LOG_FORMATS
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """Where results go and what to start from (``classify.checkpoint``)."""
-
-    output_dir: Path
-    ckpt_interval: int = 0  # also save every N steps
-    keep_checkpoints: int = 0  # also keep the N newest checkpoint-<epoch>.pth.tar
-    checkpoint_freq: int = 0  # also keep checkpoint-<epoch>.pth.tar every N epochs (--checkpoint-freq)
-    resume: Optional[str] = None  # a path, or "auto"
-    evaluate: bool = False
-    pretrained: Optional[str] = None
-    fresh: bool = False  # start over in output_dir, its old run moved to previous-<time>/ (classify.rundir)
-    force_output_dir: bool = False  # take over another host's lock (classify.lock)
-
-
-@dataclass(frozen=True)
-class Config:
-    arch: str
-    recipe: str
-    seed: int
-    device: str
-    device_id: Optional[int]
-    world_size: int
-    data: DataConfig
-    optim: OptimConfig
-    precision: PrecisionConfig
-    loop: LoopConfig
-    output: OutputConfig
-    dist_backend: Optional[str] = None
-    model_kwargs: dict = field(default_factory=dict)
-    argv: Tuple[str, ...] = ()
-    levers: "LeverConfig" = field(default_factory=lambda: LeverConfig())
-
-    def to_dict(self) -> dict:
-        """The resolved configuration, nested as above (``config.json``)."""
-        d = asdict(self)
-        d["output"]["output_dir"] = str(self.output.output_dir)
-        return d
-
-    def flat(self) -> dict:
-        """Every field at one level, as an argparse namespace would hold them (the checkpoint's
-        ``args``: plain values only, so that it loads with ``weights_only=True``)."""
-        out = {}
-        for key, value in self.to_dict().items():
-            if key in _SECTIONS:
-                out.update(value)
-            else:
-                out[key] = value
-        for old, new in (("path", "data"), ("kind", "data_kind"), ("backend", "data_backend")):
-            out[new] = out.pop(old)
-        return out
-
-
-_SECTIONS = ("data", "optim", "precision", "loop", "output", "levers")
+__all__ = ["build_config", "finetune_defaults"]
 
 
 def _pick(cli, *fallbacks):
@@ -280,18 +76,23 @@ def _batch(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: in
     else:
         per_device = recipe.global_batch(world_size) // world_size
     if per_device < 1:
-        raise UserError(f"batch size {args.batch_size or args.per_batch_size} is smaller than the "
-                        f"{local_world} devices; use at least 1 image per device")
+        flag, given = (("--per_batch_size", args.per_batch_size) if args.per_batch_size is not None
+                       else ("-b/--batch-size", args.batch_size))
+        raise UserError(f"{flag} {given} leaves less than 1 image per device ({local_world} device"
+                        f"{'s' * (local_world != 1)}); use {flag.split('/')[0]} "
+                        f"{1 if flag == '--per_batch_size' else local_world} or more")
     return per_device * world_size, per_device
 
 
-def _recipe_lr(args, recipe: Recipe, demo: dict, *, world_size: int, global_batch: int, accum: int = 1) -> float:
+def _recipe_lr(args, recipe: Recipe, demo: dict, *, world_size: int, global_batch: int, accum: int = 1,
+               fitted: bool = False) -> float:
     """The recipe's lr; when the batch was changed by a flag or by the demo profile, scaled
     linearly to that batch (Goyal et al., 2017) so that a small CPU batch does not diverge
     with an lr made for hundreds of images. With gradient accumulation, the batch of one
     optimizer step (global batch x ``accum``) is the one that counts."""
     base = recipe.lr(world_size)
-    if accum == 1 and args.batch_size is None and args.per_batch_size is None and "batch_size" not in demo:
+    if (accum == 1 and not fitted and args.batch_size is None and args.per_batch_size is None
+            and "batch_size" not in demo):
         return base
     return base * global_batch * accum / recipe.global_batch(world_size)
 
@@ -323,31 +124,36 @@ def build_config(args: argparse.Namespace, world_size: int = 1, local_world: int
     """Resolve flags + recipe into a ``Config``. Raises ``UserError`` for bad values."""
     arch, recipe = _resolve_recipe(args)
     _check_numbers(args)
+    _check_torchvision_noops(args)
     data, kind = _data_source(args)
     demo = _demo_profile(arch) if kind == "demo" else {}
     args = recipe_lever_args(args, recipe, demo=demo)  # the recipe's levers (the fast recipes'), flags win
-    optim = _optim_config(args, recipe, demo, world_size=world_size, local_world=local_world)
+    fit = _fit_to_data(args, arch, recipe, demo, path=data, kind=kind, world_size=world_size)
+    optim = _optim_config(args, recipe, demo, world_size=world_size, local_world=local_world, fit=fit)
     return Config(
         arch=arch, recipe=recipe.name, seed=_pick(args.seed, recipe.seed),
         device=args.device, device_id=_device_id(args.device_id, args.device_list),
         world_size=world_size, dist_backend=args.dist_backend,
-        data=_data_config(args, arch, recipe, demo=demo, path=data, kind=kind, local_world=local_world),
+        data=_data_config(args, arch, recipe, demo=demo, path=data, kind=kind, local_world=local_world, fit=fit),
         optim=optim, precision=_precision_config(args, recipe),
         loop=LoopConfig(print_freq=_pick(args.print_freq, _perf_print_freq(args, arch), 10),
                         stop_step_num=args.stop_step_num,
                         max_bad_images=_fraction(args.max_bad_images), nan_skips=_nan_skips(args.nan_policy),
                         prof=bool(args.prof), tensorboard=_tensorboard(args.tensorboard),
                         eval_freq=getattr(args, "eval_freq", None) or 1,
-                        log_format=getattr(args, "log_format", "examples")),
+                        log_format=getattr(args, "log_format", "examples"), tta=_tta(args)),
         output=OutputConfig(output_dir=Path(args.output_dir or ".").expanduser(),
                             ckpt_interval=args.ckpt_interval or 0, keep_checkpoints=args.keep_checkpoints or 0,
                             checkpoint_freq=getattr(args, "checkpoint_freq", None) or 0,
-                            resume=args.resume, evaluate=bool(args.evaluate), pretrained=args.pretrained,
+                            resume=args.resume or None, evaluate=bool(args.evaluate),  # torchvision: ""
+                            pretrained=_pretrained(args, arch),
                             fresh=_fresh(args), force_output_dir=bool(getattr(args, "force_output_dir", False))),
         model_kwargs=_model_kwargs(args, arch, recipe), argv=tuple(sys.argv),
         levers=_lever_config(args, global_batch=optim.batch_size, world_size=world_size,
                              warmup_epochs=optim.warmup_epochs, epochs=optim.epochs,
-                             min_size=models.min_image_size(arch)),
+                             min_size=models.min_image_size(arch), scheduler=optim.lr_scheduler),
+        finetune=_finetune_config(args, demo),
+        sources=_sources(args, demo, fit, optim),
     )
 
 
@@ -355,14 +161,14 @@ def _fresh(args) -> bool:
     """``--fresh`` starts over: with ``--resume auto`` (the launcher's) nothing is resumed; with
     a checkpoint path it contradicts itself."""
     fresh = bool(getattr(args, "fresh", False))
-    if fresh and args.resume not in (None, "auto"):
+    if fresh and args.resume not in (None, "", "auto"):
         raise UserError(f"--fresh starts over, --resume {args.resume} continues; drop one (to start from its "
                         f"weights: --pretrained {args.resume})")
     return fresh
 
 
 def _check_numbers(args) -> None:
-    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize"):
+    for name in ("lr", "epochs", "momentum", "workers", "print_freq", "image_size", "val_resize", "lr_gamma"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name),
                         allow_zero=name in ("momentum", "workers"))
     for name in ("weight_decay", "warmup_epochs", "ckpt_interval", "start_epoch", "keep_checkpoints"):
@@ -385,8 +191,9 @@ def _demo_profile(arch: str) -> dict:
 
 
 def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[str], kind: str,
-                 local_world: int) -> DataConfig:
-    image_size = _pick(args.image_size, demo.get("image_size"), recipe.image_size)
+                 local_world: int, fit: Optional["_Fit"] = None) -> DataConfig:
+    fit = fit or _Fit()
+    image_size = _pick(args.image_size, demo.get("image_size"), fit.image_size, recipe.image_size)
     if image_size < models.min_image_size(arch):
         raise UserError(f"--image-size {image_size} is too small for {arch}; "
                         f"use at least {models.min_image_size(arch)}")
@@ -403,7 +210,16 @@ def _data_config(args, arch: str, recipe: Recipe, *, demo: dict, path: Optional[
         color_jitter=recipe.color_jitter,
         workers=_pick(args.workers, demo.get("workers"), _default_workers(local_world)),
         num_classes=args.num_classes, no_val=bool(args.no_val), dummy_sizes=_dummy_sizes(args.dummy_size),
-        index_cache=_index_cache(args))
+        index_cache=_index_cache(args), data_timeout=_data_timeout(getattr(args, "data_timeout", None)),
+        **_crop_ranges(args, fit))
+
+
+def _data_timeout(value: Optional[float]) -> float:
+    if value is None:
+        return DataConfig.data_timeout
+    if value < 0:
+        raise UserError(f"--data-timeout must be >= 0 seconds (0: no limit), got {value:g}")
+    return value
 
 
 def _index_cache(args) -> Optional[str]:
@@ -418,14 +234,19 @@ def _index_cache(args) -> Optional[str]:
     return str(Path(getattr(args, "index_cache", None) or default_index_cache()).expanduser())
 
 
-def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int) -> OptimConfig:
+def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_world: int,
+                  fit: Optional["_Fit"] = None) -> OptimConfig:
     global_batch, per_device = _batch(args, recipe, demo, world_size=world_size, local_world=local_world)
+    if fit is not None and fit.per_device_batch is not None:  # the recipe's batch, shrunk to fit the data
+        global_batch, per_device = fit.per_device_batch * world_size, fit.per_device_batch
     step_size = getattr(args, "lr_step_size", None)  # torchvision references' StepLR period
-    scheduler = _pick(args.lr_scheduler, "step" if step_size else None, recipe.lr_scheduler)
+    scheduler = _pick(args.lr_scheduler and args.lr_scheduler.lower(), "step" if step_size else None,
+                      recipe.lr_scheduler)
     if scheduler not in SCHEDULES:
         raise UserError(f"unknown --lr-scheduler '{scheduler}'; choose one of {', '.join(SCHEDULES)}")
     recipe_lr = _recipe_lr(args, recipe, demo, world_size=world_size, global_batch=global_batch,
-                           accum=_accum_steps(args, global_batch))
+                           accum=_accum_steps(args, global_batch),
+                           fitted=fit is not None and fit.per_device_batch is not None)
     return OptimConfig(
         lr_scale=1.0 if args.lr is not None else recipe_lr / recipe.lr(world_size),
         recipe_lr=recipe.lr(world_size), recipe_batch=recipe.global_batch(world_size),
@@ -434,9 +255,58 @@ def _optim_config(args, recipe: Recipe, demo: dict, *, world_size: int, local_wo
         lr=_pick(args.lr, recipe_lr),
         momentum=_pick(args.momentum, recipe.momentum), weight_decay=_pick(args.weight_decay, recipe.weight_decay),
         label_smoothing=_label_smoothing(args, recipe), lr_scheduler=scheduler,
-        lr_epochs=_pick(args.lr_epochs, () if step_size else None, recipe.lr_epochs), lr_step=_pick(step_size, recipe.lr_step),
+        lr_epochs=_pick(args.lr_epochs, () if step_size else None, recipe.lr_epochs),
+        lr_step=_pick(step_size, recipe.lr_step),
         lr_gamma=_pick(args.lr_gamma, recipe.lr_gamma),
-        warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs))
+        warmup_epochs=_pick(args.warmup_epochs, recipe.warmup_epochs), **_torchvision_optim(args))
+
+
+def _torchvision_optim(args) -> dict:
+    """torchvision references' ``--opt`` and ``--lr-min`` (``classify.optim``, ``classify.schedules``)."""
+    opt, lr_min = (getattr(args, "opt", None) or "sgd").lower(), _pick(getattr(args, "lr_min", None), 0.0)
+    if opt not in OPTIMIZERS:
+        raise UserError(f"unknown --opt '{opt}'; choose one of {', '.join(OPTIMIZERS)}")
+    if opt == "sgd_nesterov" and args.momentum == 0:
+        raise UserError("--opt sgd_nesterov needs a momentum > 0; drop --momentum 0 or use --opt sgd")
+    if lr_min < 0 or (args.lr is not None and lr_min > args.lr):
+        raise UserError(f"--lr-min must be in [0, --lr], got {lr_min}")
+    return dict(opt=opt, lr_min=lr_min)
+
+
+def _pretrained(args, arch: str) -> Optional[str]:
+    """``--pretrained [PATH]``, or torchvision references' ``--weights NAME``: a name of the arch's
+    torchvision weights enum (``IMAGENET1K_V1``, ``DEFAULT``, ``VGG16_Weights.IMAGENET1K_V1``) that
+    is the weights a bare ``--pretrained`` loads (torchvision's DEFAULT, from the local cache)."""
+    name = getattr(args, "weights", None)
+    if name is None:  # -t alone starts from torchvision's weights (a bare --pretrained)
+        return args.pretrained or ("torchvision" if getattr(args, "fine_tuning", False) else None)
+    if args.pretrained is not None:
+        raise UserError(f"--weights {name} and --pretrained both name weights; pass one")
+    from torchvision.models import get_model_weights
+
+    try:
+        enum = get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise UserError(f"torchvision ships no weights for {arch}; pass the weights file: --pretrained PATH") from None
+    member = name.split(".")[-1]
+    known = [w.name for w in enum]
+    if member != "DEFAULT" and member not in known:
+        raise UserError(f"unknown --weights '{name}' for {arch}; choose one of {', '.join(['DEFAULT', *known])}")
+    if member != "DEFAULT" and enum[member] != enum.DEFAULT:
+        raise UserError(f"--weights {name}: only {enum.DEFAULT.name} (DEFAULT) of {arch} loads here; for other "
+                        f"weights pass the file: --pretrained PATH")
+    return "torchvision"
+
+
+def _check_torchvision_noops(args) -> None:
+    """torchvision references' flags with one meaning here: the others are refused in one line."""
+    interpolation, backend = getattr(args, "interpolation", None), getattr(args, "backend", None)
+    if interpolation is not None and interpolation.lower() != "bilinear":
+        raise UserError(f"--interpolation {interpolation}: images are resized bilinearly here (torchvision's "
+                        "default) and no other mode is offered; drop the flag")
+    if backend is not None and backend.lower() not in ("pil", "tensor"):
+        raise UserError(f"unknown --backend '{backend}'; torchvision's are pil and tensor (both accepted, no "
+                        "effect here: --data-backend gpu decodes on the device)")
 
 
 def _precision_config(args, recipe: Recipe) -> PrecisionConfig:
@@ -480,8 +350,8 @@ def _loss_scale(value: Optional[str], recipe: Recipe) -> Optional[float]:
     if str(value).lower() == "dynamic":
         return None
     try:
-        scale = float(value)
-    except ValueError:
+        scale = finite_float(value)
+    except argparse.ArgumentTypeError:
         raise UserError(f"--loss-scale must be a number or 'dynamic', got '{value}'") from None
     if scale <= 0:
         raise UserError(f"--loss-scale must be > 0, got {value}")
@@ -532,105 +402,6 @@ def _default_workers(local_world: int) -> int:
     return max(1, min(8, cpus // max(local_world, 1)))
 
 
-# ----------------------------------------------------------------------------- levers (issue #14)
-# The training levers of torchvision's references and timm, with their flag names (timm's as
-# aliases). Each one is off by default, and off it changes nothing in the seeds' step.
-
-
-@dataclass(frozen=True)
-class LeverConfig:
-    """The levers beyond the seed recipes (README, "Beyond the seed recipes")."""
-
-    grad_accum_steps: int = 1  # micro-batches per optimizer step
-    clip_grad_norm: Optional[float] = None  # max global L2 norm of the gradients
-    model_ema: bool = False
-    model_ema_decay: float = 0.99998  # torchvision's default (adjusted, see classify/ema.py)
-    model_ema_steps: int = 32  # optimizer steps between EMA updates
-    model_ema_warmup: bool = False  # timm: warm the decay up
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    mixup_switch_prob: float = 0.5  # with both: the chance of CutMix for a batch
-    norm_weight_decay: Optional[float] = None  # None: --weight-decay, as the seeds
-    bias_weight_decay: Optional[float] = None
-    sync_bn: bool = False  # DDP only (a notice and nothing else with one process)
-    deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
-    lr_warmup_method: str = "linear"
-    lr_warmup_decay: Optional[float] = None  # None: linear from ~0 (the seeds'); constant: 0.01
-    auto_augment: Optional[str] = None  # ra | ta_wide | augmix | imagenet
-    ra_magnitude: int = 9
-    augmix_severity: int = 3
-    random_erase: float = 0.0
-    ra_sampler: bool = False  # repeated augmentation
-    ra_reps: int = 3
-    progressive_resize: Optional[Tuple[int, int, int, int]] = None  # START, END, FROM_EPOCH, TO_EPOCH
-    # time to accuracy (issue #24)
-    tta: Optional[str] = None  # --tta flip: the final evaluation averages the logits of the image and its mirror
-    blurpool: bool = False  # --blurpool: a fixed blur before each strided conv (classify.blurpool)
-
-
-def add_lever_flags(parser: argparse.ArgumentParser) -> None:
-    """The levers' flags, in their own group of ``main.py --help``."""
-    g = parser.add_argument_group("beyond the seed recipes (torchvision / timm flag names)")
-    add = g.add_argument
-    add("--grad-accum-steps", "--grad_accum_steps", type=int, default=None, metavar="N",
-        help="accumulate the gradients of N batches per optimizer step (default 1)")
-    add("--optimizer-batch-size", "--optimizer_batch_size", type=int, default=None, metavar="B",
-        help="accumulate to this global batch per optimizer step (a multiple of the global batch)")
-    add("--clip-grad-norm", "--clip_grad_norm", "--clip-grad", dest="clip_grad_norm", type=float, default=None,
-        metavar="X", help="clip the gradients' global L2 norm to X (with AMP: unscaled first)")
-    add("--model-ema", "--model_ema", action="store_true", help="keep an EMA of the weights, evaluated every epoch")
-    add("--model-ema-decay", "--model_ema_decay", type=float, default=None, metavar="D",
-        help="EMA decay per update (default 0.99998, adjusted as torchvision's)")
-    add("--model-ema-steps", "--model_ema_steps", type=int, default=None, metavar="N",
-        help="optimizer steps between EMA updates (default 32)")
-    add("--model-ema-warmup", "--model_ema_warmup", action="store_true",
-        help="timm's EMA decay warm-up: min(decay, 1 - (1 + t)^-2/3) at the t-th update")
-    add("--mixup-alpha", "--mixup_alpha", "--mixup", dest="mixup_alpha", type=float, default=None, metavar="A",
-        help="MixUp with Beta(A, A) on each batch (default off)")
-    add("--cutmix-alpha", "--cutmix_alpha", "--cutmix", dest="cutmix_alpha", type=float, default=None, metavar="A",
-        help="CutMix with Beta(A, A) on each batch (default off)")
-    add("--mixup-switch-prob", "--mixup_switch_prob", type=float, default=None, metavar="P",
-        help="with both: CutMix for a batch with probability P, else MixUp (default 0.5)")
-    add("--norm-weight-decay", "--norm_weight_decay", type=float, default=None, metavar="X",
-        help="weight decay of normalisation layers' parameters (default: --weight-decay)")
-    add("--bias-weight-decay", "--bias_weight_decay", type=float, default=None, metavar="X",
-        help="weight decay of biases (default: --weight-decay)")
-    _add_data_lever_flags(add)
-    _add_fast_flags(parser)
-
-
-def _add_data_lever_flags(add) -> None:
-    """The levers of the data side and the run's set-up (``add``: the group's add_argument)."""
-    add("--sync-bn", "--sync_bn", action="store_true",
-        help="synchronise BatchNorm statistics across processes (DDP on cuda/npu; nothing with one process)")
-    add("--deterministic", "--use-deterministic-algorithms", "--use_deterministic_algorithms", dest="deterministic",
-        action="store_true", help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS)")
-    add("--train-crop-size", "--train_crop_size", dest="image_size", type=int, default=None, metavar="S",
-        help="= --image-size (the train crop; also the val crop unless --val-crop-size)")
-    add("--val-crop-size", "--val_crop_size", type=int, default=None, metavar="S",
-        help="val centre crop (default: the train crop)")
-    add("--val-resize-size", "--val_resize_size", dest="val_resize", type=int, default=None, metavar="S",
-        help="= --val-resize (val resize before the centre crop)")
-    add("--auto-augment", "--auto_augment", "--aa", dest="auto_augment", default=None, metavar="POLICY",
-        help=f"{' | '.join(AUTO_AUGMENT)} (torchvision v2 policies, pil backend)")
-    add("--ra-magnitude", "--ra_magnitude", type=int, default=None, metavar="M", help="RandAugment magnitude (9)")
-    add("--augmix-severity", "--augmix_severity", type=int, default=None, metavar="S", help="AugMix severity (3)")
-    add("--random-erase", "--random_erase", "--reprob", dest="random_erase", type=float, default=None, metavar="P",
-        help="random erasing probability (default 0)")
-    add("--ra-sampler", "--ra_sampler", action="store_true", help="repeated augmentation sampler")
-    add("--ra-reps", "--ra_reps", type=int, default=None, metavar="R", help="repetitions per image (default 3)")
-    add("--aug-repeats", "--aug_repeats", type=int, default=None, metavar="R",
-        help="timm: --ra-sampler --ra-reps R (0: off)")
-    add("--progressive-resize", "--progressive_resize", default=None, metavar="START:END[:FROM:TO]",
-        help="FFCV-style: the train size ramps from START to END between epochs FROM and TO (default: the run)")
-    add("--lr-warmup-epochs", "--lr_warmup_epochs", dest="warmup_epochs", type=float, default=None, metavar="E",
-        help="= --warmup-epochs")
-    add("--lr-warmup-method", "--lr_warmup_method", default=None, metavar="NAME",
-        help=f"{' | '.join(WARMUP_METHODS)} (default linear)")
-    add("--lr-warmup-decay", "--lr_warmup_decay", type=float, default=None, metavar="D",
-        help="warm-up start factor: linear from D x lr, constant at D x lr (default: linear from 0, constant 0.01)")
-
-
 def _val_crop(args, arch: str, image_size: int) -> int:
     """``--val-crop-size`` (torchvision): the val centre crop, by default the train crop; larger
     than the train crop it tests at a higher resolution (the FixRes effect)."""
@@ -643,13 +414,14 @@ def _val_crop(args, arch: str, image_size: int) -> int:
 
 
 def _lever_config(args, *, global_batch: int, world_size: int = 1, warmup_epochs: float = 0.0,
-                  epochs: int = 1, min_size: int = 1) -> LeverConfig:
+                  epochs: int = 1, min_size: int = 1, scheduler: str = "") -> LeverConfig:
     get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without the lever flags)
     _check_positive("--clip-grad-norm", get("clip_grad_norm"))
     return LeverConfig(grad_accum_steps=_accum_steps(args, global_batch), clip_grad_norm=get("clip_grad_norm"),
                        **_ema_levers(get), **_mix_levers(get), **_decay_levers(get),
                        sync_bn=_sync_bn(bool(get("sync_bn")), device=args.device, world_size=world_size),
-                       deterministic=bool(get("deterministic")), **_warmup_levers(get, warmup_epochs),
+                       deterministic=bool(get("deterministic")),
+                       **_warmup_levers(get, warmup_epochs, torchvision=scheduler in TORCHVISION_SCHEDULES),
                        **_augment_levers(get), **_ra_levers(get),
                        progressive_resize=_progressive(get("progressive_resize"), epochs=epochs, min_size=min_size),
                        **_fast_levers(get))
@@ -704,15 +476,20 @@ def _augment_levers(get) -> dict:
     return dict(auto_augment=policy, ra_magnitude=magnitude, augmix_severity=severity, random_erase=erase)
 
 
-def _warmup_levers(get, warmup_epochs: float) -> dict:
+def _warmup_levers(get, warmup_epochs: float, *, torchvision: bool = False) -> dict:
+    """``--lr-warmup-method/--lr-warmup-decay``; with torchvision's scheduler names the decay defaults
+    and method default to theirs (constant at 0.01 x lr; linear from 0.01 x lr), else the seeds' linear
+    warm-up from ~0."""
     method, decay = get("lr_warmup_method"), get("lr_warmup_decay")
+    if decay is None and torchvision and warmup_epochs:
+        decay = 0.01
     if method is not None and method not in WARMUP_METHODS:
         raise UserError(f"unknown --lr-warmup-method '{method}'; choose one of {', '.join(WARMUP_METHODS)}")
     if decay is not None and not 0.0 < decay <= 1.0:
         raise UserError(f"--lr-warmup-decay is a factor in (0, 1], got {decay}")
     if (method is not None or decay is not None) and not warmup_epochs:
         raise UserError("--lr-warmup-method/--lr-warmup-decay need a warm-up; add --lr-warmup-epochs E")
-    return dict(lr_warmup_method=method or "linear", lr_warmup_decay=decay)
+    return dict(lr_warmup_method=method or ("constant" if torchvision else "linear"), lr_warmup_decay=decay)
 
 
 def _sync_bn(asked: bool, *, device: str, world_size: int) -> bool:
@@ -766,27 +543,12 @@ def _accum_steps(args, global_batch: int) -> int:
 
 
 # ----------------------------------------------------------------------------- time to accuracy (issue #24)
-# Test-time augmentation, anti-aliased downsampling, the fast recipes' relative levers
-# (models.recipe.FAST_LEVERS) and the seeds' performance print interval.
-
-TTA_MODES = ("none", "flip")
-
-
-def _add_fast_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("time to accuracy (the <net>_fast recipes set these; flags win)")
-    g.add_argument("--tta", default=None, metavar="MODE",
-                   help=f"{' | '.join(TTA_MODES)}: test-time augmentation of the final evaluation (and of -e); "
-                   "flip averages the logits of each image and its mirror")
-    g.add_argument("--blurpool", action=argparse.BooleanOptionalAction, default=None,
-                   help="anti-aliased downsampling: a fixed 3x3 blur before each strided conv (FFCV, Composer); "
-                   "no parameters, no new state-dict keys")
-
+# Anti-aliased downsampling (--blurpool), the fast recipes' relative levers
+# (models.recipe.FAST_LEVERS) and the seeds' performance print interval. --tta is
+# main's (LoopConfig.tta, _tta below); a fast recipe's ``tta`` lever is its default.
 
 def _fast_levers(get) -> dict:
-    tta = get("tta")
-    if tta is not None and tta not in TTA_MODES:
-        raise UserError(f"unknown --tta '{tta}'; choose one of {', '.join(TTA_MODES)}")
-    return dict(tta=None if tta in (None, "none") else tta, blurpool=bool(get("blurpool")))
+    return dict(blurpool=bool(get("blurpool")))
 
 
 def recipe_lever_args(args, recipe: Recipe, *, demo: Optional[dict] = None) -> argparse.Namespace:
@@ -827,3 +589,177 @@ def _perf_print_freq(args, arch: str) -> Optional[int]:
     if args.stop_step_num is None or not args.no_val:
         return None
     return models.get_model_entry(arch).perf_print_freq
+
+
+# ----------------------------------------------------------------------------- fine-tuning (issue #23)
+# Starting from pretrained weights on data of another class count: the head starts fresh
+# (ModelEntry.head), the pretrained layers train at a lower lr, or not at all (a linear probe).
+# The flags: classify.cli (fine-tuning and evaluation); the defaults: classify.schema.
+
+
+def _tta(args) -> str:
+    mode = getattr(args, "tta", None) or "none"
+    if mode not in TTA_MODES:
+        raise UserError(f"unknown --tta '{mode}'; choose one of {', '.join(TTA_MODES)}")
+    return mode
+
+
+def _finetune_config(args, demo: dict) -> FineTuneConfig:
+    get = lambda name: getattr(args, name, None)  # noqa: E731  (parsers without these flags)
+    scale, freeze, fresh = get("backbone_lr_scale"), bool(get("freeze_backbone")), bool(get("fine_tuning"))
+    if scale is not None and not 0.0 <= scale <= 1.0:
+        raise UserError(f"--backbone-lr-scale is a factor in [0, 1], got {scale:g}")
+    starts = "--pretrained" if args.pretrained else "-t" if fresh else None
+    for flag, on in (("--freeze-backbone", freeze), ("--backbone-lr-scale", scale is not None)):
+        if on and starts is None:
+            raise UserError(f"{flag} needs pretrained weights to start from; add --pretrained PATH (or -t for "
+                            "torchvision's)")
+    if freeze and scale is not None:
+        raise UserError("--freeze-backbone trains the head only; --backbone-lr-scale has nothing to scale: drop one")
+    if (freeze or fresh) and args.evaluate:
+        raise UserError(f"{'--freeze-backbone' if freeze else '-t/--fine-tuning'} is for training; drop it with -e")
+    given = tuple(name for name, value in (
+        ("epochs", _pick(args.epochs, demo.get("epochs"))), ("lr", args.lr),
+        ("lr_scheduler", _pick(args.lr_scheduler, get("lr_step_size"))), ("warmup_epochs", args.warmup_epochs))
+        if value is not None)
+    return FineTuneConfig(fresh_head=fresh, freeze_backbone=freeze, backbone_lr_scale=scale, given=given)
+
+
+def finetune_defaults(cfg: Config) -> Tuple[Config, str]:
+    """With a fresh head: fine-tuning defaults for the schedule values no flag set (``FINETUNE_EPOCHS``
+    epochs, cosine, no warm-up; the head at the recipe's lr, the pretrained layers at
+    ``BACKBONE_LR_SCALE`` x it), and a description of what was chosen ("" when nothing)."""
+    from dataclasses import replace
+
+    ft, o = cfg.finetune, cfg.optim
+    changes = {}
+    if "epochs" not in ft.given:
+        changes["epochs"] = FINETUNE_EPOCHS
+    if "lr_scheduler" not in ft.given:
+        changes["lr_scheduler"] = "cosine"
+    if "warmup_epochs" not in ft.given:
+        changes["warmup_epochs"] = 0.0
+    said = [f"{changes['epochs']} epochs" if "epochs" in changes else "",
+            "cosine lr" if "lr_scheduler" in changes else "", "no warm-up" if "warmup_epochs" in changes else ""]
+    scale = ft.backbone_lr_scale
+    if ft.freeze_backbone:
+        said.append("only the head trains (--freeze-backbone)")
+    elif scale is None:
+        scale = BACKBONE_LR_SCALE
+        said.append(f"pretrained layers at {scale:g} x lr (--backbone-lr-scale)")
+    said = ", ".join(x for x in said if x)
+    levers = cfg.levers
+    if levers.progressive_resize is not None and "epochs" in changes:  # its ramp ends within the run
+        start, end, first, last = levers.progressive_resize
+        top = changes["epochs"] - 1
+        levers = replace(levers, progressive_resize=(start, end, min(first, top), min(last, top)))
+    return replace(cfg, optim=replace(o, **changes), levers=levers,
+                   finetune=replace(ft, backbone_lr_scale=scale)), said
+
+
+# ----------------------------------------------------------------------------- defaults that fit the data
+
+_SMALL = 0.75  # a typical short side below this fraction of the recipe's crop: train near the data's own size
+_MIN_STEPS = 4  # full steps per epoch and process that a recipe batch must fill, else it shrinks
+SMALL_IMAGE_SCALE = (0.25, 1.0)  # RandomResizedCrop's area range at a fitted size (docs/own-data.md: measured)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What the data asks of the defaults (None: nothing, the recipe's value)."""
+
+    image_size: Optional[int] = None
+    per_device_batch: Optional[int] = None
+    note: str = ""  # what was seen
+    batch_note: str = ""
+    train_images: Optional[int] = None  # the whole training set's, when counted
+
+
+def _fit_to_data(args, arch: str, recipe: Recipe, demo: dict, *, path: Optional[str], kind: str,
+                 world_size: int) -> _Fit:
+    """The image size and batch that fit an ImageFolder tree (or CIFAR-10) where no flag, and
+    no demo profile, sets them. ImageNet-like data (a typical short side of at least 0.75x the
+    recipe's crop, a training set of at least 4 full recipe batches per process) gets the
+    recipe's values exactly. Deterministic: a resumed run resolves the same."""
+    if kind != "folder" or path is None or demo:
+        return _Fit()
+    from .data.profile import profile_folder
+    from .data.shards import is_shard_source
+
+    if is_shard_source(path):  # no cheap headers: the recipe's sizes
+        return _Fit()
+    batch_given = args.batch_size is not None or args.per_batch_size is not None
+    try:
+        profile = profile_folder(path, need_images=_MIN_STEPS * recipe.global_batch(world_size))
+    except (UserError, OSError):  # the run's (and --check's) own checks say what is wrong
+        return _Fit()
+    size, note = None, ""
+    if profile.short_side is not None:
+        note = f"median short side {profile.short_side} px of {profile.sampled} images"
+        if args.image_size is None and profile.short_side < _SMALL * recipe.image_size:
+            size = max(16 * max(1, int(profile.short_side / 16 + 0.5)), models.min_image_size(arch))
+    per_device, batch_note = None, ""
+    if not batch_given and profile.train_images is not None:
+        per_device, batch_note = _fit_batch(recipe, images=profile.train_images, world_size=world_size)
+    return _Fit(image_size=size, per_device_batch=per_device, note=note, batch_note=batch_note,
+                train_images=profile.train_images if profile.complete else None)
+
+
+def _fit_batch(recipe: Recipe, *, images: int, world_size: int) -> Tuple[Optional[int], str]:
+    """The recipe's per-device batch, or the largest power of two (at least 1) that gives every
+    process ``_MIN_STEPS`` full steps when the recipe's cannot; with the one line that says so."""
+    recipe_global = recipe.global_batch(world_size)
+    per_device = recipe_global // world_size
+    per_rank = -(-images // world_size)
+    if per_rank // per_device >= _MIN_STEPS:
+        return None, ""
+    fitted = 1
+    while fitted * 2 <= per_device and per_rank // (fitted * 2) >= _MIN_STEPS:
+        fitted *= 2
+    base = recipe.lr(world_size)
+    lr = base * fitted * world_size / recipe_global
+    return fitted, (f"=> batch {fitted * world_size} ({fitted}/device) instead of the recipe's {recipe_global}: "
+                    f"{images} training images fill {per_rank // fitted} steps per epoch with it "
+                    f"({per_rank // per_device} with the recipe's); lr {lr:g} (the recipe's {base:g} scaled "
+                    f"linearly, x{fitted * world_size}/{recipe_global}); -b/--batch-size sets it")
+
+
+def _crop_ranges(args, fit: _Fit) -> dict:
+    """``--rrc-scale``/``--rrc-ratio`` (timm's ``--scale``/``--ratio``); at a size fitted to small
+    images the area range keeps the object in view (``SMALL_IMAGE_SCALE``)."""
+    scale = _pair("--rrc-scale", getattr(args, "rrc_scale", None), low=0.0, high=1.0)
+    ratio = _pair("--rrc-ratio", getattr(args, "rrc_ratio", None), low=0.0, high=None)
+    return dict(rrc_scale=scale or (SMALL_IMAGE_SCALE if fit.image_size is not None else RRC_SCALE),
+                rrc_ratio=ratio or RRC_RATIO)
+
+
+def _pair(name: str, text: Optional[str], *, low: float, high: Optional[float]) -> Optional[Tuple[float, float]]:
+    """``MIN,MAX`` with ``low < MIN <= MAX`` (``<= high``); None when not given."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    bound = f" and MAX <= {high:g}" if high is not None else ""
+    if (len(values) != 2 or not all(v == v for v in values) or values[0] <= low or values[0] > values[1]
+            or (high is not None and values[1] > high) or values[1] == float("inf")):
+        raise UserError(f"{name} takes MIN,MAX with {low:g} < MIN <= MAX{bound}, e.g. "
+                        f"{'0.25,1' if high else '0.75,1.333'}; got '{text}'")
+    return values
+
+
+def _sources(args, demo: dict, fit: _Fit, optim: OptimConfig) -> Sources:
+    """Where the image size, batch, lr, epochs and the crop's area range came from."""
+    size = "flag" if args.image_size is not None else ("demo" if "image_size" in demo else
+                                                        "data" if fit.image_size is not None else "recipe")
+    if args.batch_size is not None or args.per_batch_size is not None:
+        batch = "flag"
+    else:
+        batch = "demo" if "batch_size" in demo else ("data" if fit.per_device_batch is not None else "recipe")
+    lr = "flag" if args.lr is not None else (batch if optim.lr_scale != 1.0 else "recipe")
+    epochs = "flag" if args.epochs is not None else ("demo" if "epochs" in demo else "recipe")
+    augmentation = ("flag" if getattr(args, "rrc_scale", None) is not None
+                    else "data" if fit.image_size is not None else "recipe")
+    return Sources(image_size=size, batch=batch, lr=lr, epochs=epochs, augmentation=augmentation,
+                   data_note=fit.note, batch_note=fit.batch_note, train_images=fit.train_images)
