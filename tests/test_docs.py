@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "models").glob("*/README.md"))]
-QUICK_START = [  # DESIGN.md, "Quick start": what the README's first lines must say
+QUICK_START = [  # the two quick-start commands (docs/architecture.md, "Contracts"): the README shows them verbatim
     "pip install -r requirements.txt && bash test/train_full_1p.sh      # trains on the demo set, prints FPS + Acc@1",
     "pip install -r requirements-dev.txt && python -m pytest -q          # the test suite",
 ]
