@@ -9,8 +9,10 @@ and with the recipes' mixed precision resolved as on an accelerator (fp16 autoca
 ModelZoo recipes' static loss scale 1024, emulated on the CPU; and bf16).
 """
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -152,3 +154,47 @@ def test_parity_tool_digits_reference_loop_and_grad_check(tmp_path, image_folder
 
     errors = parity.gradient_fidelity("tinynet", image_size=16, batch_size=4)
     assert set(errors) == {"fp32", "bf16", "fp16"} and errors["fp32"] < 1e-4 < errors["bf16"]
+
+
+def test_digits_styles(tmp_path):
+    """--digits-style ink: dark ink on a light canvas; colour: any two far-apart colours."""
+    from PIL import Image
+
+    from tools import parity
+
+    rows = torch.randint(0, 17, (10, 64)).numpy()
+    rows[:, 27:29] = 16  # ink in the middle of every digit
+    csv = tmp_path / "digits.csv"
+    csv.write_text("\n".join(",".join(map(str, r)) + f",{i % 2}" for i, r in enumerate(rows)))
+    means = {}
+    for style in parity.DIGIT_STYLES:
+        out = parity.make_digits(tmp_path / style, size=32, csv=str(csv), style=style)
+        means[style] = min(float(np.asarray(Image.open(p), np.float32).mean())
+                           for p in (out / "train").rglob("*.jpg"))
+    assert means["ink"] > 100  # a light canvas behind every digit
+
+
+@pytest.mark.slow
+def test_own_data_tool_defaults_and_finetune(tmp_path, image_folder, capsys, subprocess_env, monkeypatch):
+    """tools/own_data.py: both tables from real main.py runs (tinynet, 1 epoch), the fine-tuned run
+    starting from the first task's checkpoint with a replaced head."""
+    from tools import own_data
+
+    for name in ("PYTHONPATH", "OMP_NUM_THREADS"):  # its main.py subprocesses know tinynet
+        monkeypatch.setenv(name, subprocess_env[name])
+
+    assert own_data.main(["defaults", "--data", str(image_folder), "-a", "tinynet", "--seeds", "0", "--epochs", "1",
+                          "-j", "0", "--json", str(tmp_path / "a.json")]) == 0
+    table = capsys.readouterr().out
+    assert "torchvision defaults best / final Acc@1" in table and "| 0 |" in table and "| mean |" in table
+    a = json.loads((tmp_path / "a.json").read_text())["rows"][0]
+    assert len(a["reference"]["acc1"]) == len(a["ours"]["acc1"]) == 1
+    assert a["ours"]["cmd"].endswith("-a tinynet --epochs 1 --seed 0")
+
+    assert own_data.main(["finetune", "--data", str(image_folder), "-a", "tinynet", "--seeds", "0", "--epochs", "1",
+                          "--pretrain-epochs", "1", "--pretrain-classes", "2", "--json", str(tmp_path / "b.json")]) == 0
+    assert "fine-tuned best / final Acc@1" in capsys.readouterr().out
+    b = json.loads((tmp_path / "b.json").read_text())
+    row = b["rows"][0]
+    assert "--pretrained" in row["finetune"]["cmd"] and "--pretrained" not in row["scratch"]["cmd"]
+    assert row["finetune"]["head"] == "replaced" and 0 <= b["task1_best_acc1"] <= 100

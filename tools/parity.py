@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ from models.recipe import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["make_digits", "reference_run", "ours_run", "gradient_fidelity", "main"]
+__all__ = ["make_digits", "reference_run", "main_run", "ours_run", "gradient_fidelity", "main"]
 
 
 def _digits(csv: Optional[str]):
@@ -66,8 +66,13 @@ def _digits(csv: Optional[str]):
     return d.images / 16.0, d.target.astype(int)
 
 
-def make_digits(out: Path, *, size: int = 64, seed: int = 0, csv: Optional[str] = None) -> Path:
-    """The digits as an ImageFolder tree ``out/{train,val}/<digit>/<n>.jpg`` (see the module doc)."""
+DIGIT_STYLES = ("ink", "colour")
+
+
+def make_digits(out: Path, *, size: int = 64, seed: int = 0, csv: Optional[str] = None, style: str = "ink") -> Path:
+    """The digits as an ImageFolder tree ``out/{train,val}/<digit>/<n>.jpg`` (see the module doc).
+    ``ink``: dark ink of a random colour on a light, noisy canvas of a random colour; ``colour``:
+    ink and canvas both of any colour (far apart), a harder set."""
     images, labels = _digits(csv)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
@@ -76,9 +81,12 @@ def make_digits(out: Path, *, size: int = 64, seed: int = 0, csv: Optional[str] 
         side = int(rng.integers(size * 9 // 16, size * 7 // 8 + 1))
         glyph = Image.fromarray((images[i] * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
         alpha = (np.asarray(glyph, np.float32) / 255)[..., None]
-        bg, fg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-        while np.abs(bg - fg).sum() < 200:  # a digit that stands out from its canvas
-            fg = rng.uniform(0, 255, 3)
+        if style == "ink":
+            bg, fg = rng.uniform(140, 255, 3), rng.uniform(0, 100, 3)
+        else:
+            bg, fg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+            while np.abs(bg - fg).sum() < 200:  # a digit that stands out from its canvas
+                fg = rng.uniform(0, 255, 3)
         canvas = bg + rng.normal(0, 25, (size, size, 3))
         top, left = rng.integers(0, size - side + 1, 2)
         patch = canvas[top:top + side, left:left + side]
@@ -90,13 +98,15 @@ def make_digits(out: Path, *, size: int = 64, seed: int = 0, csv: Optional[str] 
 
 
 def reference_run(data: Path, *, arch: str, seed: int, epochs: int, batch_size: int, lr: float, image_size: int,
-                  workers: int) -> Dict:
-    """torchvision's reference loop (module doc); returns per-epoch Acc@1, best, final and time."""
+                  workers: int, val_resize: Optional[int] = None, lr_step_size: Optional[int] = None) -> Dict:
+    """torchvision's reference loop (module doc); returns per-epoch Acc@1, best, final and time.
+    ``lr_step_size``: its ``--lr-scheduler steplr`` (x0.1 every that many epochs) instead of cosine;
+    ``val_resize``: its ``--val-resize-size`` (default ``image_size``)."""
     torch.manual_seed(seed)
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train_tf = T.Compose([T.RandomResizedCrop(image_size, antialias=True), T.RandomHorizontalFlip(),
                           T.PILToTensor(), T.ConvertImageDtype(torch.float), normalize])
-    val_tf = T.Compose([T.Resize(image_size, antialias=True), T.CenterCrop(image_size), T.PILToTensor(),
+    val_tf = T.Compose([T.Resize(val_resize or image_size, antialias=True), T.CenterCrop(image_size), T.PILToTensor(),
                         T.ConvertImageDtype(torch.float), normalize])
     train = torchvision.datasets.ImageFolder(str(data / "train"), train_tf)
     val = torchvision.datasets.ImageFolder(str(data / "val"), val_tf)
@@ -105,7 +115,10 @@ def reference_run(data: Path, *, arch: str, seed: int, epochs: int, batch_size: 
     val_loader = torch.utils.data.DataLoader(val, batch_size=batch_size, num_workers=workers)
     model = models.create_model(arch, num_classes=len(train.classes))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if lr_step_size:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_step_size, gamma=0.1)
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     criterion = nn.CrossEntropyLoss()
     accs, start = [], time.perf_counter()
     for _ in range(epochs):
@@ -126,24 +139,34 @@ def reference_run(data: Path, *, arch: str, seed: int, epochs: int, batch_size: 
     return {"acc1": accs, "best": max(accs), "final": accs[-1], "time_s": time.perf_counter() - start}
 
 
-def ours_run(data: Path, *, arch: str, seed: int, epochs: int, batch_size: int, lr: float, image_size: int,
-             workers: int, extra: Sequence[str] = ()) -> Dict:
-    """``main.py`` at the equivalent flags, in a subprocess; its metrics.jsonl and summary.json."""
-    with tempfile.TemporaryDirectory(prefix="parity-") as out:
-        cmd = [sys.executable, str(ROOT / "main.py"), str(data), "-a", arch, "--epochs", str(epochs),
-               "-b", str(batch_size), "--lr", str(lr), "--lr-scheduler", "cosine", "--wd", "1e-4",
-               "--momentum", "0.9", "--label-smoothing", "0", "--image-size", str(image_size),
-               "--val-resize", str(image_size), "--workers", str(workers), "--seed", str(seed),
-               "--output-dir", out, *extra]
+def main_run(data: Path, flags: Sequence[str], keep: Optional[Path] = None) -> Dict:
+    """``main.py DATA FLAGS`` in a subprocess (its output in a temporary folder, or in ``keep``):
+    per-epoch Acc@1, best, final, its training + evaluation time (summary.json, as the
+    reference's), the wall time with start-up, its precision and the command."""
+    with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
+        out = str(keep or tmp)
+        cmd = [sys.executable, str(ROOT / "main.py"), str(data), *flags, "--output-dir", out]
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"error: {' '.join(cmd[1:])} failed (exit {done.returncode}): "
+                             f"{done.stdout.strip().splitlines()[-1:]}")
         accs = [json.loads(line)["acc1"] for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
         summary = json.loads((Path(out) / "summary.json").read_text())
-    # time_s: its training + evaluation time (summary.json), as the reference's; wall_s adds the start-up
+    weights = [line for line in done.stdout.splitlines() if line.startswith("=> pretrained weights from")]
+    head = None if not weights else "replaced" if "starts fresh" in weights[0] else "loaded"
     return {"acc1": accs, "best": max(accs), "final": accs[-1], "time_s": summary["train_time_s"], "wall_s": elapsed,
-            "amp": summary.get("amp"),
-            "cmd": " ".join(cmd[1:])}
+            "amp": summary.get("amp"), "head": head, "cmd": " ".join(["main.py", str(data), *flags])}
+
+
+def ours_run(data: Path, *, arch: str, seed: int, epochs: int, batch_size: int, lr: float, image_size: int,
+             workers: int, extra: Sequence[str] = ()) -> Dict:
+    """``main.py`` at the flags equivalent to the reference's, its defaults otherwise (``main_run``)."""
+    return main_run(data, ["-a", arch, "--epochs", str(epochs), "-b", str(batch_size), "--lr", str(lr),
+                           "--lr-scheduler", "cosine", "--wd", "1e-4", "--momentum", "0.9", "--label-smoothing", "0",
+                           "--image-size", str(image_size), "--val-resize", str(image_size), "--workers",
+                           str(workers), "--seed", str(seed), *extra])
 
 
 def gradient_fidelity(arch: str, *, image_size: int, batch_size: int, num_classes: int = 10, seed: int = 0,
@@ -183,17 +206,20 @@ def _mean_sd(values: List[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def render(rows: List[Dict]) -> str:
-    lines = ["| seed | reference best / final Acc@1 | reference time (s) | ours best / final Acc@1 | ours time (s) |",
-             "|---|---|---|---|---|"]
+def render(rows: List[Dict], sides: Sequence[Tuple[str, str]] = (("reference", "reference"), ("ours", "ours"))) -> str:
+    """A markdown table: per seed, each side's best / final Acc@1 and time; then the means.
+    ``sides``: (key in each row, column label)."""
+    head = ["seed"] + [f"{label} {what}" for _, label in sides for what in ("best / final Acc@1", "time (s)")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        ref, ours = r["reference"], r["ours"]
-        lines.append(f"| {r['seed']} | {ref['best']:.1f} / {ref['final']:.1f} | {ref['time_s']:.0f} | "
-                     f"{ours['best']:.1f} / {ours['final']:.1f} | {ours['time_s']:.0f} |")
-    pick = {side: {k: [r[side][k] for r in rows] for k in ("best", "final", "time_s")} for side in ("reference", "ours")}
-    lines.append(f"| mean | {_mean_sd(pick['reference']['best'])} / {_mean_sd(pick['reference']['final'])} | "
-                 f"{statistics.mean(pick['reference']['time_s']):.0f} | {_mean_sd(pick['ours']['best'])} / "
-                 f"{_mean_sd(pick['ours']['final'])} | {statistics.mean(pick['ours']['time_s']):.0f} |")
+        cells = [str(r["seed"])] + [c for key, _ in sides for c in (f"{r[key]['best']:.1f} / {r[key]['final']:.1f}",
+                                                                     f"{r[key]['time_s']:.0f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["mean"]
+    for key, _ in sides:
+        pick = {k: [r[key][k] for r in rows] for k in ("best", "final", "time_s")}
+        cells += [f"{_mean_sd(pick['best'])} / {_mean_sd(pick['final'])}", f"{statistics.mean(pick['time_s']):.0f}"]
+    lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -202,6 +228,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="ImageFolder root with train/ and val/")
     p.add_argument("--make-digits", metavar="DIR", help="write the digits dataset into DIR, then stop (unless --data)")
     p.add_argument("--digits-csv", metavar="PATH", help="scikit-learn's digits.csv.gz (without scikit-learn)")
+    p.add_argument("--digits-style", choices=DIGIT_STYLES, default="ink",
+                   help="ink: dark ink on a light canvas (default); colour: any two far-apart colours, harder")
     p.add_argument("-a", "--arch", default="googlenet")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
     p.add_argument("--epochs", type=int, default=12)
@@ -221,7 +249,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.make_digits:
-        written = make_digits(Path(args.make_digits), size=args.image_size, csv=args.digits_csv)
+        written = make_digits(Path(args.make_digits), size=args.image_size, csv=args.digits_csv,
+                              style=args.digits_style)
         print(f"=> digits written to {written}", file=sys.stderr)
         if not args.data:
             return 0
