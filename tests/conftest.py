@@ -23,6 +23,14 @@ from PIL import Image
 from tests import tinynet
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests send SIGINT (Ctrl-C) to the processes they start. A suite started in the background by a
+# shell without job control (`bash .ci/run &` in a script, nohup) has SIGINT ignored, and every
+# process it starts would inherit that and never see the signal: handle it again, as in the
+# foreground (a handled signal is back to its default in a child).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 
 
