@@ -26,7 +26,6 @@ AlexNet and GoogLeNet on both copies::
 """
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -38,6 +37,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+from tools.parity import digit_scans
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ARCHS = ("alexnet", "googlenet")  # the nets whose runs fit a 2-core CPU in minutes
@@ -57,35 +58,20 @@ E2E_COLUMNS = [("arch", "arch", "{}"), ("stored", "stored", "{}"), ("px", "image
 # ----------------------------------------------------------------------------- data
 
 
-def _digits_arrays(csv: Optional[str]):
-    """(images N x 8 x 8 in 0..16, labels) of the UCI optical digits, scikit-learn's copy."""
-    if csv is None:
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise SystemExit("bench.py: error: the digits data set needs scikit-learn (pip install scikit-learn) "
-                             "or --digits-csv PATH to its sklearn/datasets/data/digits.csv.gz") from None
-        d = load_digits()
-        return d.images, d.target
-    with gzip.open(csv, "rt") if csv.endswith(".gz") else open(csv) as f:
-        rows = np.loadtxt(f, delimiter=",")
-    return rows[:, :64].reshape(-1, 8, 8), rows[:, 64].astype(int)
-
-
 def make_digits(out: Path, csv: Optional[str], *, size: int = 64, seed: int = 0) -> Path:
     """``out/{train,val}/<digit>/NNNN.jpg``: each 8x8 scan upscaled (bicubic) to ``size``, grey as RGB;
     a seeded 80/20 split. Written once (a marker file last)."""
     marker = out / "DIGITS_COMPLETE"
     if marker.is_file():
         return out
-    images, labels = _digits_arrays(csv)
+    images, labels = digit_scans(csv)
     order = np.random.default_rng(seed).permutation(len(labels))
     n_val = len(labels) // 5
     for rank, i in enumerate(order):
         split = "val" if rank < n_val else "train"
         folder = out / split / str(int(labels[i]))
         folder.mkdir(parents=True, exist_ok=True)
-        pixels = (np.asarray(images[i], dtype=np.float64) * 255 / 16).clip(0, 255).astype(np.uint8)
+        pixels = (np.asarray(images[i], dtype=np.float64) * 255).clip(0, 255).astype(np.uint8)
         image = Image.fromarray(pixels, "L").resize((size, size), Image.Resampling.BICUBIC).convert("RGB")
         image.save(folder / f"{int(i):04d}.jpg", quality=95)
     marker.write_text(json.dumps({"images": int(len(labels)), "val": int(n_val), "size": size, "seed": seed}))

@@ -50,18 +50,19 @@ from models.recipe import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["make_digits", "reference_run", "main_run", "ours_run", "gradient_fidelity", "main"]
+__all__ = ["digit_scans", "make_digits", "reference_run", "main_run", "ours_run", "gradient_fidelity", "main"]
 
 
-def _digits(csv: Optional[str]):
+def digit_scans(csv: Optional[str]):
+    """(images N x 8 x 8 in 0..1, labels) of the UCI optical digits, scikit-learn's copy (or its CSV)."""
     if csv:
         rows = np.loadtxt(gzip.open(csv) if csv.endswith(".gz") else csv, delimiter=",")
         return rows[:, :64].reshape(-1, 8, 8) / 16.0, rows[:, 64].astype(int)
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise SystemExit("error: --make-digits needs scikit-learn (pip install scikit-learn) or --digits-csv PATH "
-                         "(sklearn/datasets/data/digits.csv.gz from its wheel)") from None
+        raise SystemExit("error: the digits dataset needs scikit-learn (pip install scikit-learn) or --digits-csv "
+                         "PATH (sklearn/datasets/data/digits.csv.gz from its wheel)") from None
     d = load_digits()
     return d.images / 16.0, d.target.astype(int)
 
@@ -73,7 +74,7 @@ def make_digits(out: Path, *, size: int = 64, seed: int = 0, csv: Optional[str] 
     """The digits as an ImageFolder tree ``out/{train,val}/<digit>/<n>.jpg`` (see the module doc).
     ``ink``: dark ink of a random colour on a light, noisy canvas of a random colour; ``colour``:
     ink and canvas both of any colour (far apart), a harder set."""
-    images, labels = _digits(csv)
+    images, labels = digit_scans(csv)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
     n_val = round(len(labels) * 0.2)
