@@ -79,15 +79,27 @@ def test_imagenet_sized_images_keep_the_recipe_exactly(imagenet_like):
 
 
 def test_a_batch_the_data_cannot_fill_shrinks_with_the_lr(small):
-    cfg = config(small, "-a", "googlenet")  # recipe: 512 at lr 0.1; 300 images
-    assert (cfg.optim.batch_size, cfg.optim.per_device_batch) == (64, 64)  # 300 // 64 = 4 steps
-    assert cfg.optim.lr == pytest.approx(0.1 * 64 / 512)
+    cfg = config(small, "-a", "googlenet")  # recipe: 512 at lr 0.1; 300 small images
+    assert (cfg.optim.batch_size, cfg.optim.per_device_batch) == (32, 32)  # 300 // 32 = 9 steps; not below 32
+    assert cfg.optim.lr == pytest.approx(0.1 * 32 / 512)
     assert (cfg.sources.batch, cfg.sources.lr) == ("data", "data")
     note = cfg.sources.batch_note
-    assert "\n" not in note and "batch 64" in note and "512" in note and "lr 0.0125" in note
+    assert "\n" not in note and "batch 32" in note and "512" in note and "lr 0.00625" in note
+    assert "9 steps per epoch" in note
     two = config(small, "-a", "googlenet", world_size=2, local_world=2)  # 150 per process -> 32 each
     assert (two.optim.batch_size, two.optim.per_device_batch) == (64, 32)
     assert two.optim.lr == pytest.approx(0.9 * 64 / 4096)  # the recipe's 8p point, scaled as it scales it
+
+
+def test_small_images_halve_the_batch_towards_32_steps(tmp_path):
+    """2,200 small images: 512 -> 64 (34 steps per epoch, the first at or above 32); the same
+    count of ImageNet-sized photos keeps the recipe's 512 (4 steps: test above)."""
+    many = linked_folder(tmp_path / "data", width=60, height=40, train=1100)
+    cfg = config(many, "-a", "googlenet")
+    assert (cfg.optim.batch_size, cfg.optim.lr) == (64, pytest.approx(0.1 * 64 / 512))
+    assert "34 steps per epoch" in cfg.sources.batch_note
+    # a flag's image size does not change what the images are: still small
+    assert config(many, "-a", "googlenet", "--image-size", "96").optim.batch_size == 64
 
 
 def test_flags_win(small):
@@ -133,9 +145,9 @@ def test_check_prints_the_same_facts(capsys, small, tmp_path):
     assert code == 0, err
     values = dict(line.split(" = ", 1) for line in out.splitlines())
     assert list(values)[:15] == list(checks.KEYS[:15])  # the launchers' keys first, as before
-    assert (values["global_batch"], values["image_size"], values["val_resize"]) == ("64", "48", "55")
+    assert (values["global_batch"], values["image_size"], values["val_resize"]) == ("32", "48", "55")
     assert (values["image_size_from"], values["global_batch_from"], values["lr_from"]) == ("data",) * 3
-    assert (values["steps_per_epoch"], values["lr"], values["epochs_from"]) == ("4", "0.0125", "recipe")
+    assert (values["steps_per_epoch"], values["lr"], values["epochs_from"]) == ("9", "0.00625", "recipe")
     assert values["augmentation"].startswith("random-resized-crop scale 0.25-1")
 
 
