@@ -123,12 +123,15 @@ def inspect(cfg: Config, *, resolve_auto: bool = True, job: Optional[str] = None
     data = check_data(kind=d.kind, path=d.path, num_classes=d.num_classes, no_val=d.no_val, evaluate=out.evaluate,
                       data_timeout=d.data_timeout)
     output_dir = prepare_output_dir(out.output_dir)
+    resume = out.resume
     if job is None or not held_by(out.output_dir, job):  # else the job's workers claim it as a restart generation
         ident = identity(data_root=data.root, arch=cfg.arch, recipe=cfg.recipe, num_classes=data.num_classes,
                          image_size=d.image_size, global_batch=cfg.optim.batch_size)
-        claim_run(out.output_dir, ident, resume=out.resume, fresh=out.fresh, epochs=cfg.optim.epochs,
-                  writes=not (out.evaluate or cfg.loop.prof))
-    checkpoint = check_start(output_dir=out.output_dir, resume=out.resume, evaluate=out.evaluate, fresh=out.fresh,
+        _, held = claim_run(out.output_dir, ident, resume=out.resume, fresh=out.fresh, epochs=cfg.optim.epochs,
+                            writes=not (out.evaluate or cfg.loop.prof))
+        if held is not None and held.auto:  # an unfinished run there: the same command continues it
+            resume = "auto"
+    checkpoint = check_start(output_dir=out.output_dir, resume=resume, evaluate=out.evaluate, fresh=out.fresh,
                              pretrained=lambda: out.pretrained and check_pretrained(out.pretrained, cfg.arch) or None,
                              resolve_auto=resolve_auto)
     return {**run_facts(cfg), "arch": cfg.arch, "network": models.get_model_entry(cfg.arch).network,

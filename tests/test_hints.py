@@ -4,6 +4,7 @@ literally (the flag and value the line names, added to or put in place in the sa
 checks that the next command runs."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,7 +65,11 @@ def test_finished_run_names_more_epochs_or_fresh(finished, image_folder, tmp_pat
 def test_the_same_command_continues_a_stopped_run(image_folder, tmp_path, capsys):
     argv = tiny_args(image_folder, tmp_path, "--epochs", "2")
     out = _ok(capsys, argv + ["--stop-step-num", "4"])  # stopped after its first epoch
+    checked = dict(line.split(" = ", 1) for line in _ok(capsys, argv + ["--check"]).splitlines() if " = " in line)
+    assert checked["checkpoint"].startswith(str(tmp_path)) and checked["checkpoint"].endswith(" (--resume auto)")
     out = _ok(capsys, argv)
+    resumed = next(line for line in out.splitlines() if line.startswith("=> resumed from"))
+    assert Path(checked["checkpoint"].split(" ")[0]).name in resumed  # --check names what the run resumes from
     assert (f"=> '{tmp_path}' holds this run, stopped after 1 of 2 epochs: the same command continues it "
             "(as --resume auto; --fresh starts over)") in out.splitlines()
     assert "=> resumed from" in out and "Epoch: [0]" not in out
