@@ -192,9 +192,11 @@ def test_own_data_tool_defaults_and_finetune(tmp_path, image_folder, capsys, sub
     assert a["ours"]["cmd"].endswith("-a tinynet --epochs 1 --seed 0")
 
     assert own_data.main(["finetune", "--data", str(image_folder), "-a", "tinynet", "--seeds", "0", "--epochs", "1",
-                          "--pretrain-epochs", "1", "--pretrain-classes", "2", "--json", str(tmp_path / "b.json")]) == 0
-    assert "fine-tuned best / final Acc@1" in capsys.readouterr().out
+                          "--pretrain-epochs", "1", "--pretrain-classes", "2", "--variants=--freeze-backbone",
+                          "--json", str(tmp_path / "b.json")]) == 0
+    assert "fine-tuned --freeze-backbone best / final Acc@1" in capsys.readouterr().out
     b = json.loads((tmp_path / "b.json").read_text())
     row = b["rows"][0]
     assert "--pretrained" in row["finetune"]["cmd"] and "--pretrained" not in row["scratch"]["cmd"]
-    assert row["finetune"]["head"] == "replaced" and 0 <= b["task1_best_acc1"] <= 100
+    assert row["finetune"]["head"] == row["--freeze-backbone"]["head"] == "replaced"
+    assert row["--freeze-backbone"]["cmd"].endswith("--freeze-backbone") and 0 <= b["task1_best_acc1"] <= 100

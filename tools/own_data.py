@@ -86,7 +86,10 @@ def split_tasks(data: Path, out: Path, first: int) -> Sequence[Path]:
 
 
 def finetune_rows(data: Path, *, arch: str, seeds: Sequence[int], epochs: int, pretrain_epochs: int,
-                  first: int, work: Path, progress=print) -> Dict:
+                  first: int, work: Path, sides: Sequence[str] = ("scratch", "finetune"),
+                  variants: Sequence[str] = (), progress=print) -> Dict:
+    """Per seed: ``scratch``, ``finetune`` (the fine-tuning defaults) and one fine-tuned run per
+    variant (its extra flags, comma-separated, e.g. ``--backbone-lr-scale=1``), keyed by it."""
     task1, task2 = split_tasks(data, work, first)
     pretrained = work / "task1-run"
     main_run(task1, ["-a", arch, "--epochs", str(pretrain_epochs), "--seed", str(seeds[0])], keep=pretrained)
@@ -95,11 +98,17 @@ def finetune_rows(data: Path, *, arch: str, seeds: Sequence[int], epochs: int, p
     rows = []
     for seed in seeds:
         common = ["-a", arch, "--epochs", str(epochs), "--seed", str(seed)]
-        scratch = main_run(task2, common)
-        tuned = main_run(task2, [*common, "--pretrained", str(pretrained / "model_best.pth.tar")])
-        progress(f"[seed {seed}] scratch {[round(a, 1) for a in scratch['acc1']]}, "
-                 f"fine-tuned {[round(a, 1) for a in tuned['acc1']]}")
-        rows.append({"seed": seed, "scratch": scratch, "finetune": tuned})
+        tuned = [*common, "--pretrained", str(pretrained / "model_best.pth.tar")]
+        row = {"seed": seed}
+        if "scratch" in sides:
+            row["scratch"] = main_run(task2, common)
+        if "finetune" in sides:
+            row["finetune"] = main_run(task2, tuned)
+        for variant in variants:
+            row[variant] = main_run(task2, [*tuned, *[f for f in variant.split(",") if f]])
+        progress(f"[seed {seed}] " + ", ".join(f"{key} {[round(a, 1) for a in run['acc1']]}"
+                                               for key, run in row.items() if key != "seed"))
+        rows.append(row)
     return {"task1_best_acc1": summary["best_acc1"], "rows": rows}
 
 
@@ -114,7 +123,11 @@ def get_args_parser() -> OneLineParser:
     p.add_argument("--pretrain-epochs", type=int, default=12, help="finetune: epochs on the first task")
     p.add_argument("--pretrain-classes", type=int, default=7, help="finetune: classes in the first task")
     p.add_argument("-j", "--workers", type=int, default=2, help="defaults: the reference's loader workers")
-    p.add_argument("--sides", default="reference,ours", help="defaults: which sides to run (default both)")
+    p.add_argument("--sides", default=None,
+                   help="which sides to run: defaults: reference,ours; finetune: scratch,finetune (the default: all)")
+    p.add_argument("--variants", default="", metavar="FLAGS;FLAGS",
+                   help="finetune: more fine-tuned runs, one per ';'-separated set of comma-separated main.py flags "
+                        "(e.g. --variants='--backbone-lr-scale=1;--freeze-backbone')")
     p.add_argument("--json", metavar="PATH", help="also write every run's figures to PATH")
     return p
 
@@ -129,18 +142,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     progress = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     if args.what == "defaults":
-        sides = [side for side in args.sides.split(",") if side]
+        sides = [side for side in (args.sides or "reference,ours").split(",") if side]
         rows = defaults_rows(data, arch=args.arch, seeds=seeds, epochs=args.epochs, workers=args.workers,
                              sides=sides, progress=progress)
         result = {"rows": rows}
         labels = {"reference": "torchvision defaults", "ours": "our defaults"}
         table = render(rows, [(side, labels[side]) for side in labels if side in sides])
     else:
+        sides = [side for side in (args.sides or "scratch,finetune").split(",") if side]
+        variants = [v for v in args.variants.split(";") if v]
         with tempfile.TemporaryDirectory(prefix="own-data-") as work:
             result = finetune_rows(data, arch=args.arch, seeds=seeds, epochs=args.epochs,
                                    pretrain_epochs=args.pretrain_epochs, first=args.pretrain_classes,
-                                   work=Path(work), progress=progress)
-        table = render(result["rows"], (("scratch", "from scratch"), ("finetune", "fine-tuned")))
+                                   work=Path(work), sides=sides, variants=variants, progress=progress)
+        labels = {"scratch": "from scratch", "finetune": "fine-tuned"}
+        table = render(result["rows"], [(side, labels[side]) for side in labels if side in sides]
+                       + [(v, f"fine-tuned {v}") for v in variants])
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "torch": torch.__version__, **result}, indent=1))
     print(table)
