@@ -662,7 +662,7 @@ def finetune_defaults(cfg: Config) -> Tuple[Config, str]:
 _SMALL = 0.75  # a typical short side below this fraction of the recipe's crop: train near the data's own size
 _MIN_STEPS = 4  # full steps per epoch and process that a recipe batch must fill, else it shrinks
 # On small images (a fitted size): the batch halves towards 32 steps per epoch and process, not below
-# 32 per device (GoogLeNet on 1,438 64-px digits, 12 epochs: 81% at batch 32 vs 30% at 256)
+# 32 per device (GoogLeNet on 1,438 64-px digits, 12 epochs: 79% at batch 32 vs 31% at 256, 3 seeds)
 _SMALL_DATA_STEPS, _SMALL_DATA_BATCH = 32, 32
 SMALL_IMAGE_SCALE = (0.25, 1.0)  # RandomResizedCrop's area range at a fitted size (docs/own-data.md: measured)
 
