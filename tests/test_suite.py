@@ -32,3 +32,15 @@ def test_leftovers_in_tmp_are_told_apart_by_what_they_name(tmp_path):
     (theirs / "index.npz").write_bytes(b"data root /tmp/pytest-of-x/pytest-8/data")
     assert mentions(ours, b"/tmp/pytest-of-x/pytest-7")
     assert not mentions(theirs, b"/tmp/pytest-of-x/pytest-7")
+
+
+def test_the_readme_command_is_the_quick_tier_and_ci_runs_both():
+    """`python -m pytest -q` (the README's test command) leaves the slow tier out; .ci/run runs
+    it and then the slow tier, so nothing goes untested in CI."""
+    import shlex
+    import tomllib
+
+    addopts = shlex.split(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"])
+    assert addopts[addopts.index("-m") + 1] == "not slow"
+    commands = [line.split("#")[0].strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert commands.index("python -m pytest -q") < commands.index("python -m pytest -q -m slow")
