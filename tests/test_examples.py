@@ -43,6 +43,7 @@ def slurm_conf(tmp_path_factory):
         subprocess.run(["bash", script, "stop", folder], timeout=60)
 
 
+@pytest.mark.slow  # the slow tier (-m slow): a two-node job on the local Slurm
 def test_slurm_example_trains_on_two_nodes(slurm_conf, subprocess_env, tmp_path):
     """The example itself, submitted with the CPU overrides its comments name (no GPUs,
     DEVICE=cpu, one worker per node): two nodes, two ranks, the closing numbers in its log."""

@@ -225,6 +225,7 @@ def test_finetune_flags_need_weights(image_folder, tmp_path, capsys):
         assert code == 2 and len(err) == 1 and message in err[0], err
 
 
+@pytest.mark.slow  # the slow tier (-m slow): three real runs and a SIGKILL
 def test_fine_tuning_run_resumes_exactly_after_sigkill(image_folder, five, tmp_path, run_main):
     """A fine-tuning run (fresh head, two lrs, EMA, mixup, progressive resize) killed with SIGKILL
     mid-run and continued with the same command ends bit-identical to one that ran straight through."""

@@ -140,6 +140,7 @@ def test_readmes_start_with_the_folder_commands_and_their_flag_tables_parse():
         assert len(flags) >= 2 and all(flag in options for flag in flags), flags
 
 
+@pytest.mark.slow  # the slow tier (-m slow): a run per network folder
 def test_folder_main_is_main_with_the_arch_fixed_from_any_directory(tmp_path):
     """``python models/vgg16/main.py --check`` from elsewhere: the same resolved run as ``main.py -a vgg16``."""
     def check(*argv, cwd):

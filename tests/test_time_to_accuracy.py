@@ -146,7 +146,8 @@ def _torchvision_twin(net):
     return builders[net](weights=None, num_classes=10)
 
 
-@pytest.mark.parametrize("net", ["alexnet", "vgg16", "googlenet", "inception_resnet_v2"])
+@pytest.mark.parametrize("net", ["alexnet", pytest.param("vgg16", marks=pytest.mark.slow), "googlenet",
+                                 pytest.param("inception_resnet_v2", marks=pytest.mark.slow)])  # slow: large nets
 def test_blurpool_keeps_the_state_dict_and_strict_loads(net):
     plain = models.create_model(net, num_classes=10)
     blurred = apply_blurpool(models.create_model(net, num_classes=10))
@@ -275,6 +276,7 @@ def test_resize_dataset_keeps_files_labels_and_resumes(tmp_path):
         resize_dataset(str(src), str(dst), max_side=64, quality=90, workers=1)
 
 
+@pytest.mark.slow  # the slow tier (-m slow): the tool in subprocesses
 def test_resize_dataset_command_line(tmp_path):
     src = _photo_tree(tmp_path / "src")
     proc = subprocess.run([sys.executable, ROOT / "tools" / "resize_dataset.py", src, tmp_path / "dst",
@@ -321,6 +323,7 @@ def test_a_crop_larger_than_the_stored_side_is_one_line(tmp_path, capsys):
 # ----------------------------------------------------------------------------- the seeds' performance lines
 
 
+@pytest.mark.slow  # the slow tier (-m slow): a GoogLeNet folder run
 def test_googlenet_folder_performance_run_prints_every_step(tmp_path):
     """The seed's train_performance_1p.sh pipeline averages every step's img/s after the first two:
     the 20-step CPU performance run prints 20 step lines (and still its FPS@all line)."""
@@ -391,6 +394,7 @@ def test_time_to_accuracy_table_from_the_runs(monkeypatch, capsys, tmp_path):
     assert len([line for line in out.err.splitlines() if "final Acc@1" in line]) == 2  # a progress line per run
 
 
+@pytest.mark.slow  # the slow tier (-m slow): four trainer runs
 def test_time_to_accuracy_runs_the_trainer(tmp_path, image_folder):
     """One real run through the trainer (tests/run_main.py knows tinynet): its metrics read back."""
     import argparse
@@ -423,6 +427,7 @@ def test_digits_are_rendered_from_the_csv(tmp_path):
     assert all(label[i] == i % 10 for i in label)
 
 
+@pytest.mark.slow  # the slow tier (-m slow): loaders and end-to-end runs
 def test_pre_resized_loader_and_end_to_end_tables(tmp_path, capsys, monkeypatch):
     from tools import bench
 

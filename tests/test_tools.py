@@ -258,7 +258,7 @@ def test_export_googlenet_main_head_cli(googlenet_export):
 
 
 @pytest.mark.parametrize("arch,size", [
-    ("inception_resnet_v2", 75),
+    pytest.param("inception_resnet_v2", 75, marks=pytest.mark.slow),
     pytest.param("alexnet", 63, marks=slow),  # 218 MB of weights at 10 classes
     pytest.param("vgg16", 32, marks=slow),  # 512 MB
 ])
