@@ -232,8 +232,8 @@ def _finetune_flags(add) -> None:
     add("--freeze-backbone", "--freeze_backbone", action="store_true",
         help="train the head only (a linear probe): every other layer, BN statistics too, stays as loaded")
     add("--backbone-lr-scale", "--backbone_lr_scale", type=finite_float, default=None, metavar="X",
-        help=f"lr of the pretrained layers = X x --lr, in [0, 1] (default {BACKBONE_LR_SCALE:g} when the head "
-        "starts fresh, else 1)")
+        help=f"lr of the pretrained layers = X x --lr, in [0, 1] (default {BACKBONE_LR_SCALE:g}; "
+        "measured in docs/own-data.md)")
     add("--tta", default=None, metavar="MODE", help=f"test-time augmentation of every evaluation: "
         f"{' | '.join(TTA_MODES)} (default none; flip: mean of the image's and its mirror's logits)")
 

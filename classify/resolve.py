@@ -646,7 +646,7 @@ def finetune_defaults(cfg: Config) -> Tuple[Config, str]:
         said.append("only the head trains (--freeze-backbone)")
     elif scale is None:
         scale = BACKBONE_LR_SCALE
-        said.append(f"pretrained layers at {scale:g} x lr (--backbone-lr-scale)")
+        said.append(f"pretrained layers at {scale:g} x the head's lr (--backbone-lr-scale)")
     said = ", ".join(x for x in said if x)
     levers = cfg.levers
     if levers.progressive_resize is not None and "epochs" in changes:  # its ramp ends within the run

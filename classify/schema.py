@@ -21,9 +21,9 @@ OPT_LEVELS = ("O0", "O1", "O2", "O3")
 LOG_FORMATS = ("examples", "torchvision", "prefixed")  # classify/report.py; a model folder picks its own
 TTA_MODES = ("none", "flip")
 # The pretrained layers' lr over the new head's (--backbone-lr-scale) when a head starts fresh:
-# the head learns from scratch at the recipe's lr, the pretrained layers move at a tenth of it,
-# the usual "fine-tune at a tenth of the training lr" (docs/own-data.md, "Fine-tuning").
-BACKBONE_LR_SCALE = 0.1
+# measured (docs/own-data.md, "Measured"): GoogLeNet fine-tuned onto related classes, 12 epochs,
+# 3 seeds: 1 -> 95.1 %, 0.5 -> 92.0, 0.3 -> 91.1, 0.1 -> 80.2, a frozen backbone 58.6.
+BACKBONE_LR_SCALE = 1.0
 FINETUNE_EPOCHS = 10  # with a fresh head and no --epochs; cosine to 0, no warm-up
 
 

@@ -14,6 +14,7 @@ import models
 from classify.checkpoint import load_checkpoint, load_model_weights
 from classify.errors import CheckpointError
 from classify.pretrained import load_pretrained, torchvision_weights_path
+from classify.schema import BACKBONE_LR_SCALE
 from tests import tinynet
 from tests.conftest import tiny_args as tiny
 from tests.conftest import train_in_process as train
@@ -168,13 +169,12 @@ def test_fine_tuning_onto_other_classes(image_folder, five, tmp_path, capsys):
     assert (f"=> pretrained weights from {five}: every layer loaded except the head 9 (5 -> 3 classes), "
             "which starts fresh") in log.splitlines()
     assert ("=> fine-tuning defaults (for what no flag set): 10 epochs, cosine lr, no warm-up, pretrained layers "
-            "at 0.1 x lr (--backbone-lr-scale)") in log.splitlines()
+            f"at {BACKBONE_LR_SCALE:g} x the head's lr (--backbone-lr-scale)") in log.splitlines()
     optim = _config(out)["optim"]
     assert (optim["epochs"], optim["lr_scheduler"], optim["warmup_epochs"]) == (10, "cosine", 0.0)
     groups = load_checkpoint(out / "checkpoint.pth.tar")["optimizer"]["param_groups"]
-    assert len(groups) == 2 and groups[1]["initial_lr"] == pytest.approx(0.1 * groups[0]["initial_lr"])
-    assert groups[0]["initial_lr"] == pytest.approx(tinynet.RECIPE.lr_1p)  # the head at the recipe's lr
-    assert len(groups[0]["params"]) == 2  # the head's weight and bias
+    assert BACKBONE_LR_SCALE == 1.0 and len(groups) == 1  # by default every layer at the head's lr
+    assert groups[0]["initial_lr"] == pytest.approx(tinynet.RECIPE.lr_1p)  # the recipe's lr
 
     # flags win: --epochs, --lr-scheduler, --backbone-lr-scale
     out = tmp_path / "flags"
@@ -184,7 +184,9 @@ def test_fine_tuning_onto_other_classes(image_folder, five, tmp_path, capsys):
     optim = _config(out)["optim"]
     assert (optim["epochs"], optim["lr_scheduler"]) == (1, "step")
     groups = load_checkpoint(out / "checkpoint.pth.tar")["optimizer"]["param_groups"]
-    assert groups[1]["initial_lr"] == pytest.approx(0.5 * groups[0]["initial_lr"])
+    assert len(groups) == 2 and groups[1]["initial_lr"] == pytest.approx(0.5 * groups[0]["initial_lr"])
+    assert groups[0]["initial_lr"] == pytest.approx(tinynet.RECIPE.lr_1p)  # the head at the recipe's lr
+    assert len(groups[0]["params"]) == 2  # the head's weight and bias
 
 
 def test_seeds_fine_tuning_flag(image_folder, tmp_path, capsys):

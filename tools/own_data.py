@@ -19,7 +19,7 @@ default 12, our defaults), then on the second task, per seed, for the same ``--e
 
 - ``scratch``: ``main.py TASK2 -a ARCH --epochs N --seed S``;
 - ``finetune``: the same with ``--pretrained`` the first task's checkpoint (the head is replaced:
-  7 -> 3 classes; the pretrained layers at 0.1 x lr, cosine: the fine-tuning defaults).
+  7 -> 3 classes; the fine-tuning defaults: cosine, no warm-up, every layer at the head's lr).
 
 Both print a table of best / final val Acc@1 and the training time per seed, and the means. A
 benchmark, not a test: minutes per run on a CPU.
