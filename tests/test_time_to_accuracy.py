@@ -378,7 +378,11 @@ def test_bench_fast_step_uses_the_nets_cpu_defaults_and_says_so(monkeypatch, cap
 def test_time_to_accuracy_table_from_the_runs(monkeypatch, capsys, tmp_path):
     from tools import bench, bench_fast
 
+    folders = []
+
     def fake_run(*, arch, recipe, data, epochs, args, out):
+        out.mkdir()  # what a run writes there
+        folders.append(out)
         accs = {"tinynet_modelzoo": [30.0, 50.0, 60.0], "tinynet_fast": [55.0, 61.0]}[recipe]
         return [{"epoch": e, "acc1": a, "epoch_time_s": 10.0 if "fast" not in recipe else 6.0}
                 for e, a in enumerate(accs[:epochs])]
@@ -392,6 +396,7 @@ def test_time_to_accuracy_table_from_the_runs(monkeypatch, capsys, tmp_path):
     assert rows[0][2:] == ["tinynet_modelzoo", "3", "60.00", "60.00", "3", "30.0", "30.0", "1.00x"]
     assert rows[1][2:] == ["tinynet_fast", "2", "61.00", "60.00", "2", "12.0", "12.0", "2.50x"]
     assert len([line for line in out.err.splitlines() if "final Acc@1" in line]) == 2  # a progress line per run
+    assert len(folders) == 2 and not any(f.parent.exists() for f in folders)  # the runs' folders are removed
 
 
 @pytest.mark.slow  # the slow tier (-m slow): four trainer runs

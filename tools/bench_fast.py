@@ -115,33 +115,37 @@ def to_target(records: List[Dict], target: float):
 
 
 def bench_time_to_accuracy(args, progress) -> List[Dict]:
+    """Seed vs fast recipe per net and data set; the runs' folders are removed at the end."""
     rows = []
-    work = Path(tempfile.mkdtemp(prefix="bench-tta-"))
-    for data_name in args.data:
-        data = resolve_tta_data(data_name, args)
-        for arch in args.arch:
-            runs = {}
-            for kind, recipe, epochs in (("seed", _seed_recipe(arch), args.seed_epochs),
-                                         ("fast", f"{arch}_fast", args.fast_epochs)):
-                start = time.perf_counter()
-                records = train_run(arch=arch, recipe=recipe, data=data, epochs=epochs, args=args,
-                                    out=work / f"{data_name.replace('/', '_')}-{arch}-{kind}")
-                final = max(records[-1].get("acc1") or 0.0, records[-1].get("ema_acc1") or 0.0)
-                runs[kind] = (recipe, epochs, records, final)
-                progress(f"{arch} on {data_name}: {recipe} {epochs} epochs, final Acc@1 {final:.2f}, "
-                         f"train {sum(r['epoch_time_s'] for r in records):.1f} s "
-                         f"(wall {time.perf_counter() - start:.0f} s)")
-            target = runs["seed"][3]
-            seed_time = to_target(runs["seed"][2], target)[1]
-            for kind in ("seed", "fast"):
-                recipe, epochs, records, final = runs[kind]
-                n, spent = to_target(records, target)
-                rows.append({"arch": arch, "data": data_name, "recipe": recipe, "epochs": epochs,
-                             "final_acc1": round(final, 2), "target": round(target, 2), "epochs_to_target": n,
-                             "time_to_target_s": None if spent is None else round(spent, 1),
-                             "train_s": round(sum(r["epoch_time_s"] for r in records), 1),
-                             "speedup": round(seed_time / spent, 2) if spent and seed_time else None})
+    with tempfile.TemporaryDirectory(prefix="bench-tta-") as tmp:
+        work = Path(tmp)
+        for data_name in args.data:
+            data = resolve_tta_data(data_name, args)
+            for arch in args.arch:
+                runs = {}
+                for kind, recipe, epochs in (("seed", _seed_recipe(arch), args.seed_epochs),
+                                             ("fast", f"{arch}_fast", args.fast_epochs)):
+                    start = time.perf_counter()
+                    records = train_run(arch=arch, recipe=recipe, data=data, epochs=epochs, args=args,
+                                        out=work / f"{data_name.replace('/', '_')}-{arch}-{kind}")
+                    final = max(records[-1].get("acc1") or 0.0, records[-1].get("ema_acc1") or 0.0)
+                    runs[kind] = (recipe, epochs, records, final)
+                    progress(f"{arch} on {data_name}: {recipe} {epochs} epochs, final Acc@1 {final:.2f}, "
+                             f"train {sum(r['epoch_time_s'] for r in records):.1f} s "
+                             f"(wall {time.perf_counter() - start:.0f} s)")
+                target = runs["seed"][3]
+                seed_time = to_target(runs["seed"][2], target)[1]
+                for kind in ("seed", "fast"):
+                    recipe, epochs, records, final = runs[kind]
+                    n, spent = to_target(records, target)
+                    rows.append({"arch": arch, "data": data_name, "recipe": recipe, "epochs": epochs,
+                                 "final_acc1": round(final, 2), "target": round(target, 2), "epochs_to_target": n,
+                                 "time_to_target_s": None if spent is None else round(spent, 1),
+                                 "train_s": round(sum(r["epoch_time_s"] for r in records), 1),
+                                 "speedup": round(seed_time / spent, 2) if spent and seed_time else None})
     return rows
+
+
 
 
 def _seed_recipe(arch: str) -> str:
