@@ -42,7 +42,13 @@ def check(argv, world_size: int, local_world: int, *, job: Optional[str] = None)
 
 
 def _wants_launcher(args) -> bool:
-    return wants_launcher(args, os.environ)
+    return wants_launcher(multiprocessing_distributed=args.multiprocessing_distributed,
+                          is_distributed=args.is_distributed, device_list=args.device_list, environ=os.environ)
+
+
+def _launcher_flags(args) -> list:
+    return launcher_flags(device=args.device, device_list=args.device_list, device_id=args.device_id,
+                          world_size=args.world_size, rank=args.rank, addr=args.addr, dist_url=args.dist_url)
 
 
 def main(argv=None) -> int:
@@ -55,7 +61,7 @@ def main(argv=None) -> int:
             from classify.check import check_run
 
             return check_run(lambda _worker_argv, world, local: build_config(args, world, local),
-                             launcher_argv=launcher_flags(args) if _wants_launcher(args) else None)
+                             launcher_argv=_launcher_flags(args) if _wants_launcher(args) else None)
         if _wants_launcher(args):
             from classify.launch import launch
 

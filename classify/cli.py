@@ -13,7 +13,7 @@ Usage errors are one line (``OneLineParser``): exit 2, or with ``--check`` first
 
 import argparse
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import models
 
@@ -430,19 +430,20 @@ LAUNCHER_HELP = ("\nmain_8p.py also takes: --nproc_per_node N, --device-list/--v
                  "nodes/node rank as in pytorch/examples. --check: print what the run would use and exit.")
 
 
-def wants_launcher(args, environ) -> bool:
+def wants_launcher(*, multiprocessing_distributed: bool, is_distributed: Optional[int], device_list: Optional[str],
+                   environ) -> bool:
     """pytorch/examples: ``main.py --multiprocessing-distributed`` spawns one worker per device."""
-    many = (args.multiprocessing_distributed or args.is_distributed == 1
-            or len((args.device_list or "").split(",")) > 1)
+    many = multiprocessing_distributed or is_distributed == 1 or len((device_list or "").split(",")) > 1
     return many and "LOCAL_RANK" not in environ
 
 
-def launcher_flags(args) -> list:
+def launcher_flags(*, device: str, device_list: Optional[str] = None, device_id: Optional[int] = None,
+                   world_size: Optional[int] = None, rank: Optional[int] = None, addr: Optional[str] = None,
+                   dist_url: Optional[str] = None) -> list:
     """The launcher flags main.py knows, as ``classify.launch`` reads them from its argv."""
-    flags = [f"--device={args.device}"]
-    for flag, value in (("--device-list", args.device_list), ("--device-id", args.device_id),
-                        ("--world-size", args.world_size), ("--rank", args.rank), ("--addr", args.addr),
-                        ("--dist-url", args.dist_url)):
+    flags = [f"--device={device}"]
+    for flag, value in (("--device-list", device_list), ("--device-id", device_id), ("--world-size", world_size),
+                        ("--rank", rank), ("--addr", addr), ("--dist-url", dist_url)):
         if value is not None:
             flags.append(f"{flag}={value}")
     return flags
