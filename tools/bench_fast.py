@@ -28,7 +28,6 @@ AlexNet and GoogLeNet on both copies::
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from tools.parity import digit_scans
+from tools.parity import digit_scans, run_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ARCHS = ("alexnet", "googlenet")  # the nets whose runs fit a 2-core CPU in minutes
@@ -91,16 +90,15 @@ def resolve_tta_data(name: str, args) -> Optional[str]:
 
 
 def train_run(*, arch: str, recipe: str, data: Optional[str], epochs: int, args, out: Path) -> List[Dict]:
-    """One training run of the trainer (a subprocess); its metrics.jsonl records."""
-    cmd = [sys.executable, str(args.trainer), *([data] if data else []), "-a", arch, "--recipe", recipe,
-           "--epochs", str(epochs), "-b", str(args.batch_size), "--image-size", str(args.image_size),
-           "-j", str(args.workers), "--seed", str(args.seed), "--device", args.device, "--print-freq", "100000",
-           "--output-dir", str(out), "--fresh"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise RuntimeError(f"{arch} {recipe}: main.py exited {proc.returncode}: {tail}")
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    """One training run of the trainer (``tools.parity.run_trainer``); its metrics.jsonl records."""
+    try:
+        records, _ = run_trainer([*([data] if data else []), "-a", arch, "--recipe", recipe, "--epochs", epochs,
+                                  "-b", args.batch_size, "--image-size", args.image_size, "-j", args.workers,
+                                  "--seed", args.seed, "--device", args.device, "--print-freq", "100000", "--fresh"],
+                                 out, trainer=args.trainer)
+    except RuntimeError as e:
+        raise RuntimeError(f"{arch} {recipe}: {e}") from None
+    return records
 
 
 def to_target(records: List[Dict], target: float):

@@ -50,7 +50,7 @@ from models.recipe import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["digit_scans", "make_digits", "reference_run", "main_run", "ours_run", "gradient_fidelity", "main"]
+__all__ = ["digit_scans", "make_digits", "reference_run", "run_trainer", "main_run", "ours_run", "gradient_fidelity", "main"]
 
 
 def digit_scans(csv: Optional[str]):
@@ -140,25 +140,36 @@ def reference_run(data: Path, *, arch: str, seed: int, epochs: int, batch_size: 
     return {"acc1": accs, "best": max(accs), "final": accs[-1], "time_s": time.perf_counter() - start}
 
 
+def run_trainer(args: Sequence[str], out: Path, trainer: Path = ROOT / "main.py") -> Tuple[List[Dict], str]:
+    """``TRAINER ARGS --output-dir OUT`` in a subprocess: its metrics.jsonl records and its stdout;
+    a ``RuntimeError`` naming the exit code and the last line of its stderr when it fails."""
+    done = subprocess.run([sys.executable, str(trainer), *map(str, args), "--output-dir", str(out)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["?"])[-1]
+        raise RuntimeError(f"{Path(trainer).name} exited {done.returncode}: {tail}")
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()], done.stdout
+
+
 def main_run(data: Path, flags: Sequence[str], keep: Optional[Path] = None) -> Dict:
-    """``main.py DATA FLAGS`` in a subprocess (its output in a temporary folder, or in ``keep``):
+    """``main.py DATA FLAGS`` (``run_trainer``; its output in a temporary folder, or in ``keep``):
     per-epoch Acc@1, best, final, its training + evaluation time (summary.json, as the
     reference's), the wall time with start-up, its precision and the command."""
+    shown = " ".join(["main.py", str(data), *flags])
     with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
-        out = str(keep or tmp)
-        cmd = [sys.executable, str(ROOT / "main.py"), str(data), *flags, "--output-dir", out]
+        out = Path(keep or tmp)
         start = time.perf_counter()
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            records, stdout = run_trainer([data, *flags], out)
+        except RuntimeError as e:
+            raise SystemExit(f"error: {shown} failed: {e}") from None
         elapsed = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"error: {' '.join(cmd[1:])} failed (exit {done.returncode}): "
-                             f"{done.stdout.strip().splitlines()[-1:]}")
-        accs = [json.loads(line)["acc1"] for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-        summary = json.loads((Path(out) / "summary.json").read_text())
-    weights = [line for line in done.stdout.splitlines() if line.startswith("=> pretrained weights from")]
+        summary = json.loads((out / "summary.json").read_text())
+    accs = [r["acc1"] for r in records]
+    weights = [line for line in stdout.splitlines() if line.startswith("=> pretrained weights from")]
     head = None if not weights else "replaced" if "starts fresh" in weights[0] else "loaded"
     return {"acc1": accs, "best": max(accs), "final": accs[-1], "time_s": summary["train_time_s"], "wall_s": elapsed,
-            "amp": summary.get("amp"), "head": head, "cmd": " ".join(["main.py", str(data), *flags])}
+            "amp": summary.get("amp"), "head": head, "cmd": shown}
 
 
 def ours_run(data: Path, *, arch: str, seed: int, epochs: int, batch_size: int, lr: float, image_size: int,
