@@ -178,6 +178,32 @@ def test_loader_cpu_counts_the_workers(bench, image_folder, monkeypatch):
         assert not set(seen[0]) & bench._child_pids(), name  # the workers are gone once it returns
 
 
+def test_loader_cpu_window_counts_the_prefetched_batches(bench, monkeypatch):
+    """img/CPU-s is every image over every CPU-second since the workers started: the batches the workers
+    prefetched before the wall-clock window opens (after ``skip``) cost CPU too. A fake loader that works
+    4 batches ahead, 0.1 CPU-s per batch of 16: 6 x 16 images / 0.6 s = 160 img/CPU-s (a window opened
+    after 2 batches sees 64 images for 0.1 s: 640)."""
+    cpu = [0.0]
+
+    class Prefetching:
+        def __len__(self):
+            return 6
+
+        def __iter__(self):
+            made = 0
+            for i in range(6):
+                while made < min(6, i + 5):  # this batch and up to 4 ahead
+                    cpu[0] += 0.1
+                    made += 1
+                yield torch.zeros(16, 3, 4, 4, dtype=torch.uint8), torch.zeros(16, dtype=torch.long), 0
+
+    monkeypatch.setattr(bench, "_cpu_seconds", lambda pids: cpu[0])
+    backend = bench.Backend("fake", Prefetching, lambda batch: batch)
+    normalize = bench.Normalize((0.5,) * 3, (0.25,) * 3)
+    result = bench.measure_loader(backend, normalize, torch.device("cpu"), skip=2)
+    assert result["img_per_cpu_s"] == pytest.approx(160.0)
+
+
 def test_precision_modes_are_ratios_to_fp32(bench, capsys):
     code, out, err = run(bench, capsys, *TINY, "--precision")
     assert code == 0, err

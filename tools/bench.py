@@ -414,30 +414,35 @@ def _cpu_seconds(pids: Sequence[int]) -> Optional[float]:
 
 
 def measure_loader(backend: Backend, normalize: Normalize, device: torch.device, skip: int) -> Dict:
-    """Batches ready for the model (on the device, normalised) per second, after ``skip`` batches."""
+    """Batches ready for the model (on the device, normalised) per second, after ``skip`` batches; and
+    images per CPU-second over the whole pass (every batch, from the workers' start: a window that
+    starts after ``skip`` batches would leave out the batches the workers had already prefetched by
+    then, and count their images at no CPU cost)."""
     before = _child_pids()
     loader = backend.make()
     it = iter(loader)  # starts the loader's workers (if any): the children that were not there before
     pids, batches = sorted(_child_pids() - before), len(loader)
+    cpu0 = _cpu_seconds(pids)
     skip = min(skip, batches - 1)
-    images = bad = 0
+    images = all_images = bad = 0
     begin = time.perf_counter() if skip == 0 else None
-    cpu0 = _cpu_seconds(pids) if skip == 0 else None
     for i in range(batches):
         x, _, n_bad = backend.to_triple(next(it))
         if x is not None:
             x = normalize(x.to(device, non_blocking=True))
+        n = 0 if x is None else x.shape[0]
+        all_images += n
         if i >= skip:
-            images, bad = images + (0 if x is None else x.shape[0]), bad + n_bad
+            images, bad = images + n, bad + n_bad
         if i == skip - 1:
             synchronize(device)
-            begin, cpu0 = time.perf_counter(), _cpu_seconds(pids)
+            begin = time.perf_counter()
     synchronize(device)
     seconds, cpu1 = time.perf_counter() - begin, _cpu_seconds(pids)
     del it, loader
     gc.collect()  # the workers exit now, not during the next measurement
     cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    return {"img_s": images / seconds, "img_per_cpu_s": images / cpu if cpu else None, "bad": bad}
+    return {"img_s": images / seconds, "img_per_cpu_s": all_images / cpu if cpu else None, "bad": bad}
 
 
 class Feed:
