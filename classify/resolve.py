@@ -555,7 +555,8 @@ def recipe_lever_args(args, recipe: Recipe, *, demo: Optional[dict] = None) -> a
     """``args`` with the lever flags not given on the command line taken from ``recipe.levers``;
     sizes and epochs relative to this run's image size and epoch budget (models.recipe.FAST_LEVERS):
     ``progressive_resize`` (start, end as fractions of the image size; from, to as fractions of the
-    epochs), ``val_crop_ratio`` (-> --val-crop-size), ``warmup_fraction`` (-> --warmup-epochs)."""
+    epochs; the start no lower than ``progressive_min_size`` px, nor than the end), ``val_crop_ratio``
+    (-> --val-crop-size), ``warmup_fraction`` (-> --warmup-epochs)."""
     levers = dict(recipe.levers)
     if not levers:
         return args
@@ -564,12 +565,14 @@ def recipe_lever_args(args, recipe: Recipe, *, demo: Optional[dict] = None) -> a
     size = _pick(args.image_size, demo.get("image_size"), recipe.image_size)
     epochs = _pick(args.epochs, demo.get("epochs"), recipe.epochs)
     min_size = models.min_image_size(recipe.arch)
-    prog = levers.pop("progressive_resize", None)
+    prog, floor = levers.pop("progressive_resize", None), levers.pop("progressive_min_size", 0)
     if prog is not None:
         start, end, first, last = prog
         first, last = math.floor(first * (epochs - 1)), math.ceil(last * (epochs - 1))  # a short run still ends at S
-        levers["progressive_resize"] = (f"{max(round(start * size), min_size)}:{max(round(end * size), min_size)}:"
-                                        f"{first}:{last}")
+        end = max(round(end * size), min_size)
+        start = min(max(round(start * size), min_size, floor), end)
+        if start < end:  # else the run trains at its size throughout (small images)
+            levers["progressive_resize"] = f"{start}:{end}:{first}:{last}"
     ratio = levers.pop("val_crop_ratio", None)
     if ratio is not None:
         levers["val_crop_size"] = max(round(ratio * size), min_size)

@@ -72,6 +72,10 @@ class Recipe:
 # - progressive_resize (start, end, from, to): train at 0.625 S up to 0.65 E, ramp to S by 0.85 E (FFCV's
 #   ResNet-50 configs: 160 -> 192 px between epochs 11 and 13 of 16, 65 and 76 of 88; 160 px is 0.625 of
 #   their 256 px evaluation; at 224 px this starts at 140);
+# - progressive_min_size: the low-resolution epochs never go below 128 px (nor, below that, under the run's own
+#   size: a run at 64 px trains at 64 throughout). These networks downsample by 32: below 128 px their last
+#   feature maps are 4x4 or less, and the cheaper epochs cost more accuracy than they save (measured on 64 px
+#   digits, docs/performance-fast.md: a 40 px first epoch cost GoogLeNet 15 points of Acc@1 after 2 epochs);
 # - val_crop_ratio: evaluate at 8/7 S (FFCV trains at <= 192 and tests at 256, Composer's mild recipe 176 / 232:
 #   a random-resized-crop net sees objects larger than a centre crop of the same size shows them, Touvron et
 #   al. 2019 "FixRes");
@@ -80,6 +84,7 @@ class Recipe:
 # - tta: flip test-time augmentation at every evaluation (FFCV; --tta, LoopConfig.tta: a flag given wins).
 FAST_LEVERS: Dict[str, Any] = {
     "progressive_resize": (0.625, 1.0, 0.65, 0.85),
+    "progressive_min_size": 128,
     "val_crop_ratio": 8 / 7,
     "warmup_fraction": 0.125,
     "norm_weight_decay": 0.0,

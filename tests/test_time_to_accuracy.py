@@ -83,8 +83,7 @@ def test_fast_recipe_resolves_relative_to_the_run(net, tmp_path):
     size = seed.image_size
     assert (o.epochs, o.lr_scheduler, o.label_smoothing) == (16, "linear", 0.1)
     assert o.warmup_epochs == 2.0  # 16 / 8
-    scale = 2.0 if net == "googlenet" else 1.0  # googlenet_fast: 0.1 per 256 images (the seed's 0.05)
-    assert (o.lr, o.batch_size) == (pytest.approx(seed.lr_1p * scale), seed.batch_size_1p)  # the seed's batch
+    assert (o.lr, o.batch_size) == (pytest.approx(seed.lr_1p), seed.batch_size_1p)  # the seed's lr and batch
     assert lv.norm_weight_decay == 0.0 and lv.bias_weight_decay == 0.0 and cfg.loop.tta == "flip"
     assert lv.progressive_resize == (round(0.625 * size), size, 9, 13)  # floor(0.65 x 15), ceil(0.85 x 15)
     assert d.image_size == size and d.val_crop_size == round(size * 8 / 7) > size  # test at a higher resolution
@@ -101,7 +100,9 @@ def test_fast_recipe_flags_win_and_fit_small_images(tmp_path):
     zero = _cfg(tmp_path, "--recipe", "alexnet_fast", "--warmup-epochs", "0", "--norm-weight-decay", "0.0001")
     assert zero.optim.warmup_epochs == 0 and zero.levers.norm_weight_decay == 0.0001  # 0 is a value, not "not given"
     cfg = _cfg(tmp_path, "--recipe", "alexnet_fast", "--epochs", "3", "--image-size", "64")
-    assert cfg.levers.progressive_resize[0] == models.min_image_size("alexnet")  # 40 raised to AlexNet's 63
+    assert cfg.levers.progressive_resize is None  # no epochs below 128 px: a 64 px run trains at 64 throughout
+    cfg = _cfg(tmp_path, "--recipe", "googlenet_fast", "--epochs", "8", "--image-size", "160")
+    assert cfg.levers.progressive_resize == (128, 160, 4, 6)  # 0.625 x 160 = 100 raised to 128
     seed = _cfg(tmp_path, "-a", "alexnet")  # the seeds' recipes set none of it
     assert seed.loop.tta == "none" and seed.levers.progressive_resize is None and seed.data.val_crop_size == 224
 
@@ -388,7 +389,7 @@ def test_time_to_accuracy_table_from_the_runs(monkeypatch, capsys, tmp_path):
                 for e, a in enumerate(accs[:epochs])]
 
     monkeypatch.setattr(bench_fast, "train_run", fake_run)
-    code = bench.main(["--time-to-accuracy", "--arch", "tinynet", "--data", "demo"])
+    code = bench.main(["--time-to-accuracy", "--arch", "tinynet", "--data", "demo", "--seed-epochs", "3", "--fast-epochs", "2"])
     out = capsys.readouterr()
     assert code == 0, out.err
     rows = [line.split() for line in out.out.splitlines() if line.startswith("tinynet")]

@@ -8,7 +8,7 @@ target. Every run is the trainer itself (``main.py`` in a subprocess, its ``metr
 with the same batch, image size and loader workers for both recipes::
 
     python tools/bench.py --time-to-accuracy                                   # demo + digits, AlexNet + GoogLeNet
-    python tools/bench.py --time-to-accuracy --arch googlenet --data demo --fast-epochs 2
+    python tools/bench.py --time-to-accuracy --arch googlenet --data demo --fast-epochs 3
     python tools/bench.py --time-to-accuracy --data /data/imagenet --image-size 224 -b 256 \\
         --seed-epochs 90 --fast-epochs 32 --device cuda                           # ImageNet, on a GPU
 
@@ -206,14 +206,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     add("--digits-csv", default=None, metavar="PATH", help="scikit-learn's digits.csv.gz (without scikit-learn)")
     add("--digits-dir", default=os.path.join(tempfile.gettempdir(), "classify-digits-64"),
         help="where the digits are rendered (once)")
-    add("--seed-epochs", type=int, default=3, help="the seed recipe's epochs (3: the demo set's schedule)")
-    add("--fast-epochs", type=int, default=2, help="the fast recipe's epoch budget (2)")
+    add("--seed-epochs", type=int, default=8, help="the seed recipe's epochs (8)")
+    add("--fast-epochs", type=int, default=4, help="the fast recipe's epoch budget (4: half the seed's)")
     add("-b", "--batch-size", dest="batch_size", type=int, default=None, help="32 (time to accuracy), 16 (loaders)")
     add("--image-size", type=int, default=None, help="64 (time to accuracy: the demo's), 224 (loaders)")
     add("-j", "--workers", type=int, default=2, help="loader workers (2)")
     add("--seed", type=int, default=0, help="the runs' --seed (0)")
     add("--device", default="cpu", help="the runs' --device (cpu)")
-    add("--steps", type=int, default=6, help="loaders: batches per pass (6)")
+    add("--steps", type=int, default=40,
+        help="loaders: batches per pass (40: the CPU time is read in 10 ms ticks; the photos repeat as needed)")
     add("--warmup", type=int, default=2, help="loaders: batches before timing (2)")
     add("--repeat", type=int, default=2, help="loaders: timed passes (2)")
     add("--num-photos", type=int, default=300, help="loaders: generated photos (300)")
