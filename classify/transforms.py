@@ -32,12 +32,14 @@ RRC_RATIO = (3 / 4, 4 / 3)
 
 def _draft(image: Image.Image, reduce: float) -> Image.Image:
     """Ask the JPEG decoder for a version at most ``reduce`` times smaller (no-op for other
-    formats and for already-loaded images); returns the RGB image, loaded."""
+    formats and for already-loaded images); returns the RGB image, loaded. An RGB image is returned
+    as it is (``convert("RGB")`` would copy it: 0.2 ms for a 500x375 photo, 8 % of its sample)."""
     factor = next((f for f in _DCT_SCALES if f <= reduce), 1)
     if factor > 1 and image.format == "JPEG" and getattr(image, "tile", None):  # not decoded yet
         # PIL picks the DCT scale as min(width // w, height // h): ask with floor division.
         image.draft("RGB", (max(1, image.width // factor), max(1, image.height // factor)))
-    return image.convert("RGB")
+    image.load()
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def sample_crop(width: int, height: int, scale: Sequence[float] = RRC_SCALE,

@@ -204,6 +204,25 @@ def test_loader_cpu_window_counts_the_prefetched_batches(bench, monkeypatch):
     assert result["img_per_cpu_s"] == pytest.approx(160.0)
 
 
+def test_loader_bench_main_process_on_one_thread(bench, image_folder, monkeypatch):
+    """With workers the loader table's main process runs on one intra-op thread (idle OpenMP threads spin,
+    and img/CPU-s would count that as loading), and gets its thread count back afterwards."""
+    seen = []
+    monkeypatch.setattr(bench, "measure_loader", lambda *a, **k: seen.append(torch.get_num_threads()) or
+                        {"img_s": 1.0, "img_per_cpu_s": 1.0, "bad": 0})
+    s = bench.Settings(torch.device("cpu"), 4, 3, 1, 1, 10, False, None, None)
+    net = bench.Net.make("tinynet", 32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        bench.bench_loaders(image_folder / "train", net, s, ["pil"], 2, lambda text: None)
+        assert seen == [1] and torch.get_num_threads() == 2
+        bench.bench_loaders(image_folder / "train", net, s, ["pil"], 0, lambda text: None)
+        assert seen == [1, 2]  # without workers the main process loads: its threads are the loader's
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_precision_modes_are_ratios_to_fp32(bench, capsys):
     code, out, err = run(bench, capsys, *TINY, "--precision")
     assert code == 0, err

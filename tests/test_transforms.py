@@ -63,6 +63,9 @@ def test_draft_scales_in_the_jpeg_decoder_only_as_far_as_allowed(jpeg, tmp_path)
     loaded.load()
     assert _draft(loaded, 4.0).size == (512, 384)  # already decoded: nothing to save
     assert _draft(Image.open(jpeg).convert("L"), 1).mode == "RGB"
+    assert _draft(loaded, 4.0) is loaded  # an RGB image is not copied
+    rgba = Image.open(png).convert("RGBA")
+    assert _draft(rgba, 1).mode == "RGB" and rgba.mode == "RGBA"  # other modes: converted, the input kept
 
 
 def test_draft_crop_matches_a_full_decode_crop(jpeg):

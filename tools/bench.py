@@ -501,14 +501,25 @@ def bench_overhead(parts: TrainParts, feed, repeat: int) -> Dict:
 
 def bench_loaders(folder: Path, net: Net, s: Settings, loaders: Sequence[str], workers: int,
                   progress) -> List[Dict]:
-    """Loader-only img/s of each backend, interleaved (forward, then reversed) over the repeats."""
+    """Loader-only img/s of each backend, interleaved (forward, then reversed) over the repeats.
+
+    With loader workers the main process runs on one intra-op thread here: its share of the loading is
+    receiving and normalising batches, and with more threads OpenMP's idle threads spin between batches,
+    CPU time that img/CPU-s would count as the loader's (measured: 0.9 ms/image with 2 threads against
+    0.2 ms with 1, for the same batches)."""
     backends = [make_backend(name, folder, net, s, workers) for name in loaders]
     normalize = Normalize(net.recipe.mean, net.recipe.std).to(s.device)
     samples: Dict[str, List[Dict]] = {b.name: [] for b in backends}
-    for r in range(s.repeat):
-        for b in (backends if r % 2 == 0 else backends[::-1]):
-            samples[b.name].append(measure_loader(b, normalize, s.device, max(s.warmup, workers)))
-            progress(f"loader {b.name}: {samples[b.name][-1]['img_s']:.1f} img/s")
+    threads = torch.get_num_threads()
+    if workers > 0:
+        torch.set_num_threads(1)
+    try:
+        for r in range(s.repeat):
+            for b in (backends if r % 2 == 0 else backends[::-1]):
+                samples[b.name].append(measure_loader(b, normalize, s.device, max(s.warmup, workers)))
+                progress(f"loader {b.name}: {samples[b.name][-1]['img_s']:.1f} img/s")
+    finally:
+        torch.set_num_threads(threads)
     best = {name: max(x["img_s"] for x in runs) for name, runs in samples.items()}
     cpu = {name: max((x["img_per_cpu_s"] or 0 for x in runs), default=0) or None for name, runs in samples.items()}
     ref, ref_cpu = best.get("reference"), cpu.get("reference")
