@@ -114,11 +114,11 @@ def _first(*pairs: Tuple[str, Optional[str]]) -> Tuple[Optional[str], Optional[s
     return None, None
 
 
-def _nnodes(args, env) -> Tuple[int, int]:
+def _nnodes(env, *, nnodes: Optional[str], world_size: Optional[int]) -> Tuple[int, int]:
     """(min, max) from --nnodes N|MIN:MAX, pytorch/examples' --world-size (nodes), PET_NNODES, SLURM_NNODES."""
-    if args.nnodes and args.world_size is not None and args.nnodes != str(args.world_size):
-        raise UserError(f"--nnodes {args.nnodes} and --world-size {args.world_size} (nodes) disagree; pass one")
-    where, text = _first(("--nnodes", args.nnodes), ("--world-size", args.world_size),
+    if nnodes and world_size is not None and nnodes != str(world_size):
+        raise UserError(f"--nnodes {nnodes} and --world-size {world_size} (nodes) disagree; pass one")
+    where, text = _first(("--nnodes", nnodes), ("--world-size", world_size),
                          ("PET_NNODES", env.get("PET_NNODES")), ("SLURM_NNODES", env.get("SLURM_NNODES")))
     if text is None:
         return 1, 1
@@ -147,21 +147,22 @@ def first_host(nodelist: str) -> str:
     return prefix + re.split(r"[-,\]]", ranges)[0]
 
 
-def _endpoint(args, env, max_nodes: int) -> Tuple[Optional[str], Optional[str]]:
+def _endpoint(env, max_nodes: int, *, rdzv_endpoint: Optional[str], dist_url: Optional[str],
+              addr: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
     """(where from, HOST:PORT) of the rendezvous: --rdzv-endpoint; with several nodes also the
     ModelZoo/pytorch/examples forms (--dist-url tcp://HOST:PORT, --addr, env://: MASTER_ADDR/PORT),
     PET_RDZV_ENDPOINT and the first host of SLURM_JOB_NODELIST."""
-    if args.rdzv_endpoint:
-        return "--rdzv-endpoint", args.rdzv_endpoint
+    if rdzv_endpoint:
+        return "--rdzv-endpoint", rdzv_endpoint
     if max_nodes == 1:  # one node: a free local port (two jobs on one machine must not collide)
         return None, None
     port = env.get("MASTER_PORT") if env.get("MASTER_PORT", "").isdigit() else "29500"
-    if args.dist_url and args.dist_url != "env://":
-        url = urlparse(args.dist_url)
-        return "--dist-url", f"{args.addr or url.hostname}:{url.port or port}"
-    if args.addr:
-        return "--addr", f"{args.addr}:{port}"
-    if args.dist_url == "env://" and env.get("MASTER_ADDR"):
+    if dist_url and dist_url != "env://":
+        url = urlparse(dist_url)
+        return "--dist-url", f"{addr or url.hostname}:{url.port or port}"
+    if addr:
+        return "--addr", f"{addr}:{port}"
+    if dist_url == "env://" and env.get("MASTER_ADDR"):
         return "MASTER_ADDR", f"{env['MASTER_ADDR']}:{port}"
     if env.get("PET_RDZV_ENDPOINT"):
         return "PET_RDZV_ENDPOINT", env["PET_RDZV_ENDPOINT"]
@@ -178,21 +179,29 @@ def _check_endpoint(where: str, endpoint: str) -> None:
         raise UserError(f"{where} '{endpoint}' has no port; pass HOST:PORT (e.g. node0:29500), the same on every node")
 
 
-def _rendezvous(args, env) -> Rendezvous:
+# The launcher flags _rendezvous reads (classify.cli.launcher_parser's dests).
+RDZV_FLAGS = ("nnodes", "world_size", "node_rank", "rank", "rdzv_backend", "rdzv_endpoint", "rdzv_id",
+              "rdzv_timeout", "rdzv_conf", "dist_url", "addr")
+
+
+def _rendezvous(env, *, nnodes: Optional[str], world_size: Optional[int], node_rank: Optional[int],
+                rank: Optional[int], rdzv_backend: Optional[str], rdzv_endpoint: Optional[str],
+                rdzv_id: Optional[str], rdzv_timeout: int, rdzv_conf: Optional[str], dist_url: Optional[str],
+                addr: Optional[str]) -> Rendezvous:
     """The rendezvous of this node's agent from the flags, then the scheduler's environment."""
-    if args.dist_url and args.dist_url != "env://":
-        url = urlparse(args.dist_url)
+    if dist_url and dist_url != "env://":
+        url = urlparse(dist_url)
         if url.scheme != "tcp" or not url.hostname:
-            raise UserError(f"--dist-url '{args.dist_url}' is not tcp://HOST:PORT or env://")
-    lo, hi = _nnodes(args, env)
-    where, rank = _first(("--node-rank", args.node_rank), ("--rank", args.rank),
+            raise UserError(f"--dist-url '{dist_url}' is not tcp://HOST:PORT or env://")
+    lo, hi = _nnodes(env, nnodes=nnodes, world_size=world_size)
+    where, node = _first(("--node-rank", node_rank), ("--rank", rank),
                          ("PET_NODE_RANK", env.get("PET_NODE_RANK")), ("SLURM_NODEID", env.get("SLURM_NODEID")))
-    if rank is not None and (not rank.isdigit() or int(rank) >= hi):
-        raise UserError(f"{where} {rank} is not a node rank for {hi} nodes; use 0..{hi - 1}")
-    backend = args.rdzv_backend or env.get("PET_RDZV_BACKEND") or "c10d"
+    if node is not None and (not node.isdigit() or int(node) >= hi):
+        raise UserError(f"{where} {node} is not a node rank for {hi} nodes; use 0..{hi - 1}")
+    backend = rdzv_backend or env.get("PET_RDZV_BACKEND") or "c10d"
     if backend not in ("c10d", "static"):
         raise UserError(f"--rdzv-backend '{backend}' is not c10d or static")
-    source, endpoint = _endpoint(args, env, hi)
+    source, endpoint = _endpoint(env, hi, rdzv_endpoint=rdzv_endpoint, dist_url=dist_url, addr=addr)
     if endpoint is None and hi > 1:  # every node would wait on its own localhost: a hang, not an error
         raise UserError(f"{hi} nodes need the address of node 0: pass --rdzv-endpoint HOST:PORT (or --addr HOST, "
                         "--dist-url tcp://HOST:PORT), the same on every node")
@@ -200,20 +209,20 @@ def _rendezvous(args, env) -> Rendezvous:
         _check_endpoint(source, endpoint)
     if backend == "static" and lo != hi:
         raise UserError(f"--nnodes {lo}:{hi} (elastic) needs --rdzv-backend c10d; static takes a fixed number")
-    if args.rdzv_timeout < 1:
-        raise UserError(f"--rdzv-timeout must be >= 1 second, got {args.rdzv_timeout}")
+    if rdzv_timeout < 1:
+        raise UserError(f"--rdzv-timeout must be >= 1 second, got {rdzv_timeout}")
     slurm_id = env.get("SLURM_JOB_ID") and ".".join(filter(None, (env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID"))))
-    _, run_id = _first(("--rdzv-id", args.rdzv_id), ("PET_RDZV_ID", env.get("PET_RDZV_ID")),
+    _, run_id = _first(("--rdzv-id", rdzv_id), ("PET_RDZV_ID", env.get("PET_RDZV_ID")),
                        ("SLURM_JOB_ID", slurm_id))  # one srun step: the same on every node
     if run_id is None:  # all nodes must agree: one made from the endpoint; one node: a fresh id
         run_id = f"classify-{endpoint.replace(':', '-')}" if endpoint else uuid.uuid4().hex[:12]
     return Rendezvous(min_nodes=lo, max_nodes=hi, backend=backend if endpoint else "c10d",
-                      endpoint=endpoint or "localhost:0", run_id=run_id, node_rank=int(rank or 0),
-                      timeout=args.rdzv_timeout, conf=args.rdzv_conf or "")
+                      endpoint=endpoint or "localhost:0", run_id=run_id, node_rank=int(node or 0),
+                      timeout=rdzv_timeout, conf=rdzv_conf or "")
 
 
-def _restarts(args, env, backend: str) -> int:
-    where, text = _first(("--max-restarts", args.max_restarts), ("PET_MAX_RESTARTS", env.get("PET_MAX_RESTARTS")))
+def _restarts(env, backend: str, *, max_restarts: Optional[str]) -> int:
+    where, text = _first(("--max-restarts", max_restarts), ("PET_MAX_RESTARTS", env.get("PET_MAX_RESTARTS")))
     if text is None:
         return 0
     if not text.isdigit():
@@ -262,8 +271,9 @@ def plan(argv: List[str], env: Optional[Dict[str, str]] = None) -> Plan:
     # Restrict what the workers see when the devices were named (local rank i -> devices[i]).
     named = kind != "cpu" and (bool(args.device_list) or (args.device_id or 0) > 0)
     visible = ",".join(map(str, devices)) if named else None
-    rdzv = _rendezvous(args, env)
-    torchrun = [f"--nproc_per_node={nproc}", f"--max-restarts={_restarts(args, env, rdzv.backend)}",
+    rdzv = _rendezvous(env, **{name: getattr(args, name) for name in RDZV_FLAGS})
+    restarts = _restarts(env, rdzv.backend, max_restarts=args.max_restarts)
+    torchrun = [f"--nproc_per_node={nproc}", f"--max-restarts={restarts}",
                 *rdzv.torchrun_flags()]
     return Plan(kind=kind, nnodes=rdzv.max_nodes, node_rank=rdzv.node_rank, nproc=nproc, devices=devices,
                 visible=visible, torchrun=torchrun, worker_args=[f"--device={args.device}", *_strip_script(rest)],
