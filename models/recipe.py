@@ -97,16 +97,14 @@ FAST_EMA: Dict[str, Any] = {"model_ema": True, "model_ema_warmup": True}
 
 
 def fast_recipe(seed: "Recipe", *, epochs: int, ema: bool = False, label_smoothing: float = 0.1,
-                lr_scale: float = 1.0, **changes) -> "Recipe":
+                **changes) -> "Recipe":
     """``<arch>_fast``: the seed's network, batch, lr and augmentation with a short schedule
-    (``epochs``, the default of --epochs) at ``lr_scale`` x the seed's lr: warm-up then a linear lr decay
-    to 0 at the budget's end
+    (``epochs``, the default of --epochs): warm-up then a linear lr decay to 0 at the budget's end
     (Li et al., ICLR 2020, "Budgeted Training"), label smoothing, progressive resizing, a higher
     evaluation resolution, no weight decay on norm and bias parameters, flip TTA at the end, and
-    (``ema``) an EMA of the weights. ``changes``: any other field of the recipe."""
+    (``ema``) an EMA of the weights. ``changes``: any other field of the recipe (e.g. ``lr_1p``)."""
     levers = {**FAST_LEVERS, **(FAST_EMA if ema else {}), **changes.pop("levers", {})}
     return dataclasses.replace(
         seed, name=f"{seed.arch}_fast", seed_name=f"{seed.seed_name}, fast schedule (FFCV / Composer / Budgeted "
         "Training)", epochs=epochs, lr_scheduler="linear", lr_epochs=(), warmup_epochs=0,
-        label_smoothing=label_smoothing, levers=levers, lr_1p=seed.lr_1p * lr_scale, lr_8p=seed.lr_8p * lr_scale,
-        **changes)
+        label_smoothing=label_smoothing, levers=levers, **changes)

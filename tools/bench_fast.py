@@ -144,8 +144,6 @@ def bench_time_to_accuracy(args, progress) -> List[Dict]:
     return rows
 
 
-
-
 def _seed_recipe(arch: str) -> str:
     import models
 
